@@ -1,0 +1,1 @@
+"""Audio-Agent engine: pure planning and audio logic (no sockets, no servers)."""

@@ -1,0 +1,71 @@
+"""The manifest: the one description of a render that the CLI, the server and the DAW scripts share.
+
+Written as manifest.json beside the stems. Paths are absolute so a DAW script can insert them
+without knowing where the engine ran.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ManifestEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    description: str
+    start_s: float  # relative to the scene start; the DAW places it at anchor_s + start_s
+    end_s: float
+    target_lufs: float  # the effective target (the event's own, or the scene default)
+    measured_lufs: float | None  # of the stem file; None when it is too short/quiet to measure
+    true_peak_dbtp: float | None  # of the stem file; None for digital silence
+    gain_db: float = 0.0  # item gain the DAW applies on top of the stem file (see docs)
+    stem_path: str
+    aligned_path: str | None = None  # full-scene-length copy starting at 0 (--aligned)
+    cache_hit: bool = False  # no generator call was made for this stem
+    cache_key: str = ""
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    duration_s: float
+    sample_rate: int
+    anchor_s: float = 0.0
+    events: list[ManifestEvent]
+    mix_path: str | None = None
+    mix_true_peak_dbtp: float | None = None
+    backend: str = ""
+    planner: str = ""
+    notes: list[str] = []
+
+    def event(self, event_id: str) -> ManifestEvent:
+        for event in self.events:
+            if event.id == event_id:
+                return event
+        raise KeyError(event_id)
+
+
+def write_manifest(manifest: Manifest, path: Path) -> None:
+    """Atomically write ``manifest`` as JSON (temp file in the same folder, then os.replace)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(manifest.model_dump(mode="json"), indent=2)
+    fd, tmp_name = tempfile.mkstemp(prefix=".manifest-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def read_manifest(path: Path) -> Manifest:
+    return Manifest.model_validate_json(Path(path).read_text(encoding="utf-8"))

@@ -1,0 +1,1 @@
+"""Audio-Agent server: transports and wiring around the engine."""
