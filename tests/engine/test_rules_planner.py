@@ -1,0 +1,245 @@
+"""The offline rule planner: decomposition, layout, explicit times, loudness words, edits."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.errors import InvalidInputError, NotFoundError
+from engine.plan import ChangeKind, Plan, PlanLimits, diff_plans, max_concurrent, validate_plan
+from engine.planners import create_planner
+from engine.planners.rules import RulePlanner
+
+PLANNER = RulePlanner(base_lufs=-23.0)
+DEMO = "Rain pouring outside as thunder rumbles in the distance, followed by a door slamming"
+
+
+def plan(prompt: str, duration_s: float = 10.0, **kwargs: object) -> Plan:
+    result = PLANNER.plan(prompt, duration_s=duration_s, **kwargs)  # type: ignore[arg-type]
+    assert result.planner == "rules"
+    return result.plan
+
+
+def by_text(p: Plan, fragment: str):
+    matches = [e for e in p.events if fragment.lower() in e.description.lower()]
+    assert len(matches) == 1, (fragment, [e.description for e in p.events])
+    return matches[0]
+
+
+def test_demo_prompt_structure() -> None:
+    p = plan(DEMO)
+    rain, thunder, door = by_text(p, "rain"), by_text(p, "thunder"), by_text(p, "door")
+    assert rain.start_s == thunder.start_s == 0.0  # "as": together
+    assert door.start_s >= rain.end_s - 1e-6  # "followed by": after
+    assert door.end_s == 10.0  # the last event ends at the scene end
+    assert thunder.target_lufs < rain.target_lufs  # "in the distance" is quieter
+
+
+# (prompt, expected descriptions in start order, groups that must be simultaneous)
+SEQUENCES = [
+    ("A dog barks followed by a cat meowing", ["dog", "cat"]),
+    ("A car starts then drives away", ["car starts", "drives away"]),
+    ("A man speaks and then a woman laughs", ["man speaks", "woman"]),
+    ("A phone rings; a man answers", ["phone", "man"]),
+    ("A bell rings before a crowd cheers", ["bell", "crowd"]),
+    ("A crowd cheers after a bell rings", ["bell", "crowd"]),
+    ("After the door slams, a baby cries", ["door", "baby"]),
+    ("A man enters his car and drives away", ["enters", "drives"]),
+    ("People talking, a dog barks, a horn honks", ["people", "dog", "horn"]),
+    ("Water runs, then it stops, then footsteps walk away", ["water", "stops", "footsteps"]),
+]
+
+
+@pytest.mark.parametrize(("prompt", "order"), SEQUENCES)
+def test_sequential_connectives_fill_the_duration_in_order(prompt: str, order: list[str]) -> None:
+    p = plan(prompt, duration_s=12.0)
+    events = [by_text(p, fragment) for fragment in order]
+    starts = [e.start_s for e in events]
+    assert starts == sorted(starts) and len(set(starts)) == len(starts)
+    assert events[0].start_s == 0.0
+    assert events[-1].end_s == 12.0
+    for earlier, later in zip(events, events[1:]):
+        assert later.start_s == pytest.approx(earlier.end_s)  # consecutive spans, no gaps
+
+
+SIMULTANEOUS = [
+    ("Thunder and rain", ["thunder", "rain"]),
+    ("Birds chirping while a stream flows", ["birds", "stream"]),
+    ("A man speaks as a car passes by", ["man", "car"]),
+    ("A car engine idles with music playing", ["engine", "music"]),
+    ("Rain, wind and thunder", ["rain", "wind", "thunder"]),
+    ("Birds chirping and dogs barking", ["birds", "dogs"]),
+]
+
+
+@pytest.mark.parametrize(("prompt", "fragments"), SIMULTANEOUS)
+def test_simultaneous_connectives_overlap(prompt: str, fragments: list[str]) -> None:
+    p = plan(prompt)
+    events = [by_text(p, f) for f in fragments]
+    assert {(e.start_s, e.end_s) for e in events} == {(0.0, 10.0)}
+
+
+def test_no_connective_is_one_event_over_the_scene() -> None:
+    p = plan("Heavy rain on a tin roof", duration_s=7.5)
+    assert len(p.events) == 1
+    assert (p.events[0].start_s, p.events[0].end_s) == (0.0, 7.5)
+    assert p.events[0].description == "Heavy rain on a tin roof"
+
+
+@pytest.mark.parametrize("bed_word", ["in the background", "throughout", "continuous"])
+def test_bed_words_span_the_scene_under_the_foreground(bed_word: str) -> None:
+    prompt = {
+        "in the background": "A dog barks then a door slams with traffic in the background",
+        "throughout": "A dog barks then a door slams, wind blowing throughout",
+        "continuous": "A dog barks then a door slams with a continuous hum",
+    }[bed_word]
+    p = plan(prompt)
+    bed = [e for e in p.events if e.start_s == 0.0 and e.end_s == 10.0]
+    assert len(bed) == 1
+    assert bed_word not in bed[0].description.lower() or bed_word == "continuous"
+    dog, door = by_text(p, "dog"), by_text(p, "door")
+    assert dog.start_s < door.start_s
+    assert bed[0].target_lufs < dog.target_lufs
+
+
+def test_explicit_times_are_honoured() -> None:
+    p = plan("A clock ticks throughout; a bell rings at 5 seconds for 2 seconds")
+    bell = by_text(p, "bell")
+    assert (bell.start_s, bell.end_s) == (5.0, 7.0)
+    assert "5" not in bell.description
+    p = plan("Traffic noise from 2 to 6 seconds and a siren")
+    traffic = by_text(p, "traffic")
+    assert (traffic.start_s, traffic.end_s) == (2.0, 6.0)
+    p = plan("Footsteps for 3 s then a door creaks")
+    steps = by_text(p, "footsteps")
+    assert (steps.start_s, steps.end_s) == (0.0, 3.0)
+    p = plan("A gunshot at 8s", duration_s=10)
+    assert (p.events[0].start_s, p.events[0].end_s) == (8.0, 10.0)
+
+
+def test_explicit_time_past_the_end_is_moved_inside_with_a_note() -> None:
+    result = PLANNER.plan("A gunshot at 30 seconds", duration_s=10.0)
+    event = result.plan.events[0]
+    assert 0.0 <= event.start_s < event.end_s <= 10.0
+    assert any("past the scene end" in note for note in result.notes)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "offset"),
+    [("Faint wind", -8.0), ("Distant thunder", -8.0), ("A loud explosion", 6.0),
+     ("Very faint birdsong", -12.0), ("A dog barks", 0.0)],
+)
+def test_loudness_words_shift_target(prompt: str, offset: float) -> None:
+    assert plan(prompt).events[0].target_lufs == pytest.approx(-23.0 + offset)
+
+
+def test_base_lufs_and_seed_options() -> None:
+    loud = RulePlanner(base_lufs=-16.0).plan("A dog barks", duration_s=5).plan
+    assert loud.events[0].target_lufs == -16.0
+    a = RulePlanner(seed=1).plan("A dog barks", duration_s=5).plan.events[0].seed
+    b = RulePlanner(seed=2).plan("A dog barks", duration_s=5).plan.events[0].seed
+    assert a != b
+    # Same text, same salt: same seed (identical events share cached renders across sessions).
+    assert a == RulePlanner(seed=1).plan("A dog barks", duration_s=9).plan.events[0].seed
+
+
+def test_overlap_limit_is_kept_by_merging() -> None:
+    prompt = "Rain, wind, fire and a crowd while a bell rings and a dog barks and a cat meows"
+    result = PLANNER.plan(prompt, duration_s=10.0, limits=PlanLimits(max_overlap=3))
+    assert max_concurrent(result.plan.events)[0] <= 3
+    assert any("merged" in note for note in result.notes)
+    text = " ".join(e.description.lower() for e in result.plan.events)
+    for source in ["rain", "wind", "fire", "crowd", "bell", "dog", "cat"]:
+        assert source in text  # merged, never dropped
+
+
+PROMPTS_ALWAYS_VALID = [
+    "", "   ", "and then", DEMO, "x" * 1900, "a, b, c, d, e, f, g, h, i, j, k, l",
+    "at 3 seconds", "thunder " * 200, "A door slams at -4 seconds", "rain from 8 to 2 seconds",
+]
+
+
+@pytest.mark.parametrize("prompt", PROMPTS_ALWAYS_VALID)
+@pytest.mark.parametrize("duration_s", [0.5, 10.0, 600.0])
+def test_output_always_validates_or_names_the_prompt(prompt: str, duration_s: float) -> None:
+    try:
+        result = PLANNER.plan(prompt, duration_s=duration_s)
+    except InvalidInputError as error:
+        assert error.field == "prompt"
+        return
+    validate_plan(result.plan)
+    if "second" not in prompt:  # with no explicit time, the last event ends at the scene end
+        assert max(e.end_s for e in result.plan.events) == pytest.approx(duration_s)
+
+
+def test_create_planner_by_name() -> None:
+    assert create_planner("rules").name == "rules"
+    with pytest.raises(InvalidInputError, match="planner='gpt'"):
+        create_planner("gpt")
+
+
+# ---- edit grammar -------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def demo_plan() -> Plan:
+    return plan(DEMO)
+
+
+def changes(old: Plan, new: Plan) -> dict[str, ChangeKind]:
+    return {c.event_id: c.kind for c in diff_plans(old, new).changes if c.kind != ChangeKind.UNCHANGED}
+
+
+def test_edit_replace_keeps_other_ids(demo_plan: Plan) -> None:
+    door = by_text(demo_plan, "door")
+    new = PLANNER.edit(demo_plan, "replace the door with a gunshot").plan
+    assert changes(demo_plan, new) == {door.id: ChangeKind.CHANGED}
+    assert new.event(door.id).description == "A gunshot"
+    assert (new.event(door.id).start_s, new.event(door.id).end_s) == (door.start_s, door.end_s)
+    swapped = PLANNER.edit(demo_plan, "swap rain for wind").plan
+    assert by_text(swapped, "wind").id == by_text(demo_plan, "rain").id
+
+
+def test_edit_remove_louder_quieter(demo_plan: Plan) -> None:
+    thunder = by_text(demo_plan, "thunder")
+    removed = PLANNER.edit(demo_plan, "remove the thunder").plan
+    assert changes(demo_plan, removed) == {thunder.id: ChangeKind.REMOVED}
+    louder = PLANNER.edit(demo_plan, "make the thunder louder").plan
+    assert changes(demo_plan, louder) == {thunder.id: ChangeKind.REGAINED}
+    assert louder.event(thunder.id).target_lufs == thunder.target_lufs + 6.0
+    quieter = PLANNER.edit(demo_plan, "make the thunder a bit quieter").plan
+    assert quieter.event(thunder.id).target_lufs == thunder.target_lufs - 3.0
+    by_db = PLANNER.edit(demo_plan, "make the thunder louder by 4 dB").plan
+    assert by_db.event(thunder.id).target_lufs == thunder.target_lufs + 4.0
+
+
+def test_edit_heavier_is_new_content(demo_plan: Plan) -> None:
+    rain = by_text(demo_plan, "rain")
+    new = PLANNER.edit(demo_plan, "make the rain heavier").plan
+    assert changes(demo_plan, new) == {rain.id: ChangeKind.CHANGED}
+    assert new.event(rain.id).description.lower().startswith("heavy rain")
+    assert new.event(rain.id).target_lufs > rain.target_lufs
+
+
+def test_edit_move_and_add(demo_plan: Plan) -> None:
+    thunder = by_text(demo_plan, "thunder")
+    moved = PLANNER.edit(demo_plan, "move the thunder to 1 s").plan
+    # Length is kept when it fits, so the stem can be reused.
+    assert changes(demo_plan, PLANNER.edit(demo_plan, "move the thunder to 2 s").plan) == {
+        thunder.id: ChangeKind.MOVED
+    }
+    assert moved.event(thunder.id).start_s == 1.0
+    added = PLANNER.edit(demo_plan, "add a dog barking at 6 s for 1 s").plan
+    new_ids = [i for i, k in changes(demo_plan, added).items() if k == ChangeKind.ADDED]
+    assert len(new_ids) == 1 and new_ids[0] not in demo_plan.event_ids
+    dog = added.event(new_ids[0])
+    assert (dog.start_s, dog.end_s, dog.description) == (6.0, 7.0, "A dog barking")
+
+
+def test_edit_errors_name_the_problem(demo_plan: Plan) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        PLANNER.edit(demo_plan, "dance")
+    assert info.value.field == "instruction" and "replace A with B" in str(info.value)
+    with pytest.raises(NotFoundError, match="no event matches"):
+        PLANNER.edit(demo_plan, "remove the helicopter")
+    with pytest.raises(InvalidInputError):
+        PLANNER.edit(demo_plan, "  ")
