@@ -1,0 +1,731 @@
+"""Sessions: a named scene that evolves by generate / edit / undo / redo, persisted on disk.
+
+Each request runs in two phases so the server can plan one request while its single render
+worker renders another:
+
+- ``prepare_*`` plans (or, for undo/redo, picks a stored version), validates and diffs against
+  the session's current version. Nothing is rendered; the result is a PendingVersion.
+- ``render(pending)`` renders only what the diff says changed, reusing the previous stems of
+  unchanged, moved and re-gained events, stores the version and makes it current.
+
+Layout under ``data_dir``: ``audio_agent.sqlite`` (engine.store) and
+``sessions/<safe name>/v<N>/`` (stems, mix.wav, manifest.json of version N). Session names are
+user text; ``session_dir_name`` maps any of them to one safe folder name inside ``sessions/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import threading
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+from engine.cache import RenderCache
+from engine.edits import EventEdit, apply_edit, stable_seed
+from engine.errors import InvalidInputError, NotFoundError
+from engine.generators import Generator
+from engine.manifest import Manifest, ManifestEvent
+from engine.plan import (
+    DEFAULT_LIMITS,
+    ChangeKind,
+    Plan,
+    PlanDiff,
+    PlanLimits,
+    diff_plans,
+    validate_plan,
+)
+from engine.planners import Planner, PlanResult, Turn
+from engine.progress import CancelToken, ProgressFn
+from engine.store import JobRow, SessionRow, SessionStore, VersionRow
+
+DB_NAME = "audio_agent.sqlite"
+SESSIONS_DIR = "sessions"
+MAX_SESSION_NAME_CHARS = 200
+SLUG_CHARS = 40
+MAX_PROMPT_CHARS = 4000
+
+VersionKind = Literal["generate", "edit", "undo", "redo", "video_cue"]
+OnStem = Callable[[ManifestEvent, ChangeKind], None]
+
+# Plain history commands are handled here, never sent to a planner: an LLM asked to "undo"
+# would have to reconstruct the old plan, while the store already holds it exactly.
+_UNDO = re.compile(
+    r"^\s*(?:please\s+)?(?:undo(?:\s+(?:that|it|this|the\s+last(?:\s+(?:change|edit))?))?"
+    r"|go\s+back|revert(?:\s+(?:that|it))?)\s*(?:,?\s*please)?[\s.!]*$",
+    re.IGNORECASE,
+)
+_REDO = re.compile(
+    r"^\s*(?:please\s+)?(?:redo(?:\s+(?:that|it|this))?)\s*(?:,?\s*please)?[\s.!]*$",
+    re.IGNORECASE,
+)
+# Control characters (NUL above all) never make sense in a name and break file APIs.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def route_instruction(instruction: str) -> Literal["undo", "redo"] | None:
+    """'undo' / 'undo that' / 'go back' -> 'undo'; 'redo' -> 'redo'; anything else None."""
+    if _UNDO.match(instruction):
+        return "undo"
+    if _REDO.match(instruction):
+        return "redo"
+    return None
+
+
+def check_session_name(name: object) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInputError("session: must be a non-empty name", field="session", value=name)
+    if len(name) > MAX_SESSION_NAME_CHARS:
+        raise InvalidInputError(
+            f"session: {len(name)} characters; the limit is {MAX_SESSION_NAME_CHARS}",
+            field="session",
+            value=name[:40] + "...",
+        )
+    if _CONTROL.search(name):
+        raise InvalidInputError(
+            f"session={name!r}: must not contain control characters", field="session", value=name
+        )
+    return name
+
+
+def session_dir_name(name: str) -> str:
+    """A folder name for ``name``: a readable ASCII slug plus a hash of the exact name.
+
+    The slug can only hold [a-z0-9_-] so no name reaches another folder ('..', '/', drive
+    letters); the hash keeps names apart that slug alike ('A b' vs 'a-b') and means the result
+    is never a bare Windows device name (CON, NUL, COM1...).
+    """
+    check_session_name(name)
+    ascii_text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    slug = re.sub(r"[^a-z0-9_-]+", "-", ascii_text.lower()).strip("-_")[:SLUG_CHARS].strip("-_")
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:12]
+    return f"{slug or 'session'}-{digest}"
+
+
+@dataclass(frozen=True)
+class PendingVersion:
+    """A planned but not yet rendered version (for undo/redo: the stored version to restore)."""
+
+    session: str
+    version: int
+    kind: VersionKind
+    plan: Plan
+    diff: PlanDiff
+    notes: tuple[str, ...] = ()
+    planner: str = ""  # the planner that produced the plan ("" for structured edits/restores)
+    backend: str = ""  # "" = the generator factory's default
+    anchor_s: float = 0.0
+    base_version: int = 0  # the current version this was planned against (0: none)
+    instruction: str = ""  # the user's words (prompt, instruction or described change)
+    reply: str = ""  # the assistant's answer, stored as a turn
+    fell_back: bool = False
+    session_planner: str = ""  # planner setting to store on the session ("" = default)
+
+    @property
+    def duration_s(self) -> float:
+        return self.plan.duration_s
+
+
+@dataclass(frozen=True)
+class SessionVersion:
+    session: str
+    version: int
+    kind: str
+    plan: Plan
+    manifest: Manifest
+    instruction: str = ""
+    notes: tuple[str, ...] = ()
+    rerendered: tuple[str, ...] = ()  # undo/redo: ids whose missing stem was rendered again
+
+
+@dataclass(frozen=True)
+class VersionSummary:
+    version: int
+    kind: str
+    instruction: str
+    created: float
+    event_count: int
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    name: str
+    current_version: int  # 0 until the first render lands
+    plan: Plan | None
+    manifest: Manifest | None
+    history: list[Turn]
+    versions: list[VersionSummary]
+    planner: str
+    backend: str
+    anchor_s: float
+    created: float
+    updated: float
+    can_undo: bool
+    can_redo: bool
+    interrupted_jobs: list[JobRow] = field(default_factory=list)
+    directory: str = ""
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    name: str
+    current_version: int
+    version_count: int
+    event_count: int
+    duration_s: float | None
+    updated: float
+    can_undo: bool
+    can_redo: bool
+
+
+@dataclass(frozen=True)
+class _Current:
+    row: VersionRow
+    plan: Plan
+    manifest: Manifest
+
+
+def _check_number(
+    field_name: str, value: object, *, minimum: float, maximum: float, open_min: bool = False
+) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidInputError(
+            f"{field_name}={value!r}: must be a finite number", field=field_name, value=value
+        )
+    number = float(value)
+    too_small = number <= minimum if open_min else number < minimum
+    if too_small or number > maximum:
+        bracket = "(" if open_min else "["
+        raise InvalidInputError(
+            f"{field_name}={value!r}: must be in {bracket}{minimum:g}, {maximum:g}]",
+            field=field_name,
+            value=value,
+        )
+    return number
+
+
+def _check_text(field_name: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInputError(f"{field_name}: must not be empty", field=field_name, value=value)
+    if len(value) > MAX_PROMPT_CHARS:
+        raise InvalidInputError(
+            f"{field_name}: {len(value)} characters; the limit is {MAX_PROMPT_CHARS}",
+            field=field_name,
+            value=len(value),
+        )
+    return value.strip()
+
+
+def _reseeded(plan: Plan, salt: int) -> Plan:
+    events = tuple(
+        event.model_copy(update={"seed": stable_seed(event.description, salt=salt)})
+        for event in plan.events
+    )
+    return plan.model_copy(update={"events": events})
+
+
+def _describe_change(change: EventEdit) -> str:
+    fields = change.model_dump(exclude_none=True, exclude={"op"})
+    details = ", ".join(f"{key}={value!r}" for key, value in fields.items())
+    return f"{change.op}({details})"
+
+
+def _render_scene(**kwargs: object) -> Manifest:
+    # Imported on first use: engine.scene pulls in the DSP stack, which planning never needs.
+    from engine.scene import render_scene
+
+    return render_scene(**kwargs)  # type: ignore[arg-type]
+
+
+class SessionManager:
+    """Sessions of one data dir. Thread-safe; renders of one session are serialised."""
+
+    def __init__(
+        self,
+        *,
+        data_dir: Path,
+        planner_factory: Callable[[str | None], Planner],
+        generator_factory: Callable[[str | None], Generator],
+        cache: RenderCache | None = None,
+        limits: PlanLimits = DEFAULT_LIMITS,
+        sample_rate: int = 48000,
+        default_target_lufs: float = -23.0,
+    ) -> None:
+        self.data_dir = Path(data_dir).expanduser().resolve()
+        self.sessions_dir = self.data_dir / SESSIONS_DIR
+        self.sessions_dir.mkdir(parents=True, exist_ok=True)
+        self.store = SessionStore(self.data_dir / DB_NAME)
+        self.cache = cache
+        self.limits = limits
+        self.sample_rate = sample_rate
+        self.default_target_lufs = default_target_lufs
+        self._planner_factory = planner_factory
+        self._generator_factory = generator_factory
+        self._planners: dict[str, Planner] = {}
+        self._generators: dict[str, Generator] = {}
+        self._factory_lock = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+        self._live_keys: dict[str, frozenset[str]] = {}
+        self._live_lock = threading.Lock()
+        for name, manifest_json in self.store.current_manifests().items():
+            self._remember_live(name, Manifest.model_validate_json(manifest_json))
+        if cache is not None and cache.protected is None:
+            cache.protected = self.live_cache_keys
+
+    # -- paths -------------------------------------------------------------------------------
+
+    def session_dir(self, session: str) -> Path:
+        path = self.sessions_dir / session_dir_name(session)
+        # Belt and braces: the slug cannot escape, but a symlinked sessions/ must not either.
+        if not path.resolve().is_relative_to(self.sessions_dir.resolve()):
+            raise InvalidInputError(
+                f"session={session!r}: maps outside the data dir", field="session", value=session
+            )
+        return path
+
+    def version_dir(self, session: str, version: int) -> Path:
+        return self.session_dir(session) / f"v{int(version)}"
+
+    # -- factories (one instance per name: models load once) ---------------------------------
+
+    def _planner(self, name: str) -> Planner:
+        with self._factory_lock:
+            if name not in self._planners:
+                self._planners[name] = self._planner_factory(name or None)
+            return self._planners[name]
+
+    def _generator(self, name: str) -> Generator:
+        with self._factory_lock:
+            if name not in self._generators:
+                self._generators[name] = self._generator_factory(name or None)
+            return self._generators[name]
+
+    def _session_lock(self, session: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._locks.setdefault(session, threading.Lock())
+
+    # -- reading state -----------------------------------------------------------------------
+
+    def _current(self, row: SessionRow) -> _Current | None:
+        if row.current_version == 0:
+            return None
+        stored = self.store.get_version(row.name, row.current_version)
+        if stored is None:  # pragma: no cover - the store keeps the pointer consistent
+            return None
+        return _Current(
+            stored,
+            Plan.model_validate_json(stored.plan_json),
+            Manifest.model_validate_json(stored.manifest_json),
+        )
+
+    def _history(self, row: SessionRow | None) -> list[Turn]:
+        if row is None:
+            return []
+        turns = self.store.list_turns(row.name, up_to_version=row.current_version)
+        # Roles are checked by the store's schema, so the Literal holds.
+        return [Turn(turn.role, turn.content) for turn in turns]  # type: ignore[arg-type]
+
+    def _neighbours(self, row: SessionRow) -> tuple[int | None, int | None]:
+        numbers = [v.version for v in self.store.list_versions(row.name)]
+        if row.current_version not in numbers:
+            return None, (numbers[0] if numbers else None)
+        index = numbers.index(row.current_version)
+        before = numbers[index - 1] if index > 0 else None
+        after = numbers[index + 1] if index + 1 < len(numbers) else None
+        return before, after
+
+    def get(self, session: str) -> SessionInfo:
+        row = self.store.require_session(check_session_name(session))
+        current = self._current(row)
+        versions = self.store.list_versions(row.name)
+        before, after = self._neighbours(row)
+        return SessionInfo(
+            name=row.name,
+            current_version=row.current_version,
+            plan=current.plan if current else None,
+            manifest=current.manifest if current else None,
+            history=self._history(row),
+            versions=[
+                VersionSummary(
+                    v.version, v.kind, v.instruction, v.created,
+                    len(Plan.model_validate_json(v.plan_json).events),
+                )
+                for v in versions
+            ],
+            planner=row.planner,
+            backend=row.backend,
+            anchor_s=row.anchor_s,
+            created=row.created,
+            updated=row.updated,
+            can_undo=before is not None,
+            can_redo=after is not None,
+            interrupted_jobs=self.store.list_jobs(session=row.name, status="interrupted"),
+            directory=str(self.session_dir(row.name)),
+        )
+
+    def list(self) -> list[SessionSummary]:
+        summaries = []
+        for row in self.store.list_sessions():
+            current = self._current(row)
+            before, after = self._neighbours(row)
+            summaries.append(
+                SessionSummary(
+                    name=row.name,
+                    current_version=row.current_version,
+                    version_count=len(self.store.list_versions(row.name)),
+                    event_count=len(current.plan.events) if current else 0,
+                    duration_s=current.plan.duration_s if current else None,
+                    updated=row.updated,
+                    can_undo=before is not None,
+                    can_redo=after is not None,
+                )
+            )
+        return summaries
+
+    # -- phase 1: prepare --------------------------------------------------------------------
+
+    def prepare_generate(
+        self,
+        session: str,
+        *,
+        prompt: str,
+        duration_s: float,
+        anchor_s: float = 0.0,
+        planner: str | None = None,
+        backend: str | None = None,
+        seed: int | None = None,
+    ) -> PendingVersion:
+        """Plan a new scene for ``session`` (created if new; an existing one gets a new version)."""
+        name = check_session_name(session)
+        text = _check_text("prompt", prompt)
+        duration = _check_number(
+            "duration_s", duration_s, minimum=0.0, maximum=self.limits.max_duration_s, open_min=True
+        )
+        anchor = _check_number("anchor_s", anchor_s, minimum=0.0, maximum=1e7)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                                 or not 0 <= seed < 2**32):
+            raise InvalidInputError(
+                f"seed={seed!r}: must be an integer in [0, 2**32)", field="seed", value=seed
+            )
+        row = self.store.get_session(name)
+        planner_name = planner if planner is not None else (row.planner if row else "")
+        backend_name = backend if backend is not None else (row.backend if row else "")
+        result = self._planner(planner_name).plan(
+            text, duration_s=duration, history=self._history(row), limits=self.limits
+        )
+        plan = validate_plan(result.plan, limits=self.limits)
+        if seed is not None:
+            plan = _reseeded(plan, seed)
+        return self._pending(
+            name, row, kind="generate", plan=plan, result=result, instruction=text,
+            backend=backend_name, anchor_s=anchor, session_planner=planner_name,
+        )
+
+    def prepare_plan(
+        self,
+        session: str,
+        result: PlanResult,
+        *,
+        instruction: str,
+        kind: VersionKind = "video_cue",
+        anchor_s: float | None = None,
+        backend: str | None = None,
+    ) -> PendingVersion:
+        """A plan made elsewhere (e.g. engine.video.cue.plan_from_video) as the next version."""
+        name = check_session_name(session)
+        row = self.store.get_session(name)
+        plan = validate_plan(result.plan, limits=self.limits)
+        if anchor_s is None:
+            anchor_s = row.anchor_s if row else 0.0
+        anchor = _check_number("anchor_s", anchor_s, minimum=0.0, maximum=1e7)
+        backend_name = backend if backend is not None else (row.backend if row else "")
+        return self._pending(
+            name, row, kind=kind, plan=plan, result=result, instruction=instruction,
+            backend=backend_name, anchor_s=anchor,
+            session_planner=row.planner if row else "",
+        )
+
+    def prepare_edit(
+        self,
+        session: str,
+        *,
+        instruction: str | None = None,
+        change: EventEdit | None = None,
+    ) -> PendingVersion:
+        """Revise the current version by a free-text instruction or one structured change."""
+        name = check_session_name(session)
+        if (instruction is None) == (change is None):
+            raise InvalidInputError(
+                "instruction: give either an instruction or a change", field="instruction"
+            )
+        text = ""
+        if instruction is not None:
+            text = _check_text("instruction", instruction)
+            routed = route_instruction(text)
+            if routed == "undo":
+                return self.prepare_undo(name)
+            if routed == "redo":
+                return self.prepare_redo(name)
+        row = self.store.require_session(name)
+        current = self._current(row)
+        if current is None:
+            raise InvalidInputError(
+                f"session={name!r}: nothing rendered yet to edit; generate first",
+                field="session",
+                value=name,
+            )
+        if change is not None:
+            plan = apply_edit(current.plan, change, limits=self.limits)
+            words = _describe_change(change)
+            result = PlanResult(plan=plan, planner="", reply=f"Applied {words}.")
+        else:
+            result = self._planner(row.planner).edit(
+                current.plan, text, history=self._history(row), limits=self.limits
+            )
+            plan = validate_plan(result.plan, limits=self.limits)
+            words = text
+        return self._pending(
+            name, row, kind="edit", plan=plan, result=result, instruction=words,
+            backend=row.backend, anchor_s=row.anchor_s, session_planner=row.planner,
+            current=current,
+        )
+
+    def prepare_undo(self, session: str) -> PendingVersion:
+        return self._prepare_restore(session, kind="undo")
+
+    def prepare_redo(self, session: str) -> PendingVersion:
+        return self._prepare_restore(session, kind="redo")
+
+    def _prepare_restore(self, session: str, *, kind: Literal["undo", "redo"]) -> PendingVersion:
+        name = check_session_name(session)
+        row = self.store.require_session(name)
+        before, after = self._neighbours(row)
+        target = before if kind == "undo" else after
+        if target is None:
+            raise InvalidInputError(
+                f"session={name!r}: nothing to {kind}", field="session", value=name
+            )
+        stored = self.store.get_version(name, target)
+        if stored is None:  # pragma: no cover - listed a moment ago
+            raise NotFoundError(f"version={target}: gone", field="version", value=target)
+        plan = Plan.model_validate_json(stored.plan_json)
+        current = self._current(row)
+        return PendingVersion(
+            session=name,
+            version=target,
+            kind=kind,
+            plan=plan,
+            diff=diff_plans(current.plan if current else None, plan),
+            backend=row.backend,
+            anchor_s=Manifest.model_validate_json(stored.manifest_json).anchor_s,
+            base_version=row.current_version,
+            instruction=kind,
+            reply=f"Restored version {target}.",
+            session_planner=row.planner,
+        )
+
+    def _pending(
+        self,
+        name: str,
+        row: SessionRow | None,
+        *,
+        kind: VersionKind,
+        plan: Plan,
+        result: PlanResult,
+        instruction: str,
+        backend: str,
+        anchor_s: float,
+        session_planner: str,
+        current: _Current | None = None,
+    ) -> PendingVersion:
+        if row is None:
+            row = self.store.ensure_session(
+                name, planner=session_planner, backend=backend, anchor_s=anchor_s
+            )
+        elif current is None:
+            current = self._current(row)
+        version = self.store.reserve_version(name)
+        return PendingVersion(
+            session=name,
+            version=version,
+            kind=kind,
+            plan=plan,
+            diff=diff_plans(current.plan if current else None, plan),
+            notes=tuple(result.notes),
+            planner=result.planner,
+            backend=backend,
+            anchor_s=anchor_s,
+            base_version=row.current_version,
+            instruction=instruction,
+            reply=result.reply or f"Planned {len(plan.events)} event(s).",
+            fell_back=result.fell_back,
+            session_planner=session_planner,
+        )
+
+    # -- phase 2: render ---------------------------------------------------------------------
+
+    def render(
+        self,
+        pending: PendingVersion,
+        *,
+        progress: ProgressFn | None = None,
+        cancel: CancelToken | None = None,
+        on_stem: OnStem | None = None,
+    ) -> SessionVersion:
+        """Render ``pending`` (or restore it, for undo/redo) and make it the current version."""
+        with self._session_lock(pending.session):
+            if pending.kind in ("undo", "redo"):
+                return self._restore(pending, progress=progress, cancel=cancel, on_stem=on_stem)
+            return self._render_new(pending, progress=progress, cancel=cancel, on_stem=on_stem)
+
+    def _scene(
+        self,
+        pending: PendingVersion,
+        plan: Plan,
+        *,
+        out_dir: Path,
+        reuse: dict[str, ManifestEvent],
+        diff: PlanDiff,
+        progress: ProgressFn | None,
+        cancel: CancelToken | None,
+        on_stem: OnStem | None,
+    ) -> Manifest:
+        notified: set[str] = set()
+
+        def landed(entry: ManifestEvent) -> None:
+            notified.add(entry.id)
+            if on_stem is not None:
+                on_stem(entry, diff.kind_of(entry.id))
+
+        manifest = _render_scene(
+            plan=plan,
+            generator=self._generator(pending.backend),
+            out_dir=out_dir,
+            anchor_s=pending.anchor_s,
+            sample_rate=self.sample_rate,
+            default_target_lufs=self.default_target_lufs,
+            cache=self.cache,
+            reuse=reuse,
+            progress=progress,
+            cancel=cancel,
+            on_stem=landed,
+            backend_name=pending.backend,
+            planner_name=pending.planner,
+            notes=pending.notes,
+        )
+        for entry in manifest.events:  # a renderer that skipped the callback still reports
+            if entry.id not in notified:
+                landed(entry)
+        return manifest
+
+    def _render_new(
+        self,
+        pending: PendingVersion,
+        *,
+        progress: ProgressFn | None,
+        cancel: CancelToken | None,
+        on_stem: OnStem | None,
+    ) -> SessionVersion:
+        row = self.store.require_session(pending.session)
+        current = self._current(row)
+        # Diff again: the current version may have moved since planning (the server orders a
+        # session's jobs, but other callers need not); reuse must match what is on disk now.
+        diff = diff_plans(current.plan if current else None, pending.plan)
+        reuse: dict[str, ManifestEvent] = {}
+        if current is not None:
+            keep = set(diff.ids(ChangeKind.UNCHANGED, ChangeKind.MOVED, ChangeKind.REGAINED))
+            reuse = {e.id: e for e in current.manifest.events if e.id in keep}
+        manifest = self._scene(
+            pending, pending.plan, out_dir=self.version_dir(pending.session, pending.version),
+            reuse=reuse, diff=diff, progress=progress, cancel=cancel, on_stem=on_stem,
+        )
+        self.store.commit_version(
+            pending.session,
+            version=pending.version,
+            kind=pending.kind,
+            plan_json=pending.plan.model_dump_json(),
+            manifest_json=manifest.model_dump_json(),
+            instruction=pending.instruction,
+            turns=(("user", pending.instruction), ("assistant", pending.reply)),
+            anchor_s=pending.anchor_s,
+            planner=pending.session_planner,
+            backend=pending.backend,
+        )
+        self._set_live(pending.session, manifest)
+        return SessionVersion(
+            pending.session, pending.version, pending.kind, pending.plan, manifest,
+            pending.instruction, pending.notes,
+        )
+
+    def _restore(
+        self,
+        pending: PendingVersion,
+        *,
+        progress: ProgressFn | None,
+        cancel: CancelToken | None,
+        on_stem: OnStem | None,
+    ) -> SessionVersion:
+        name, version = pending.session, pending.version
+        stored = self.store.get_version(name, version)
+        if stored is None:
+            raise NotFoundError(
+                f"version={version}: session {name!r} no longer has it (a new edit dropped it)",
+                field="version",
+                value=version,
+            )
+        row = self.store.require_session(name)
+        current = self._current(row)
+        diff = diff_plans(current.plan if current else None, pending.plan)
+        manifest = Manifest.model_validate_json(stored.manifest_json)
+        # Events that failed when the version was made stay failed: undo must not cost a render.
+        missing = [e.id for e in manifest.events if not Path(e.stem_path).is_file()]
+        if missing:
+            reuse = {e.id: e for e in manifest.events if e.id not in missing}
+            manifest = self._scene(
+                pending, pending.plan, out_dir=self.version_dir(name, version), reuse=reuse,
+                diff=diff, progress=progress, cancel=cancel, on_stem=on_stem,
+            )
+            self.store.update_manifest(name, version, manifest.model_dump_json())
+        else:
+            # Nothing was generated for this request: every stem reports as a cache hit.
+            events = [entry.model_copy(update={"cache_hit": True}) for entry in manifest.events]
+            manifest = manifest.model_copy(update={"events": events})
+            for entry in events:
+                if on_stem is not None:
+                    on_stem(entry, diff.kind_of(entry.id))
+            if progress is not None:
+                progress("render", 1.0)
+        self.store.set_current(name, version)
+        self.store.add_turns(
+            name, version, (("user", pending.instruction), ("assistant", pending.reply))
+        )
+        self._set_live(name, manifest)
+        return SessionVersion(
+            name, version, pending.kind, pending.plan, manifest, pending.instruction,
+            rerendered=tuple(missing),
+        )
+
+    # -- cache protection --------------------------------------------------------------------
+
+    def _remember_live(self, session: str, manifest: Manifest) -> None:
+        keys = frozenset(e.cache_key for e in manifest.events if e.cache_key)
+        with self._live_lock:
+            self._live_keys[session] = keys
+
+    def _set_live(self, session: str, manifest: Manifest) -> None:
+        self._remember_live(session, manifest)
+        # The live set just changed: renders it no longer holds may now be over the bound.
+        if self.cache is not None:
+            self.cache.evict()
+
+    def live_cache_keys(self) -> set[str]:
+        """Cache keys of every session's current version: eviction must keep them."""
+        with self._live_lock:
+            return set().union(*self._live_keys.values()) if self._live_keys else set()
+
+    def close(self) -> None:
+        self.store.close()
