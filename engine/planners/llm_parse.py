@@ -1,0 +1,206 @@
+"""Reading a model's answer: find the JSON in it, shape it into plan data, assign ids and seeds.
+
+Everything here treats the answer as untrusted text. It is only ever parsed as JSON (never
+evaluated), unknown keys are dropped, and what comes out still has to pass validate_plan.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from engine.edits import stable_seed
+from engine.plan import Plan
+
+
+class ReplyFormatError(ValueError):
+    """The answer holds no usable plan JSON; the message is fit to show the model."""
+
+
+_FENCE = re.compile(r"```[A-Za-z0-9_-]*\s*\n?(.*?)```", re.S)
+_REFUSAL = re.compile(
+    r"\b(?:I(?:'|’)?m sorry|I am sorry|sorry, (?:but )?I|I can(?:'|’)?t|I cannot|I can not|"
+    r"I(?:'|’)?m (?:not )?(?:un)?able|I am (?:not )?(?:un)?able|I won(?:'|’)?t|I will not|"
+    r"I must decline)\b",
+    re.I,
+)
+# Keys models commonly use instead of ours (the paper-style start_time/end_time among them).
+_ALIASES = {
+    "start": "start_s",
+    "start_time": "start_s",
+    "start_sec": "start_s",
+    "start_seconds": "start_s",
+    "end": "end_s",
+    "end_time": "end_s",
+    "end_sec": "end_s",
+    "end_seconds": "end_s",
+    "text": "description",
+    "caption": "description",
+    "prompt": "description",
+    "sound": "description",
+    "lufs": "target_lufs",
+    "loudness": "target_lufs",
+    "loudness_lufs": "target_lufs",
+    "volume": "target_lufs",
+    "volume_lufs": "target_lufs",
+    "event_id": "id",
+}
+_EVENT_KEYS = {"id", "description", "start_s", "end_s", "target_lufs"}
+_NUMBER_KEYS = ("start_s", "end_s", "target_lufs")
+# "2.5", "2.5s", "-20 LUFS": numbers a model wrote as text with their unit.
+_NUMBER_TEXT = re.compile(
+    r"^\s*([-+]?\d+(?:\.\d+)?)\s*(?:s|sec|secs|seconds?|lufs|lu|db)?\s*$", re.I
+)
+
+
+def looks_like_refusal(text: str) -> bool:
+    """A reply with no JSON at all that opens like an apology or a refusal."""
+    return "{" not in text and bool(_REFUSAL.search(text[:300]))
+
+
+def extract_json(text: str) -> Any:
+    """The first JSON object or array in ``text`` (whole text, fenced block, or embedded)."""
+    stripped = text.strip()
+    if not stripped:
+        raise ReplyFormatError("the answer was empty")
+    candidates = [stripped] + [block.strip() for block in _FENCE.findall(stripped)]
+    for candidate in candidates:
+        try:
+            return json.loads(candidate)
+        except ValueError:
+            pass
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"[{\[]", stripped):
+        try:
+            value, _ = decoder.raw_decode(stripped, match.start())
+        except ValueError:
+            continue
+        if isinstance(value, dict) or (isinstance(value, list) and value):
+            return value
+    raise ReplyFormatError("the answer contains no JSON object")
+
+
+def _unwrap(data: Any) -> dict[str, Any]:
+    """Accept {"events": [...]} with or without duration_s, a bare list, or {"plan": {...}}."""
+    if isinstance(data, list):
+        return {"events": data}
+    if not isinstance(data, dict):
+        raise ReplyFormatError("the JSON must be an object with an 'events' list")
+    for key in ("plan", "scene", "result"):
+        inner = data.get(key)
+        if "events" not in data and isinstance(inner, (dict, list)):
+            return _unwrap(inner)
+    if not isinstance(data.get("events"), list):
+        raise ReplyFormatError("the JSON object has no 'events' list")
+    return data
+
+
+def _event_fields(raw: Any, index: int) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ReplyFormatError(f"events[{index}] must be an object, got {type(raw).__name__}")
+    fields: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = _ALIASES.get(str(key).strip().lower(), str(key).strip().lower())
+        if name in _EVENT_KEYS and name not in fields:
+            fields[name] = value
+    event_id = fields.get("id")
+    if isinstance(event_id, int) and not isinstance(event_id, bool):
+        fields["id"] = f"e{event_id}"  # models like to number events 1, 2, 3
+    elif event_id is not None and not isinstance(event_id, str):
+        fields["id"] = json.dumps(event_id)  # never valid: validation names it for the model
+    for name in _NUMBER_KEYS:
+        match = _NUMBER_TEXT.match(fields[name]) if isinstance(fields.get(name), str) else None
+        if match:
+            fields[name] = float(match.group(1))
+    if isinstance(fields.get("description"), str):
+        fields["description"] = " ".join(fields["description"].split())
+    return fields
+
+
+def _recover_ids(events: list[dict[str, Any]], previous: Plan | None) -> None:
+    """Give unknown ids back to old events with the same text (models sometimes renumber)."""
+    if previous is None:
+        return
+    old_ids = set(previous.event_ids)
+    used = {event.get("id") for event in events}
+    by_text = {e.description.strip().lower(): e.id for e in previous.events}
+    for event in events:
+        text = str(event.get("description", "")).strip().lower()
+        old_id = by_text.get(text)
+        if event.get("id") not in old_ids and old_id is not None and old_id not in used:
+            used.discard(event.get("id"))
+            event["id"] = old_id
+            used.add(old_id)
+
+
+def _assign_ids(events: list[dict[str, Any]], previous: Plan | None) -> None:
+    """Number events the model left without an id, never reusing an old or a new id."""
+    taken = {str(e["id"]) for e in events if e.get("id") not in (None, "")}
+    taken |= set(previous.event_ids) if previous else set()
+    number = 1
+    for event in events:
+        if event.get("id") not in (None, ""):
+            continue
+        while f"e{number}" in taken:
+            number += 1
+        event["id"] = f"e{number}"
+        taken.add(event["id"])
+
+
+def _assign_seeds(events: list[dict[str, Any]], previous: Plan | None) -> None:
+    """Kept events keep their seed; new text gets a seed derived from the text itself."""
+    old = {e.id: e for e in previous.events} if previous else {}
+    for event in events:
+        text = event.get("description")
+        if not isinstance(text, str):
+            continue
+        kept = old.get(event.get("id"))  # type: ignore[arg-type]
+        if kept is not None and kept.description.strip() == text.strip():
+            event["seed"] = kept.seed
+            if "target_lufs" not in event:
+                # A model asked without loudness leaves it out: that is not a loudness edit.
+                event["target_lufs"] = kept.target_lufs
+        else:
+            event["seed"] = stable_seed(text)
+
+
+def plan_data(data: Any, *, duration_s: float, previous: Plan | None = None) -> dict[str, Any]:
+    """Plan data for validate_plan from the model's JSON; ``duration_s`` is authoritative."""
+    unwrapped = _unwrap(data)
+    events = [_event_fields(raw, index) for index, raw in enumerate(unwrapped["events"])]
+    _recover_ids(events, previous)
+    _assign_ids(events, previous)
+    _assign_seeds(events, previous)
+    return {"duration_s": duration_s, "events": events}
+
+
+def response_format(*, with_loudness: bool) -> dict[str, Any]:
+    """The OpenAI ``response_format`` asking for a plan (strict JSON schema)."""
+    properties: dict[str, Any] = {
+        "id": {"type": "string"},
+        "description": {"type": "string"},
+        "start_s": {"type": "number"},
+        "end_s": {"type": "number"},
+    }
+    if with_loudness:
+        properties["target_lufs"] = {"type": "number"}
+    event_schema = {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+    schema = {
+        "type": "object",
+        "properties": {
+            "duration_s": {"type": "number"},
+            "events": {"type": "array", "items": event_schema},
+        },
+        "required": ["duration_s", "events"],
+        "additionalProperties": False,
+    }
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": "scene_plan", "strict": True, "schema": schema},
+    }
