@@ -1,0 +1,521 @@
+"""The Audio-Agent control surface: server OSC in, arrangement clips out.
+
+Live calls update_display() about every 100 ms on its main thread; that is the only place the
+UDP socket is read (non-blocking), so the Live API is never touched from another thread. Each
+datagram is decoded by our own OSC codec and handled inside one try/except: a malformed or
+unexpected message is logged and dropped, never raised into Live.
+
+Which clip belongs to which event is kept in the Live Set itself (Song.set_data), so edits made
+after reopening the set still replace only the clips whose events changed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import re
+import socket
+import time
+from typing import Any
+
+from . import osc
+from .gain import GainCurve
+
+STATE_KEY = "audioagent.state"
+PREFIX = "/audioagent/"
+DEFAULT_CONFIG = {
+    "server_host": "127.0.0.1",
+    "server_osc_port": 9000,
+    "listen_host": "127.0.0.1",
+    "listen_port": 9001,
+    "view": "arrangement",  # or "session": one clip slot per event instead of the timeline
+    "default_duration_s": 10.0,
+}
+MAX_DATAGRAMS_PER_TICK = 64
+LOCATOR_SCAN_TICKS = 5  # ~0.5 s
+TIME_EPS_BEATS = 1e-3
+LOCATOR_GENERATE = re.compile(r"^\s*aa\s*:\s*(?P<text>.+?)\s*$", re.IGNORECASE)
+LOCATOR_EDIT = re.compile(r"^\s*aa\s+edit\s*:\s*(?P<text>.+?)\s*$", re.IGNORECASE)
+DURATION_SUFFIX = re.compile(r"\s*[\(\[]\s*(?P<s>\d+(?:\.\d+)?)\s*s\s*[\)\]]\s*$", re.IGNORECASE)
+
+STEM_ARGS = ("id", "session", "version", "event_id", "stem_path", "start_s", "end_s", "gain_db",
+             "target_lufs", "cache_hit", "change", "description")
+
+
+class MessageError(ValueError):
+    """A well-formed OSC message whose arguments do not match the Audio-Agent contract."""
+
+
+def load_config(directory: str) -> dict[str, Any]:
+    config = dict(DEFAULT_CONFIG)
+    try:
+        with open(os.path.join(directory, "config.json"), encoding="utf-8") as handle:
+            loaded = json.load(handle)
+        if isinstance(loaded, dict):
+            config.update({k: v for k, v in loaded.items() if k in DEFAULT_CONFIG})
+    except (OSError, ValueError):
+        pass
+    return config
+
+
+def _number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise MessageError(f"{name}={value!r}: expected a finite number")
+    return float(value)
+
+
+def _text(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise MessageError(f"{name}={value!r}: expected a string")
+    return value
+
+
+def parse_stem(args: list[Any]) -> dict[str, Any]:
+    if len(args) != len(STEM_ARGS):
+        raise MessageError(f"stem_ready has {len(args)} arguments; expected {len(STEM_ARGS)}")
+    stem = dict(zip(STEM_ARGS, args))
+    for name in ("session", "event_id", "stem_path", "change", "description"):
+        _text(stem[name], name)
+    for name in ("start_s", "end_s", "gain_db", "target_lufs"):
+        stem[name] = _number(stem[name], name)
+    if stem["end_s"] <= stem["start_s"]:
+        raise MessageError(f"end_s={stem['end_s']}: must be after start_s={stem['start_s']}")
+    return stem
+
+
+def normalise_path(path: str) -> str | None:
+    """Forward slashes, no '.' parts; None when the path has a '..' part or is not absolute."""
+    text = path.replace("\\", "/")
+    if ".." in text.split("/"):
+        return None
+    if not (text.startswith("/") or re.match(r"^[A-Za-z]:/", text)):
+        return None
+    parts = [p for p in text.split("/") if p not in ("", ".")]
+    lead = "/" if text.startswith("/") else ""
+    return lead + "/".join(parts)
+
+
+def path_is_under(path: str, root: str) -> bool:
+    p, r = normalise_path(path), normalise_path(root)
+    if not p or not r:
+        return False
+    if os.name == "nt":
+        p, r = p.lower(), r.lower()
+    return p.startswith(r.rstrip("/") + "/")
+
+
+class AudioAgentSurface:
+    def __init__(self, c_instance: Any, *, config: dict[str, Any] | None = None) -> None:
+        self._c = c_instance
+        self.config = {**DEFAULT_CONFIG, **(config or {})}
+        self.gain_curve = GainCurve()
+        self.requests: dict[str, dict[str, Any]] = {}  # our own request id -> session, anchor_s
+        self.pending: dict[str, list[dict[str, Any]]] = {}  # stems waiting for their scene's anchor
+        self.diffs: dict[str, dict[str, str]] = {}  # session -> last plan diff
+        self.applied: dict[str, set[str]] = {}  # session -> event ids handled in the current job
+        self.stem_root: str | None = None
+        self.ticks = 0
+        self.log_lines: list[str] = []
+        self.state = self._load_state()
+        self.sock: socket.socket | None = None
+        self.listen_port = 0
+        self._open_socket()
+        if self.sock is not None:
+            self.send("/audioagent/ping", [self._new_id(), self.listen_port])
+
+    # ---- Live's ControlSurface interface ------------------------------------------------
+    def song(self) -> Any:
+        return self._c.song()
+
+    def disconnect(self) -> None:
+        self._save_state()
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def update_display(self) -> None:
+        self.ticks += 1
+        try:
+            self.poll()
+            if self.ticks % LOCATOR_SCAN_TICKS == 0:
+                self.scan_locators()
+        except Exception as error:  # never let anything escape into Live's main loop
+            self.log(f"tick failed: {error!r}")
+
+    def refresh_state(self) -> None:
+        pass
+
+    def build_midi_map(self, midi_map_handle: Any) -> None:
+        pass
+
+    def receive_midi(self, midi_bytes: Any) -> None:
+        pass
+
+    def connect_script_instances(self, instanciated_scripts: Any) -> None:
+        pass
+
+    def port_settings_changed(self) -> None:
+        pass
+
+    def can_lock_to_devices(self) -> bool:
+        return False
+
+    def suggest_input_port(self) -> str:
+        return ""
+
+    def suggest_output_port(self) -> str:
+        return ""
+
+    def suggest_map_mode(self, cc_no: int, channel: int) -> int:
+        return -1
+
+    # ---- logging and state --------------------------------------------------------------
+    def log(self, text: str) -> None:
+        self.log_lines.append(text)
+        try:
+            self._c.log_message("AudioAgent: " + text)
+        except Exception:
+            pass
+
+    def show(self, text: str) -> None:
+        self.log(text)
+        try:
+            self._c.show_message("AudioAgent: " + text)
+        except Exception:
+            pass
+
+    def _load_state(self) -> dict[str, Any]:
+        try:
+            raw = self.song().get_data(STATE_KEY, "")
+            state = json.loads(raw) if raw else {}
+        except Exception:
+            state = {}
+        if not isinstance(state, dict):
+            state = {}
+        state.setdefault("sessions", {})
+        state.setdefault("sent_locators", [])
+        state.setdefault("last_session", "")
+        return state
+
+    def _save_state(self) -> None:
+        try:
+            self.song().set_data(STATE_KEY, json.dumps(self.state))
+        except Exception as error:
+            self.log(f"could not store state in the set: {error!r}")
+
+    def _session(self, name: str) -> dict[str, Any]:
+        return self.state["sessions"].setdefault(name, {"anchor_s": None, "tracks": [], "events": {}})
+
+    # ---- the socket ---------------------------------------------------------------------
+    def _open_socket(self) -> None:
+        try:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            sock.bind((self.config["listen_host"], int(self.config["listen_port"])))
+        except OSError as error:
+            self.show(f"cannot listen on UDP port {self.config['listen_port']}: {error}")
+            return
+        self.sock = sock
+        self.listen_port = sock.getsockname()[1]
+
+    def send(self, address: str, args: list[Any]) -> None:
+        if self.sock is None:
+            return
+        target = (self.config["server_host"], int(self.config["server_osc_port"]))
+        try:
+            self.sock.sendto(osc.encode_message(address, args), target)
+        except OSError as error:
+            self.show(f"cannot reach the server at {target[0]}:{target[1]}: {error}")
+
+    def _new_id(self) -> str:
+        return f"live-{int(time.time() * 1000) % 10**9}-{random.randint(0, 9999):04d}"
+
+    def poll(self) -> None:
+        if self.sock is None:
+            return
+        for _ in range(MAX_DATAGRAMS_PER_TICK):
+            try:
+                data, _addr = self.sock.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:  # e.g. ICMP port unreachable surfacing on Windows
+                self.log(f"receive failed: {error}")
+                return
+            self.handle_datagram(data)
+
+    def handle_datagram(self, data: bytes) -> None:
+        try:
+            messages = osc.decode_packet(data)
+        except osc.OSCError as error:
+            self.log(f"dropped a malformed datagram: {error}")
+            return
+        for address, args in messages:
+            try:
+                self.handle_message(address, args)
+            except Exception as error:  # one bad message must not stop the others
+                self.log(f"dropped {address}: {error}")
+
+    # ---- server messages ----------------------------------------------------------------
+    def handle_message(self, address: str, args: list[Any]) -> None:
+        if not address.startswith(PREFIX):
+            raise MessageError("not an Audio-Agent address")
+        kind = address[len(PREFIX):]
+        handler = getattr(self, "on_" + kind, None)
+        if handler is None:
+            raise MessageError(f"unknown message type {kind!r}")
+        handler(list(args))
+
+    def on_accepted(self, args: list[Any]) -> None:
+        pass
+
+    def on_progress(self, args: list[Any]) -> None:
+        if len(args) >= 4:
+            self.show(f"{_text(args[2], 'stage')} {int(_number(args[3], 'fraction') * 100)}%")
+
+    def on_pong(self, args: list[Any]) -> None:
+        pong = json.loads(_text(args[1], "json"))
+        root = pong.get("stem_root") if isinstance(pong, dict) else None
+        if isinstance(root, str) and root:
+            self.stem_root = root
+
+    def on_error(self, args: list[Any]) -> None:
+        message = _text(args[2], "message") if len(args) > 2 else "unknown error"
+        field = args[3] if len(args) > 3 and args[3] else ""
+        self.show(f"error: {message}" + (f" (field: {field})" if field else ""))
+
+    def on_plan(self, args: list[Any]) -> None:
+        if len(args) != 4:
+            raise MessageError(f"plan has {len(args)} arguments; expected 4")
+        plan = json.loads(_text(args[3], "plan_json"))
+        session = _text(args[1], "session")
+        diff = plan.get("diff") if isinstance(plan, dict) else None
+        self.diffs[session] = {str(k): str(v) for k, v in diff.items()} if isinstance(diff, dict) else {}
+        if self.stem_root is None:  # the server may have started after Live: ask again
+            self.send("/audioagent/ping", [self._new_id(), self.listen_port])
+        self.applied[session] = set()
+        anchor = plan.get("anchor_s") if isinstance(plan, dict) else None
+        if isinstance(anchor, (int, float)) and self._session(session)["anchor_s"] is None:
+            self._session(session)["anchor_s"] = float(anchor)
+        self._bind_request(_text(args[0], "id"), session)
+
+    def _bind_request(self, request_id: str, session: str) -> None:
+        request = self.requests.get(request_id)
+        if request and self._session(session)["anchor_s"] is None:
+            self._session(session)["anchor_s"] = request["anchor_s"]
+
+    def on_stem_ready(self, args: list[Any]) -> None:
+        stem = parse_stem(args)
+        self._check_path(stem["stem_path"])
+        session = stem["session"]
+        self._bind_request(str(stem["id"]), session)
+        if self._session(session)["anchor_s"] is None:
+            # A request started elsewhere (`audio-agent client ... --daw ableton`): its anchor
+            # arrives with the done manifest.
+            self.pending.setdefault(session, []).append(stem)
+            return
+        self.apply_stem(stem)
+
+    def on_done(self, args: list[Any]) -> None:
+        if len(args) != 4:
+            raise MessageError(f"done has {len(args)} arguments; expected 4")
+        session = _text(args[1], "session")
+        manifest = json.loads(_text(args[3], "manifest_json"))
+        info = self._session(session)
+        if info["anchor_s"] is None:
+            anchor = manifest.get("anchor_s", 0.0)
+            info["anchor_s"] = float(anchor) if isinstance(anchor, (int, float)) else 0.0
+        for stem in self.pending.pop(session, []):
+            self.apply_stem(stem)
+        applied = self.applied.setdefault(session, set())
+        diff = self.diffs.pop(session, {})
+        for event in manifest.get("events", []):
+            if event.get("id") in applied:
+                continue
+            change = diff.get(event.get("id"), "added" if not diff else "unchanged")
+            if change in ("unchanged", "removed"):
+                continue
+            stem = {"session": session, "event_id": event["id"], "stem_path": event["stem_path"],
+                    "start_s": float(event["start_s"]), "end_s": float(event["end_s"]),
+                    "gain_db": float(event.get("gain_db", 0.0)), "change": change,
+                    "description": event.get("description", event["id"])}
+            self._check_path(stem["stem_path"])
+            self.apply_stem(stem)
+        for event_id, change in diff.items():
+            if change == "removed":
+                self.remove_event(session, event_id)
+        self.applied.pop(session, None)
+        self.state["last_session"] = session
+        self._save_state()
+        failed = manifest.get("failed") or []
+        self.show(f"scene {session} v{args[2]} placed" + (f"; {len(failed)} event(s) failed" if failed else ""))
+
+    def _check_path(self, path: str) -> None:
+        if normalise_path(path) is None:
+            raise MessageError(f"stem_path={path!r}: not absolute or contains '..'")
+        if self.stem_root and not path_is_under(path, self.stem_root):
+            raise MessageError(f"stem_path={path!r}: outside the server's stem root {self.stem_root}")
+
+    # ---- placing clips ------------------------------------------------------------------
+    def beats(self, seconds: float) -> float:
+        return seconds * float(self.song().tempo) / 60.0
+
+    def apply_stem(self, stem: dict[str, Any]) -> None:
+        session, event_id = stem["session"], stem["event_id"]
+        self.applied.setdefault(session, set()).add(event_id)
+        change = stem.get("change") or "added"
+        if change in ("unchanged", "removed"):
+            return
+        found = self.find_clip(session, event_id)
+        if found and change == "regained":
+            track, clip = found
+            self.gain_curve.apply(clip, stem["gain_db"])
+            self._session(session)["events"][event_id]["gain_db"] = stem["gain_db"]
+            return
+        reuse = None
+        if found:  # changed or moved: an arrangement clip cannot be moved, so it is replaced
+            track, clip = found
+            if self.config["view"] == "session":
+                track.clip_slots[0].delete_clip()
+                reuse = track
+            else:
+                track.delete_clip(clip)
+        self.place(stem, slot_track=reuse)
+
+    def _tracks_by_name(self) -> dict[str, Any]:
+        return {track.name: track for track in self.song().tracks}
+
+    def _free_track(self, session: str, start_beats: float, end_beats: float) -> Any:
+        """The first of the session's tracks with nothing in [start, end): an arrangement clip
+        would overwrite whatever it overlaps, so overlapping events need separate tracks."""
+        info = self._session(session)
+        tracks = self._tracks_by_name()
+        for name in info["tracks"]:
+            track = tracks.get(name)
+            if track is None:
+                continue
+            if all(clip.end_time <= start_beats + TIME_EPS_BEATS or clip.start_time >= end_beats - TIME_EPS_BEATS
+                   for clip in track.arrangement_clips):
+                return track
+        song = self.song()
+        song.create_audio_track(-1)
+        track = song.tracks[-1]
+        track.name = f"AA {session} {len(info['tracks']) + 1}"
+        info["tracks"].append(track.name)
+        return track
+
+    def place(self, stem: dict[str, Any], *, slot_track: Any = None) -> None:
+        session, event_id = stem["session"], stem["event_id"]
+        info = self._session(session)
+        start_s = float(info["anchor_s"] or 0.0) + stem["start_s"]
+        start_beats = self.beats(start_s)
+        end_beats = self.beats(start_s + stem["end_s"] - stem["start_s"])
+        if self.config["view"] == "session":
+            track, clip = self._place_in_slot(stem, slot_track)
+        else:
+            track = self._free_track(session, start_beats, end_beats)
+            clip = track.create_audio_clip(stem["stem_path"], start_beats)
+            if clip is None:  # older builds return nothing; find what was just made
+                clip = next(c for c in track.arrangement_clips if abs(c.start_time - start_beats) < TIME_EPS_BEATS)
+        clip.name = stem["description"]
+        try:
+            clip.warping = False  # play the stem at its own speed, whatever the tempo
+        except Exception:
+            pass
+        self.gain_curve.apply(clip, stem["gain_db"])
+        info["events"][event_id] = {"track": track.name, "start_beats": start_beats, "path": stem["stem_path"],
+                                    "gain_db": stem["gain_db"], "description": stem["description"]}
+
+    def _place_in_slot(self, stem: dict[str, Any], track: Any = None) -> tuple[Any, Any]:
+        """Session view has no timeline: one track per event, its clip in the first slot."""
+        if track is None:
+            song = self.song()
+            song.create_audio_track(-1)
+            track = song.tracks[-1]
+            track.name = f"AA {stem['session']} {stem['event_id']}"
+            self._session(stem["session"])["tracks"].append(track.name)
+        slot = track.clip_slots[0]
+        slot.create_audio_clip(stem["stem_path"])
+        return track, slot.clip
+
+    def find_clip(self, session: str, event_id: str) -> tuple[Any, Any] | None:
+        record = self._session(session)["events"].get(event_id)
+        if not record:
+            return None
+        track = self._tracks_by_name().get(record["track"])
+        if track is None:
+            return None
+        if self.config["view"] == "session":
+            slot = track.clip_slots[0]
+            return (track, slot.clip) if slot.has_clip else None
+        candidates = list(track.arrangement_clips)
+        for clip in candidates:
+            if abs(clip.start_time - record["start_beats"]) < TIME_EPS_BEATS:
+                return track, clip
+        for clip in candidates:  # the user moved it: still ours if it plays our file
+            if getattr(clip, "file_path", None) == record["path"]:
+                return track, clip
+        return None
+
+    def remove_event(self, session: str, event_id: str) -> None:
+        found = self.find_clip(session, event_id)
+        if found:
+            track, clip = found
+            if self.config["view"] == "session":
+                track.clip_slots[0].delete_clip()
+            else:
+                track.delete_clip(clip)
+        self._session(session)["events"].pop(event_id, None)
+
+    # ---- requests from inside Live ------------------------------------------------------
+    def scan_locators(self) -> None:
+        song = self.song()
+        cues = sorted(song.cue_points, key=lambda cue: cue.time)
+        sent = self.state["sent_locators"]
+        sent_before = len(sent)
+        for index, cue in enumerate(cues):
+            key = f"{cue.time:.4f}|{cue.name}"
+            if key in sent:
+                continue
+            edit = LOCATOR_EDIT.match(cue.name)
+            generate = LOCATOR_GENERATE.match(cue.name)
+            if not (edit or generate):
+                continue
+            sent.append(key)
+            if edit:
+                self.request_edit(edit.group("text"))
+            else:
+                next_time = cues[index + 1].time if index + 1 < len(cues) else None
+                self.request_generate(generate.group("text"), cue.time, next_time)
+        if len(sent) != sent_before:  # writing set data marks the set as changed: only when it did
+            self._save_state()
+
+    def request_generate(self, text: str, time_beats: float, next_beats: float | None) -> str:
+        tempo = float(self.song().tempo)
+        duration_s = float(self.config["default_duration_s"])
+        match = DURATION_SUFFIX.search(text)
+        if match:
+            duration_s = float(match.group("s"))
+            text = text[:match.start()].strip()
+        elif next_beats is not None and next_beats > time_beats:
+            duration_s = (next_beats - time_beats) * 60.0 / tempo
+        anchor_s = time_beats * 60.0 / tempo
+        session = f"live-{time.strftime('%Y%m%d-%H%M%S')}-{random.randint(0, 9999):04d}"
+        request_id = self._new_id()
+        self.requests[request_id] = {"session": session, "anchor_s": anchor_s}
+        self._session(session)["anchor_s"] = anchor_s
+        self.send("/audioagent/generate", [request_id, session, text, float(duration_s), float(anchor_s),
+                                           self.listen_port])
+        self.show(f"asked for '{text}' ({duration_s:g} s at {anchor_s:g} s)")
+        return request_id
+
+    def request_edit(self, instruction: str) -> str | None:
+        session = self.state.get("last_session") or ""
+        if not session:
+            self.show("no scene to edit yet: generate one first")
+            return None
+        request_id = self._new_id()
+        self.requests[request_id] = {"session": session, "anchor_s": self._session(session)["anchor_s"]}
+        self.send("/audioagent/edit", [request_id, session, instruction, self.listen_port])
+        return request_id

@@ -1,0 +1,39 @@
+-- @description Audio-Agent: foley for the used range of the selected video item
+-- Sends the video file and the part of it the item plays (take start offset .. + item length)
+-- with an optional hint; the stems land relative to the video item's position.
+local dir = debug.getinfo(1, "S").source:match("^@?(.*[/\\])") or ""
+local AA = dofile(dir .. "AudioAgent_lib.lua").init(dir)
+local TITLE = "Foley from video"
+
+local item = reaper.GetSelectedMediaItem(0, 0)
+local take = item and reaper.GetActiveTake(item)
+if not take then
+  return AA.error_box(TITLE, "select a video item first")
+end
+local source = reaper.GetMediaItemTake_Source(take)
+local source_type = source and reaper.GetMediaSourceType(source, "") or ""
+if not source_type:upper():find("VIDEO") then
+  return AA.error_box(TITLE, ("the selected item is not a video (source type %q)"):format(source_type))
+end
+local video_path = reaper.GetMediaSourceFileName(source, "")
+local rate = reaper.GetMediaItemTakeInfo_Value(take, "D_PLAYRATE")
+if math.abs(rate - 1) > 1e-9 then
+  return AA.error_box(TITLE, ("play rate %s: only items playing at 1.0 are supported"):format(AA.format_number(rate)))
+end
+local position_s = reaper.GetMediaItemInfo_Value(item, "D_POSITION")
+local start_s = reaper.GetMediaItemTakeInfo_Value(take, "D_STARTOFFS")
+local end_s = start_s + reaper.GetMediaItemInfo_Value(item, "D_LENGTH")
+
+local values = AA.ask("Audio-Agent: foley from video", { "Hint (optional)" }, { "" })
+if not values then return end
+local session = AA.new_session_name("video")
+local args = { "video-cue", video_path, "--start", AA.format_number(start_s),
+  "--end", AA.format_number(end_s), "--anchor", AA.format_number(position_s), "--session", session }
+if values[1] ~= "" then
+  args[#args + 1] = "--hint"
+  args[#args + 1] = values[1]
+end
+AA.new_run({
+  kind = "video", title = TITLE, session = session, anchor_s = position_s,
+  prompt = "video " .. (video_path:match("([^/\\]+)$") or video_path), client_args = args,
+}):start()

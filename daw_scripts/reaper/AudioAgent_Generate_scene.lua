@@ -1,0 +1,30 @@
+-- @description Audio-Agent: generate a scene as one track per sound event
+-- Asks for a scene prompt and a duration (default: the time selection, else 10 s) and places
+-- each stem at the time selection start (else the edit cursor) + the event's start, inside a
+-- folder track for the session. One undo point; on any failure nothing stays inserted.
+local dir = debug.getinfo(1, "S").source:match("^@?(.*[/\\])") or ""
+local AA = dofile(dir .. "AudioAgent_lib.lua").init(dir)
+local TITLE = "Generate scene"
+
+local sel_start, sel_end = reaper.GetSet_LoopTimeRange(false, false, 0, 0, false)
+local has_selection = sel_end > sel_start
+local anchor_s = has_selection and sel_start or reaper.GetCursorPosition()
+local default_duration_s = has_selection and (sel_end - sel_start) or 10
+
+local values = AA.ask("Audio-Agent: generate scene", { "Scene prompt", "Duration (s)" },
+  { "", AA.format_number(default_duration_s) })
+if not values then return end
+local prompt, duration_s = values[1], tonumber(values[2])
+if prompt == "" then
+  return AA.error_box(TITLE, "prompt is empty: describe the scene to generate")
+end
+if not duration_s or duration_s <= 0 then
+  return AA.error_box(TITLE, ("duration_s=%s: must be a positive number of seconds"):format(values[2]))
+end
+
+local session = AA.new_session_name("scene")
+AA.new_run({
+  kind = "generate", title = TITLE, session = session, anchor_s = anchor_s, prompt = prompt,
+  client_args = { "generate", prompt, "--duration", AA.format_number(duration_s),
+    "--session", session, "--anchor", AA.format_number(anchor_s) },
+}):start()

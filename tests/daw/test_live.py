@@ -1,0 +1,275 @@
+"""The Live remote script against the fake Live Object Model, with real OSC over loopback UDP."""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pythonosc.osc_message import OscMessage
+from pythonosc.osc_message_builder import OscMessageBuilder
+
+from tests.daw.conftest import write_wav
+from tests.daw.fake_live import CInstance, CuePoint, Song
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "daw_scripts" / "ableton"))
+import AudioAgent  # noqa: E402
+from AudioAgent import osc as live_osc  # noqa: E402
+from AudioAgent.surface import AudioAgentSurface, STATE_KEY  # noqa: E402
+
+
+def datagram(address: str, *args: Any) -> bytes:
+    builder = OscMessageBuilder(address=address)
+    for value in args:
+        builder.add_arg(value)
+    return builder.build().dgram
+
+
+class Rig:
+    """A fake Live set, the surface under test and a UDP socket playing the server."""
+
+    def __init__(self, tmp_path: Path, *, tempo: float = 120.0, song: Song | None = None) -> None:
+        self.song = song or Song(tempo=tempo)
+        self.c = CInstance(self.song)
+        self.server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.server.bind(("127.0.0.1", 0))
+        self.server.settimeout(2.0)
+        self.surface = AudioAgentSurface(self.c, config={
+            "listen_port": 0, "server_osc_port": self.server.getsockname()[1]})
+        self.stem_root = tmp_path / "stems"
+        self.events: dict[str, dict[str, Any]] = {}
+
+    def received(self, *, skip_pings: bool = True) -> tuple[str, list[Any]]:
+        """The next request the surface sent to the 'server' (its stem-root pings skipped)."""
+        while True:
+            data, _ = self.server.recvfrom(65536)
+            message = OscMessage(data)
+            if not (skip_pings and message.address == "/audioagent/ping"):
+                return message.address, list(message.params)
+
+    def deliver(self, *datagrams: bytes) -> None:
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for data in datagrams:
+            sender.sendto(data, ("127.0.0.1", self.surface.listen_port))
+        sender.close()
+        # Loopback UDP lands at once; wait until readable, then let Live's tick read it all.
+        readable, _, _ = select.select([self.surface.sock], [], [], 2.0)
+        assert readable, "datagrams were not delivered over loopback"
+        self.surface.update_display()
+
+    def stem(self, session: str, event_id: str, description: str, start_s: float, end_s: float, gain_db: float,
+             *, change: str = "added", request_id: str = "r1", version: int = 1, name: str = "") -> bytes:
+        path = write_wav(self.stem_root / session / (name or f"{event_id}.wav"), length_s=end_s - start_s)
+        self.events[event_id] = {"id": event_id, "description": description, "start_s": start_s, "end_s": end_s,
+                                 "gain_db": gain_db, "stem_path": str(path)}
+        return datagram("/audioagent/stem_ready", request_id, session, version, event_id, str(path),
+                        float(start_s), float(end_s), float(gain_db), -23.0, 0, change, description)
+
+    def plan(self, session: str, diff: dict[str, str], *, request_id: str = "r1", version: int = 1) -> bytes:
+        body = {"v": 1, "type": "plan", "id": request_id, "job": "j", "session": session, "version": version,
+                "duration_s": 12.0, "events": [], "diff": diff}
+        return datagram("/audioagent/plan", request_id, session, version, json.dumps(body))
+
+    def done(self, session: str, event_ids: list[str], *, request_id: str = "r1", version: int = 1,
+             anchor_s: float = 0.0) -> bytes:
+        manifest = {"duration_s": 12.0, "sample_rate": 48000, "anchor_s": anchor_s,
+                    "events": [self.events[e] for e in event_ids]}
+        return datagram("/audioagent/done", request_id, session, version, json.dumps(manifest))
+
+    def clip_of(self, description: str) -> tuple[Any, Any]:
+        (found,) = [(t, c) for t, c in self.song.clips() if c.name == description]
+        return found
+
+
+@pytest.fixture
+def rig(tmp_path: Path):
+    rig = Rig(tmp_path)
+    address, args = rig.received(skip_pings=False)
+    assert (address, args[1]) == ("/audioagent/ping", rig.surface.listen_port)  # asks for the stem root
+    yield rig
+    rig.surface.disconnect()
+    rig.server.close()
+
+
+def start_scene_from_locator(rig: Rig) -> tuple[str, str]:
+    rig.song.cue_points.append(CuePoint("aa: rain on a tin roof, a car door (12s)", 8.0))
+    for _ in range(5):
+        rig.surface.update_display()  # the locator scan runs every few ticks
+    address, args = rig.received()
+    assert address == "/audioagent/generate"
+    request_id, session, prompt, duration_s, anchor_s, reply_port = args
+    assert (prompt, duration_s, anchor_s, reply_port) == ("rain on a tin roof, a car door", 12.0, 4.0,
+                                                          rig.surface.listen_port)
+    return request_id, session
+
+
+SCENE = [("rain", "steady rain", 0.0, 12.0, -3.0), ("door", "car door slam", 4.5, 6.0, 2.5),
+         ("engine", "engine starts", 5.0, 7.0, 0.0), ("dog", "dog barks", 8.0, 9.0, -8.0)]
+
+
+def place_scene(rig: Rig) -> str:
+    request_id, session = start_scene_from_locator(rig)
+    rig.deliver(rig.plan(session, {e[0]: "added" for e in SCENE}, request_id=request_id))
+    rig.deliver(*[rig.stem(session, *e, request_id=request_id) for e in SCENE])
+    rig.deliver(rig.done(session, [e[0] for e in SCENE], request_id=request_id, anchor_s=4.0))
+    return session
+
+
+def test_stems_land_as_clips_at_their_beats_with_their_gain(rig):
+    place_scene(rig)
+    # 120 bpm: beat = (anchor 4 s + start_s) * 2
+    expected = {"steady rain": 8.0, "car door slam": 17.0, "engine starts": 18.0, "dog barks": 24.0}
+    for description, beat in expected.items():
+        track, clip = rig.clip_of(description)
+        assert clip.start_time == pytest.approx(beat)
+        assert clip.warping is False
+    for _, description, _, _, gain_db in SCENE:
+        assert rig.clip_of(description)[1].gain_db == pytest.approx(gain_db, abs=0.15)
+    # Overlapping events sit on separate tracks; nothing was overwritten.
+    lanes = {d: rig.clip_of(d)[0].name for d in expected}
+    assert len({lanes["steady rain"], lanes["car door slam"], lanes["engine starts"]}) == 3
+    assert lanes["dog barks"] == lanes["car door slam"]  # free again by then: no new track
+    assert len(rig.song.tracks) == 3
+    assert all(not t.overwritten for t in rig.song.tracks)
+    state = json.loads(rig.song.data[STATE_KEY])
+    assert set(state["sessions"][state["last_session"]]["events"]) == {"rain", "door", "engine", "dog"}
+
+
+def test_edits_replace_only_changed_clips(rig):
+    session = place_scene(rig)
+    rain_clip = rig.clip_of("steady rain")[1]
+    engine_clip = rig.clip_of("engine starts")[1]
+    door_clip = rig.clip_of("car door slam")[1]
+    rain_gain_sets = rain_clip.gain_sets
+    # An edit started by `audio-agent client edit ... --daw ableton`: not our request id.
+    rig.deliver(rig.plan(session, {"rain": "unchanged", "door": "regained", "engine": "moved",
+                                   "dog": "removed", "thunder": "added"}, request_id="cli-7", version=2))
+    rig.deliver(
+        rig.stem(session, "door", "car door slam", 4.5, 6.0, -1.0, change="regained", request_id="cli-7", version=2),
+        rig.stem(session, "engine", "engine starts", 6.0, 8.0, 0.0, change="moved", request_id="cli-7", version=2),
+        rig.stem(session, "thunder", "distant thunder", 9.0, 11.0, -6.0, request_id="cli-7", version=2),
+    )
+    rig.deliver(rig.done(session, ["rain", "door", "engine", "thunder"], request_id="cli-7", version=2, anchor_s=4.0))
+    assert rig.clip_of("steady rain")[1] is rain_clip and rain_clip.gain_sets == rain_gain_sets
+    assert rig.clip_of("car door slam")[1] is door_clip
+    assert door_clip.gain_db == pytest.approx(-1.0, abs=0.15)
+    new_engine = rig.clip_of("engine starts")[1]
+    assert new_engine is not engine_clip and new_engine.start_time == pytest.approx(20.0)
+    assert [c for _, c in rig.song.clips() if c.name == "dog barks"] == []
+    assert rig.clip_of("distant thunder")[1].start_time == pytest.approx(26.0)
+    assert all(not t.overwritten for t in rig.song.tracks)
+
+
+def test_a_request_started_elsewhere_waits_for_the_anchor_in_the_manifest(rig):
+    rig.deliver(rig.plan("cli-session", {"wind": "added"}, request_id="c1"))
+    rig.deliver(rig.stem("cli-session", "wind", "gusty wind", 1.0, 3.0, 0.0, request_id="c1"))
+    assert rig.song.clips() == []
+    rig.deliver(rig.done("cli-session", ["wind"], request_id="c1", anchor_s=3.0))
+    assert rig.clip_of("gusty wind")[1].start_time == pytest.approx(8.0)
+
+
+def test_state_survives_a_new_surface_on_the_same_set(rig, tmp_path):
+    session = place_scene(rig)
+    dog_clip = rig.clip_of("dog barks")[1]
+    rig.surface.disconnect()
+    again = Rig(tmp_path, song=rig.song)
+    again.events = rig.events
+    try:
+        again.deliver(again.stem(session, "dog", "dog barks", 8.0, 9.0, 3.0, change="regained", request_id="x"))
+        assert again.clip_of("dog barks")[1] is dog_clip
+        assert dog_clip.gain_db == pytest.approx(3.0, abs=0.15)
+    finally:
+        again.surface.disconnect()
+        again.server.close()
+
+
+def test_edit_locator_sends_an_edit_for_the_last_scene(rig):
+    session = place_scene(rig)
+    rig.song.cue_points.append(CuePoint("aa edit: heavier rain", 30.0))
+    for _ in range(5):
+        rig.surface.update_display()
+    address, args = rig.received()
+    assert address == "/audioagent/edit"
+    assert args[1:] == [session, "heavier rain", rig.surface.listen_port]
+    for _ in range(10):  # sent once, not on every scan
+        rig.surface.update_display()
+    rig.server.settimeout(0.05)
+    with pytest.raises(socket.timeout):
+        rig.received()
+
+
+def test_malformed_osc_never_raises_into_live(rig, tmp_path):
+    rig.deliver(datagram("/audioagent/pong", "p", json.dumps({"stem_root": str(rig.stem_root)})))
+    outside = write_wav(tmp_path / "elsewhere" / "x.wav")
+    bad = [
+        b"\x00\x01\x02",  # not a multiple of four
+        b"garbage!",  # no address
+        b"#bundle\x00" + b"\x00" * 8 + b"\x00\x00\x01\x00",  # bundle element past the end
+        datagram("/audioagent/stem_ready", "r", "s", 1, "e"),  # too few arguments
+        datagram("/audioagent/stem_ready", "r", "s", 1, "e", str(outside), 0.0, 1.0, 0.0, -23.0, 0, "added", "x"),
+        datagram("/audioagent/stem_ready", "r", "s", 1, "e", f"{rig.stem_root}/../x.wav", 0.0, 1.0, 0.0, -23.0, 0,
+                 "added", "x"),
+        datagram("/audioagent/stem_ready", "r", "s", 1, "e", "p", "zero", 1.0, 0.0, -23.0, 0, "added", "x"),
+        datagram("/audioagent/plan", "r", "s", 1, "{not json"),
+        datagram("/audioagent/done", "r", "s", 1, "[]"),
+        datagram("/audioagent/bogus", 1),
+        datagram("/other/thing"),
+        live_osc.encode_message("/audioagent/error", []),
+    ]
+    rig.deliver(*bad)
+    for _ in range(3):
+        rig.surface.update_display()
+    assert rig.song.clips() == []
+    assert len(rig.surface.log_lines) >= len(bad) - 1
+    # ...and the surface still works afterwards.
+    rig.deliver(rig.stem("s2", "ok", "fine", 0.0, 1.0, 0.0, request_id="q"))
+    rig.deliver(rig.done("s2", ["ok"], request_id="q", anchor_s=0.0))
+    assert rig.clip_of("fine")[1].start_time == 0.0
+
+
+def test_osc_codec_round_trips_with_python_osc():
+    data = live_osc.encode_message("/audioagent/generate", ["id", "sess", "rain ☂", 12.5, 4.0, 9001, True])
+    message = OscMessage(data)
+    assert message.address == "/audioagent/generate"
+    assert message.params == ["id", "sess", "rain ☂", 12.5, 4.0, 9001, True]
+    assert live_osc.decode_packet(datagram("/a", "x", 1, 2.5)) == [("/a", ["x", 1, 2.5])]
+
+
+def test_create_instance_reads_the_config_beside_the_package(monkeypatch):
+    read = AudioAgent.load_config
+    # Keep the shipped config but listen on any free port: 9001 may be taken on a CI box.
+    monkeypatch.setattr(AudioAgent, "load_config", lambda folder: {**read(folder), "listen_port": 0})
+    surface = AudioAgent.create_instance(CInstance(Song()))
+    try:
+        assert surface.config["server_osc_port"] == 9000
+        assert surface.config["view"] == "arrangement"
+    finally:
+        surface.disconnect()
+
+
+def test_session_view_option_puts_each_event_in_a_clip_slot(tmp_path):
+    rig = Rig(tmp_path)
+    rig.surface.config["view"] = "session"
+    try:
+        rig.deliver(rig.stem("sv", "a", "wind", 0.0, 1.0, -6.0, request_id="q"),
+                    rig.stem("sv", "b", "crow", 0.5, 1.0, 0.0, request_id="q"))
+        rig.deliver(rig.done("sv", ["a", "b"], request_id="q", anchor_s=0.0))
+        slots = [t.clip_slots[0].clip for t in rig.song.tracks]
+        assert [c.name for c in slots] == ["wind", "crow"]
+        assert slots[0].gain_db == pytest.approx(-6.0, abs=0.15)
+        assert rig.song.clips() == []  # nothing in the arrangement
+        crow_track = rig.song.tracks[1]
+        rig.deliver(rig.plan("sv", {"a": "removed", "b": "changed"}, request_id="q2", version=2))
+        rig.deliver(rig.stem("sv", "b", "crow caws twice", 0.5, 1.5, -2.0, change="changed", request_id="q2",
+                             version=2, name="b2.wav"))
+        rig.deliver(rig.done("sv", ["b"], request_id="q2", version=2))
+        assert [t.clip_slots[0].has_clip for t in rig.song.tracks] == [False, True]
+        assert rig.song.tracks[1] is crow_track and crow_track.clip_slots[0].clip.name == "crow caws twice"
+        assert crow_track.clip_slots[0].clip.file_path.endswith("b2.wav")
+    finally:
+        rig.surface.disconnect()
+        rig.server.close()
