@@ -1,0 +1,201 @@
+"""Auffusion backend on a tiny random checkpoint saved in the published layout, on CPU.
+
+Tiny geometry: 16 mel bins, hop 10 at 2 kHz, clips of 32 frames = 0.16 s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from engine.errors import CancelledError, InvalidInputError  # noqa: E402
+from engine.generators import GenerationRequest, create_generator  # noqa: E402
+from engine.generators._diffusion import release_resident_models, resident_keys  # noqa: E402
+from engine.generators.auffusion import AuffusionGenerator  # noqa: E402
+from engine.generators.hifigan import HiFiGAN, load_hifigan  # noqa: E402
+from engine.progress import CancelToken  # noqa: E402
+from engine.render import fit_to_length  # noqa: E402
+from tests.engine.tiny_models import TINY_HIFIGAN, _weight_norm_layout, build_tiny_auffusion  # noqa: E402
+
+CLIP_S = 32 * 10 / 2000
+OPTIONS = {"steps": 3, "clip_frames": 32, "overlap_s": 0.04, "dtype": "float32", "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = build_tiny_auffusion(tmp_path_factory.mktemp("tiny") / "auffusion")
+    yield folder
+    release_resident_models()
+
+
+@pytest.fixture()
+def generator(checkpoint: Path) -> AuffusionGenerator:
+    return create_generator("auffusion", model=str(checkpoint), **OPTIONS)
+
+
+def _one(generator, description: str, length_s: float, seed: int, rate: int = 2000) -> np.ndarray:
+    result = generator.generate([GenerationRequest(description, length_s, seed, rate)])[0]
+    assert result.ok, result.error
+    return result.audio
+
+
+def test_text_to_waveform_through_the_published_layout(generator) -> None:
+    audio = _one(generator, "a dog barks twice", 0.1, 1, rate=48000)
+    assert audio.dtype == np.float32 and audio.shape == (1, 4800)
+    assert np.isfinite(audio).all() and np.abs(audio).max() > 0
+    # The renderer's fit is then a no-op: the backend already returns the exact event length.
+    assert np.array_equal(fit_to_length(audio, frames=4800, sample_rate=48000), audio)
+
+
+def test_environment_variable_points_the_backend_at_local_weights(checkpoint: Path, monkeypatch) -> None:
+    monkeypatch.setenv("AUDIO_AGENT_AUFFUSION_MODEL", str(checkpoint))
+    generator = create_generator("auffusion", **{k: v for k, v in OPTIONS.items()})
+    assert generator.model == str(checkpoint) and generator.identity()["revision"].startswith("local-")
+
+
+def test_same_seed_same_audio_and_different_seeds_differ(generator) -> None:
+    first = _one(generator, "rain on a tin roof", 0.12, 5)
+    again = _one(generator, "rain on a tin roof", 0.12, 5)
+    other = _one(generator, "rain on a tin roof", 0.12, 6)
+    assert np.array_equal(first, again)
+    assert not np.allclose(first, other, rtol=1e-3, atol=1e-6)
+
+
+def test_batched_equals_one_call_per_event_and_uses_one_call(checkpoint: Path, monkeypatch) -> None:
+    generator = create_generator("auffusion", model=str(checkpoint), **OPTIONS)
+    sizes: list[int] = []
+    render = AuffusionGenerator._render_batch
+    monkeypatch.setattr(AuffusionGenerator, "_render_batch",
+                        lambda self, p, jobs, step: sizes.append(len(jobs)) or render(self, p, jobs, step))
+    requests = [GenerationRequest("door slam", 0.05, 1, 2000), GenerationRequest("birds chirping in a park", 0.15, 2, 2000),
+                GenerationRequest("engine idle", 0.08, 3, 2000)]
+    batched = generator.generate(requests)
+    assert sizes == [3]
+    for request, result in zip(requests, batched):
+        alone = generator.generate([request])[0]
+        np.testing.assert_allclose(result.audio, alone.audio, atol=1e-5)
+
+
+def test_long_event_is_segmented_and_crossfaded(checkpoint: Path, monkeypatch) -> None:
+    generator = create_generator("auffusion", model=str(checkpoint), **OPTIONS)
+    sizes: list[int] = []
+    render = AuffusionGenerator._render_batch
+    monkeypatch.setattr(AuffusionGenerator, "_render_batch",
+                        lambda self, p, jobs, step: sizes.append(len(jobs)) or render(self, p, jobs, step))
+    long_audio = _one(generator, "wind through trees", 0.5, 9)
+    assert long_audio.shape == (1, 1000)
+    assert sizes == [4]  # (0.5 - 0.04) / (0.16 - 0.04) -> 4 overlapping clips in one call
+    # Until the first crossfade starts, the long event is exactly the first clip of that seed.
+    head = _one(generator, "wind through trees", CLIP_S, 9)
+    untouched = round((CLIP_S - 0.04) * 2000)
+    np.testing.assert_allclose(long_audio[:, :untouched], head[:, :untouched], atol=1e-5)
+    assert not np.allclose(long_audio[:, untouched:320], head[:, untouched:320], atol=1e-4)
+
+
+def test_progress_reaches_every_step_and_cancel_stops_between_steps(generator) -> None:
+    fractions: list[tuple[str, float]] = []
+    generator.generate([GenerationRequest("a bell", 0.1, 1, 2000)], progress=lambda s, f: fractions.append((s, f)))
+    assert [round(f, 3) for _, f in fractions] == [0.333, 0.667, 1.0] and {s for s, _ in fractions} == {"generate"}
+
+    token = CancelToken()
+    steps_seen: list[float] = []
+
+    def stop(stage: str, fraction: float) -> None:
+        steps_seen.append(fraction)
+        token.cancel()
+
+    with pytest.raises(CancelledError):
+        generator.generate([GenerationRequest("a bell", 0.1, 1, 2000)], progress=stop, cancel=token)
+    assert len(steps_seen) == 1
+
+
+def test_injected_out_of_memory_halves_and_matches_unbatched(checkpoint: Path, monkeypatch) -> None:
+    generator = create_generator("auffusion", model=str(checkpoint), **OPTIONS)
+    sizes: list[int] = []
+    render = AuffusionGenerator._render_batch
+
+    def limited(self, pipeline, jobs, on_step):
+        sizes.append(len(jobs))
+        if len(jobs) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
+        if any(job.description == "impossible" for job in jobs):
+            raise torch.OutOfMemoryError("CUDA out of memory (injected, always)")
+        return render(self, pipeline, jobs, on_step)
+
+    requests = [GenerationRequest(f"sound {i}", 0.1, i, 2000) for i in range(4)]
+    reference = [generator.generate([r])[0].audio for r in requests]
+    monkeypatch.setattr(AuffusionGenerator, "_render_batch", limited)
+    sizes.clear()
+    results = generator.generate(requests)
+    assert sizes == [4, 2, 2]
+    for result, alone in zip(results, reference):
+        np.testing.assert_allclose(result.audio, alone, atol=1e-5)
+
+    mixed = generator.generate([requests[0], GenerationRequest("impossible", 0.1, 1, 2000)])
+    assert mixed[0].ok and not mixed[1].ok and "out of memory" in mixed[1].error
+
+
+def test_identity_names_everything_that_changes_samples(checkpoint: Path, tmp_path: Path) -> None:
+    identity = create_generator("auffusion", model=str(checkpoint), **OPTIONS).identity()
+    for key in ("backend", "model", "revision", "steps", "guidance", "scheduler", "dtype", "clip_frames"):
+        assert key in identity
+    assert identity["backend"] == "auffusion" and identity["scheduler"] == "DPMSolverMultistepScheduler"
+    assert identity["revision"].startswith("local-")
+    more_steps = create_generator("auffusion", model=str(checkpoint), **{**OPTIONS, "steps": 4}).identity()
+    assert more_steps != identity
+    # Editing a config file changes the folder's identity.
+    copy = shutil.copytree(checkpoint, tmp_path / "copy")
+    assert create_generator("auffusion", model=str(copy), **OPTIONS).identity()["revision"] == identity["revision"]
+    config = json.loads((copy / "unet" / "config.json").read_text())
+    config["sample_size"] = 17
+    (copy / "unet" / "config.json").write_text(json.dumps(config))
+    assert create_generator("auffusion", model=str(copy), **OPTIONS).identity()["revision"] != identity["revision"]
+
+
+def test_models_stay_resident_and_switching_frees_the_old_one(checkpoint: Path, tmp_path: Path) -> None:
+    first = create_generator("auffusion", model=str(checkpoint), **OPTIONS)
+    second = create_generator("auffusion", model=str(checkpoint), **{**OPTIONS, "steps": 2})
+    assert first.pipeline() is second.pipeline()
+    other = shutil.copytree(checkpoint, tmp_path / "other")
+    create_generator("auffusion", model=str(other), **OPTIONS).pipeline()
+    keys = resident_keys()
+    assert len(keys) == 1 and keys[0][1] == str(other)
+
+
+def test_vocoder_checkpoint_with_weight_norm_pairs_loads_exactly(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    original = HiFiGAN(TINY_HIFIGAN).eval()
+    stored = _weight_norm_layout(original.state_dict())
+    assert "conv_pre.weight_g" in stored and "conv_pre.weight" not in stored
+    (tmp_path / "config.json").write_text(json.dumps(TINY_HIFIGAN))
+    torch.save({"generator": stored}, tmp_path / "vocoder.pt")
+    loaded = load_hifigan(tmp_path)
+    mel = torch.randn(2, 16, 12)
+    with torch.no_grad():
+        expected, wave = original(mel), loaded(mel)
+    assert wave.shape == (2, 1, 12 * 10)  # exactly frames x hop, odd (kernel - rate) included
+    torch.testing.assert_close(wave, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_missing_layout_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    generator = create_generator("auffusion", model=str(tmp_path / "empty"), **OPTIONS)
+    with pytest.raises(InvalidInputError) as caught:
+        generator.generate([GenerationRequest("x", 0.1, 1, 2000)])
+    assert caught.value.field == "model" and "condition_config.json" in str(caught.value)
+
+
+def test_a_malformed_request_fails_alone(generator) -> None:
+    results = generator.generate([GenerationRequest("   ", 0.1, 1, 2000), GenerationRequest("a bell", 0.1, 1, 2000),
+                                  GenerationRequest("a gong", -1.0, 1, 2000)])
+    assert not results[0].ok and "description" in results[0].error
+    assert results[1].ok and results[1].audio.shape == (1, 200)
+    assert not results[2].ok and "length_s=-1.0" in results[2].error
