@@ -1,0 +1,404 @@
+"""The procedural sketch backend: contract (shape, rate, determinism, errors, cancel) and
+recognisability checks that measure the audio (spectra, onsets, energy over time)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.errors import CancelledError
+from engine.generators import GenerationRequest, Generator, create_generator
+from engine.generators.procedural import (
+    FAMILIES,
+    ProceduralGenerator,
+    classify_family,
+    describe_traits,
+    render_sketch,
+)
+from engine.progress import CancelToken
+
+# One description per family, each classified as that family (checked below).
+FAMILY_EXAMPLES = {
+    "thunder": "thunder rumbles",
+    "rain": "heavy rain",
+    "wind": "wind blowing through trees",
+    "water": "a babbling brook",
+    "fire": "crackling campfire",
+    "engine": "a car passes by",
+    "footsteps": "footsteps on gravel",
+    "door": "a door slams",
+    "impact": "knock on wood",
+    "gunshot": "a single gunshot",
+    "explosion": "a huge explosion",
+    "crowd": "people chatting in a cafe",
+    "bird": "birds chirping",
+    "dog": "a dog barks",
+    "cat": "a cat meows",
+    "animal": "a cow moos",
+    "bell": "a church bell",
+    "alarm": "an alarm clock",
+    "typing": "typing on a keyboard",
+    "pad": "dark ambient music pad",
+    "neutral": "something indescribable",
+}
+BEDS = {"rain", "wind", "water", "fire", "crowd", "pad"}
+
+
+def render(description: str, length_s: float = 4.0, sample_rate: int = 16000, seed: int = 0):
+    return render_sketch(description, length_s=length_s, sample_rate=sample_rate, seed=seed)
+
+
+def mono(audio: np.ndarray) -> np.ndarray:
+    return audio.astype(np.float64).mean(axis=0)
+
+
+def spectrum(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    power = np.abs(np.fft.rfft(mono(audio))) ** 2
+    return np.fft.rfftfreq(audio.shape[-1], 1.0 / sample_rate), power
+
+
+def centroid_hz(audio: np.ndarray, sample_rate: int) -> float:
+    freqs, power = spectrum(audio, sample_rate)
+    return float(np.sum(freqs * power) / np.sum(power))
+
+
+def frame_rms(audio: np.ndarray, sample_rate: int, hop_s: float = 0.01) -> np.ndarray:
+    x = mono(audio)
+    hop = int(hop_s * sample_rate)
+    frames = x[: len(x) // hop * hop].reshape(-1, hop)
+    return np.sqrt(np.mean(frames**2, axis=1))
+
+
+# ---------------------------------------------------------------------------------------------
+# contract
+
+
+def test_examples_cover_every_family() -> None:
+    assert set(FAMILY_EXAMPLES) == set(FAMILIES)
+    for family, description in FAMILY_EXAMPLES.items():
+        assert classify_family(description) == family, description
+
+
+def test_is_the_registered_default_backend_and_a_generator() -> None:
+    generator = create_generator("procedural")
+    assert isinstance(generator, ProceduralGenerator)
+    assert isinstance(generator, Generator)
+    identity = dict(generator.identity())
+    assert identity["backend"] == "procedural"
+    assert isinstance(identity["version"], int)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_EXAMPLES))
+def test_every_family_is_audible_finite_and_within_full_scale(family: str) -> None:
+    description = FAMILY_EXAMPLES[family]
+    for length_s in (0.25, 3.7):
+        audio = render(description, length_s=length_s, sample_rate=16000, seed=1)
+        assert audio.dtype == np.float32
+        assert audio.shape == (2 if family in BEDS else 1, round(length_s * 16000))
+        assert np.all(np.isfinite(audio))
+        assert np.max(np.abs(audio)) <= 1.0
+        rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2)))
+        assert rms > 3e-3, (family, length_s, rms)  # well above a 24-bit noise floor
+
+
+@pytest.mark.parametrize("sample_rate", [16000, 44100, 48000])
+@pytest.mark.parametrize("length_s", [0.25, 3.7, 10.0])
+def test_exact_frame_count(sample_rate: int, length_s: float) -> None:
+    generator = ProceduralGenerator()
+    descriptions = ["heavy rain", "a door slams", "a car passes by"]  # stereo, one-shot, resampled
+    requests = [GenerationRequest(d, length_s, 3, sample_rate) for d in descriptions]
+    for result in generator.generate(requests):
+        assert result.ok, result.error
+        assert result.audio.shape[-1] == round(length_s * sample_rate)
+
+
+def test_odd_lengths_round_to_the_nearest_frame() -> None:
+    for length_s, rate in ((1.00001, 44100), (0.33333, 48000), (2.5e-4, 8000)):
+        audio = render("a dog barks", length_s=length_s, sample_rate=rate)
+        assert audio.shape[-1] == round(length_s * rate) >= 1
+
+
+def test_same_request_gives_identical_samples() -> None:
+    generator = ProceduralGenerator()
+    request = GenerationRequest("birds chirping over a stream", 2.0, 7, 22050)
+    first, second = generator.generate([request, request])
+    again = ProceduralGenerator().generate([request])[0]
+    assert np.array_equal(first.audio, second.audio)
+    assert np.array_equal(first.audio, again.audio)
+
+
+@pytest.mark.parametrize("description", ["heavy rain", "a dog barks", "typing on a keyboard"])
+def test_different_seeds_and_descriptions_differ(description: str) -> None:
+    base = render(description, seed=1)
+    assert not np.allclose(base, render(description, seed=2))
+    assert not np.allclose(base, render(description + " nearby", seed=1))
+
+
+def test_beds_are_decorrelated_stereo_and_point_sources_mono() -> None:
+    for family in sorted(BEDS):
+        left, right = render(FAMILY_EXAMPLES[family], seed=4).astype(np.float64)
+        correlation = np.corrcoef(left, right)[0, 1]
+        assert 0.2 < correlation < 0.995, (family, correlation)
+    for family in ("door", "engine", "bell", "dog"):
+        assert render(FAMILY_EXAMPLES[family]).shape[0] == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# classification
+
+
+@pytest.mark.parametrize(
+    "description, family",
+    [
+        ("Light rain on a tin roof", "rain"),
+        ("rain falling on a car roof", "rain"),  # tie: the first-named sound wins
+        ("A thunderstorm with heavy rain", "thunder"),
+        ("Howling wind", "wind"),
+        ("gentle breeze", "wind"),
+        ("Ocean waves crashing on the shore", "water"),
+        ("water dripping from a faucet", "water"),
+        ("a roaring fireplace", "fire"),
+        ("A motorbike revs its engine", "engine"),
+        ("a truck idling", "engine"),
+        ("A plane flies overhead", "engine"),
+        ("A man walks down a corridor", "footsteps"),
+        ("running on concrete", "footsteps"),
+        ("A car door slams shut", "door"),  # door + slam outweighs car
+        ("An old door creaks open", "door"),
+        ("knocking on the door", "impact"),
+        ("glass shatters on the floor", "impact"),
+        ("Gunfire in the distance", "gunshot"),
+        ("firing a pistol", "gunshot"),  # "firing" is not the fire family
+        ("fire a gun twice", "gunshot"),  # the phrase outweighs "fire"
+        ("a car crash", "impact"),
+        ("a tap dripping slowly", "water"),
+        ("fireworks explode", "explosion"),
+        ("Applause from an audience", "crowd"),
+        ("people laughing at a party", "crowd"),
+        ("a crow caws", "bird"),
+        ("A dog barking in the rain", "dog"),
+        ("a kitten purring", "cat"),
+        ("wolves in the night", "animal"),
+        ("frogs croaking by a pond", "animal"),
+        ("the doorbell rings", "bell"),
+        ("wind chimes tinkle", "bell"),  # the phrase outweighs "wind"
+        ("fire alarm going off", "alarm"),
+        ("police car siren wailing", "alarm"),
+        ("a phone ringing", "alarm"),
+        ("clock ticking", "typing"),
+        ("mouse clicks", "typing"),
+        ("a tense synth drone", "pad"),
+        ("a spaceship teleporter", "neutral"),
+        ("", "neutral"),
+    ],
+)
+def test_classify_family(description: str, family: str) -> None:
+    assert classify_family(description) == family
+
+
+def test_keywords_match_whole_words_only() -> None:
+    assert classify_family("a brain scan") == "neutral"  # not "rain"
+    assert classify_family("a category error") == "neutral"  # not "cat"
+    assert classify_family("carpets") == "neutral"  # not "car"
+    assert classify_family("the dogs barked") == "dog"  # inflections do match
+
+
+def test_loudness_words_set_intensity_and_distance() -> None:
+    assert describe_traits("heavy rain").intensity > describe_traits("rain").intensity
+    assert describe_traits("light rain").intensity < describe_traits("rain").intensity
+    assert describe_traits("thunder in the distance").distant
+    assert not describe_traits("thunder overhead").distant
+
+
+# ---------------------------------------------------------------------------------------------
+# recognisability: measured, each could fail if the recipe were wrong
+
+
+def test_thunder_is_far_darker_than_rain() -> None:
+    rate = 32000
+    thunder = centroid_hz(render("thunder", length_s=4.0, sample_rate=rate), rate)
+    rain = centroid_hz(render("rain", length_s=4.0, sample_rate=rate), rate)
+    assert thunder < 400.0
+    assert rain > 2000.0
+    assert rain > 6 * thunder
+
+
+def test_light_rain_is_sparse_drops_and_heavy_rain_a_louder_wash() -> None:
+    from scipy.stats import kurtosis
+
+    light = mono(render("light rain", sample_rate=32000))
+    heavy = mono(render("heavy rain", sample_rate=32000))
+    # Separate drops make a spiky (heavy-tailed) signal; a downpour is closer to Gaussian.
+    assert kurtosis(light) > 1.3 * kurtosis(heavy)
+    assert np.sqrt(np.mean(heavy**2)) > 1.5 * np.sqrt(np.mean(light**2))
+
+
+def test_bell_has_a_strong_narrow_spectral_peak() -> None:
+    rate = 16000
+    freqs, power = spectrum(render("a church bell", length_s=4.0, sample_rate=rate), rate)
+    peak = int(np.argmax(power))
+    window = np.abs(freqs - freqs[peak]) <= 5.0
+    assert power[peak] > 1e4 * np.median(power)
+    assert power[window].sum() > 0.15 * power.sum()  # a fifth of the energy within +-5 Hz
+    _, rain = spectrum(render("rain", length_s=4.0, sample_rate=rate), rate)
+    rain_peak = int(np.argmax(rain))
+    assert rain[max(rain_peak - 20, 0): rain_peak + 21].sum() < 0.02 * rain.sum()
+
+
+def test_footsteps_repeat_near_walking_pace() -> None:
+    rate = 16000
+    envelope = frame_rms(render("footsteps in a hallway", length_s=8.0, sample_rate=rate), rate)
+    envelope = envelope - envelope.mean()
+    autocorr = np.correlate(envelope, envelope, mode="full")[len(envelope) - 1:]
+    lags_s = np.arange(len(autocorr)) * 0.01
+    search = (lags_s >= 0.3) & (lags_s <= 1.0)
+    period_s = lags_s[search][np.argmax(autocorr[search])]
+    assert abs(1.0 / period_s - 2.0) < 0.25  # ~2 steps per second
+    running = frame_rms(render("running footsteps", length_s=8.0, sample_rate=rate), rate)
+    running = running - running.mean()
+    run_ac = np.correlate(running, running, mode="full")[len(running) - 1:]
+    fast = (lags_s >= 0.2) & (lags_s <= 0.45)
+    assert run_ac[fast].max() > 0.5 * run_ac[0]  # running repeats faster than 2.2 Hz
+
+
+def test_door_slam_is_front_loaded_and_decays() -> None:
+    rate = 16000
+    energy = mono(render("a door slams", length_s=4.0, sample_rate=rate)) ** 2
+    quarter = len(energy) // 4
+    assert energy[:quarter].sum() > 0.99 * energy.sum()
+    assert energy[: int(0.1 * rate)].sum() > 0.4 * energy.sum()
+    assert energy[: int(0.5 * rate)].sum() > 0.95 * energy.sum()
+
+
+def test_one_shot_decays_fit_short_events() -> None:
+    rate = 16000
+    audio = mono(render("a gunshot", length_s=0.3, sample_rate=rate))
+    tail = audio[-int(0.03 * rate):]
+    assert np.max(np.abs(tail)) < 0.1 * np.max(np.abs(audio))
+
+
+def test_beds_fill_their_length() -> None:
+    rate = 16000
+    for description in ("heavy rain", "wind", "people chatting in a cafe", "a babbling brook"):
+        envelope = frame_rms(render(description, length_s=6.0, sample_rate=rate), rate, 0.5)
+        inner = envelope[1:-1]
+        assert inner.min() > 0.15 * inner.max(), description
+
+
+def test_car_pass_by_peaks_mid_event_and_drops_in_pitch() -> None:
+    rate = 16000
+    audio = render("a car passes by", length_s=6.0, sample_rate=rate)
+    envelope = frame_rms(audio, rate, 0.25)
+    loudest_s = (np.argmax(envelope) + 0.5) * 0.25
+    assert 2.0 < loudest_s < 4.0
+    x = mono(audio)
+
+    def firing_hz(segment: np.ndarray) -> float:  # strongest line in the engine's firing band
+        padded = 8 * len(segment)
+        power = np.abs(np.fft.rfft(segment * np.hanning(len(segment)), padded))
+        freqs = np.fft.rfftfreq(padded, 1.0 / rate)
+        band = (freqs > 15) & (freqs < 150)
+        return float(freqs[band][np.argmax(power[band])])
+
+    early, late = firing_hz(x[rate: 2 * rate]), firing_hz(x[4 * rate: 5 * rate])
+    assert 25.0 < late < early < 45.0
+    assert early > 1.06 * late  # Doppler: ~7% up while approaching, ~7% down receding
+
+
+def test_birds_are_high_tonal_chirps() -> None:
+    from scipy.signal import stft
+
+    rate = 22050
+
+    def peak_share(audio: np.ndarray) -> float:
+        """Median share of a loud frame's power within +-3 bins of its peak: high for tones."""
+        _, _, frames = stft(mono(audio), rate, nperseg=256)
+        power = np.abs(frames.T) ** 2
+        loud = power.sum(axis=1) > 0.1 * power.sum(axis=1).max()
+        shares = []
+        for row in power[loud]:
+            peak = int(np.argmax(row))
+            shares.append(row[max(peak - 3, 0): peak + 4].sum() / row.sum())
+        return float(np.median(shares))
+
+    birds = render("a bird sings", length_s=4.0, sample_rate=rate)
+    assert 2000.0 < centroid_hz(birds, rate) < 7000.0
+    assert peak_share(birds) > 0.6, peak_share(birds)
+    assert peak_share(render("heavy rain", sample_rate=rate)) < 0.3
+
+
+def test_barks_and_alarm_beeps_are_separate_bursts() -> None:
+    rate = 16000
+
+    def bursts(audio: np.ndarray) -> tuple[int, float]:
+        loud = frame_rms(audio, rate) > 0.25 * frame_rms(audio, rate).max()
+        starts = int(np.count_nonzero(loud[1:] & ~loud[:-1]) + loud[0])
+        return starts, float(loud.mean())
+
+    barks, barking_share = bursts(render("a dog barks", length_s=6.0, sample_rate=rate))
+    assert 3 <= barks <= 20 and barking_share < 0.5
+    beeps, beeping_share = bursts(render("an alarm clock", length_s=4.0, sample_rate=rate))
+    assert 12 <= beeps <= 17  # four beeps per second-ish, silent gaps between
+    assert 0.15 < beeping_share < 0.4
+
+
+def test_pad_swells_in_slowly() -> None:
+    rate = 16000
+    envelope = frame_rms(render("warm music pad", length_s=8.0, sample_rate=rate), rate, 0.25)
+    assert envelope[0] < 0.2 * envelope.max()
+    assert envelope[len(envelope) // 2] > 0.6 * envelope.max()
+
+
+# ---------------------------------------------------------------------------------------------
+# errors, progress, cancel
+
+
+@pytest.mark.parametrize(
+    "length_s, sample_rate, field",
+    [
+        (0.0, 48000, "length_s"),
+        (-1.0, 48000, "length_s"),
+        (float("nan"), 48000, "length_s"),
+        (float("inf"), 48000, "length_s"),
+        (1e-6, 48000, "length_s"),  # rounds to zero frames
+        (1.0, 4000, "sample_rate"),
+        (1.0, 0, "sample_rate"),
+    ],
+)
+def test_bad_requests_give_error_results_naming_the_field(length_s, sample_rate, field) -> None:
+    good = GenerationRequest("rain", 0.5, 0, 16000)
+    bad = GenerationRequest("rain", length_s, 0, sample_rate)
+    results = ProceduralGenerator().generate([good, bad, good])
+    assert results[0].ok and results[2].ok
+    assert not results[1].ok and results[1].audio is None
+    assert results[1].error.startswith(field + "=")
+
+
+def test_progress_is_reported_per_request() -> None:
+    calls: list[tuple[str, float]] = []
+    requests = [GenerationRequest("rain", 0.2, i, 16000) for i in range(4)]
+    ProceduralGenerator().generate(requests, progress=lambda s, f: calls.append((s, f)))
+    assert {stage for stage, _ in calls} == {"generate"}
+    fractions = [fraction for _, fraction in calls]
+    assert fractions == sorted(fractions)
+    assert fractions[0] == 0.0 and fractions[-1] == 1.0 and len(fractions) >= 4
+
+
+def test_cancel_between_requests_raises() -> None:
+    token = CancelToken()
+    done: list[float] = []
+
+    def progress(stage: str, fraction: float) -> None:
+        done.append(fraction)
+        if fraction >= 0.5:
+            token.cancel("user pressed stop")
+
+    requests = [GenerationRequest("wind", 0.2, i, 16000) for i in range(4)]
+    with pytest.raises(CancelledError, match="user pressed stop"):
+        ProceduralGenerator().generate(requests, progress=progress, cancel=token)
+    assert done[-1] == 0.5  # the third request was never started
+
+    cancelled = CancelToken()
+    cancelled.cancel()
+    with pytest.raises(CancelledError):
+        ProceduralGenerator().generate(requests, cancel=cancelled)
