@@ -1,0 +1,301 @@
+"""Jobs: a bounded queue, planning in a small pool, ONE render worker, cancel and time limits.
+
+Why this shape: the generator (a GPU model in production) is one resource, so exactly one thread
+renders. Planning (an LLM call, or the rule planner) needs no GPU, so it runs in a small pool while
+another job renders. A session's jobs run strictly in submission order — an edit is planned
+against the version the previous job produced — while different sessions overlap.
+
+The manager knows nothing about sockets: each job has a ``sink`` (a thread-safe callable the
+transport gives) that receives protocol messages in order: accepted, plan, progress/stem_ready...,
+then exactly one done or error.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import queue
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from engine.errors import AudioAgentError, BusyError, CancelledError, NotFoundError, TimeLimitError
+from engine.manifest import ManifestEvent
+from engine.progress import CancelToken
+from server import protocol as p
+
+log = logging.getLogger("audio_agent.jobs")
+
+Sink = Callable[[Any], None]
+PrepareFn = Callable[[Any], Any]  # request model -> PendingVersion
+RenderFn = Callable[..., Any]  # (pending, *, progress, cancel, on_stem) -> SessionVersion
+RecordFn = Callable[["Job", str, str | None], None]  # (job, status, error message)
+_TIME_LIMIT_REASON = "time limit"
+_STOP_REASON = "the server stopped before this job finished; send the request again"
+
+
+@dataclass
+class Job:
+    id: str
+    request: Any
+    sink: Sink
+    token: CancelToken = field(default_factory=CancelToken)
+    state: str = "queued"  # queued | planning | waiting | running | done | failed | cancelled
+    pending: Any = None
+    submitted_at: float = field(default_factory=time.monotonic)
+    timer: threading.Timer | None = None
+    last_progress: tuple[str, float] = ("", -1.0)
+
+    @property
+    def session(self) -> str:
+        return str(getattr(self.request, "session", ""))
+
+    @property
+    def request_id(self) -> str:
+        return str(self.request.id)
+
+
+def new_job_id() -> str:
+    return "j" + uuid.uuid4().hex[:12]
+
+
+def plan_message(job: Job, pending: Any) -> p.PlanMessage:
+    plan = pending.plan
+    diff = {change.event_id: change.kind.value for change in pending.diff.changes}
+    return p.PlanMessage(
+        id=job.request_id, job=job.id, session=str(pending.session), version=int(pending.version),
+        duration_s=plan.duration_s, anchor_s=float(getattr(pending, "anchor_s", 0.0) or 0.0),
+        events=[p.PlanEvent(**event.model_dump()) for event in plan.events],
+        diff=diff, notes=[str(note) for note in (getattr(pending, "notes", ()) or ())],
+    )
+
+
+def stem_message(job: Job, pending: Any, event: ManifestEvent, change: Any) -> p.StemReady:
+    return p.StemReady(
+        id=job.request_id, job=job.id, session=str(pending.session), version=int(pending.version),
+        event_id=event.id, description=event.description, stem_path=event.stem_path,
+        start_s=event.start_s, end_s=event.end_s, target_lufs=event.target_lufs, gain_db=event.gain_db,
+        cache_hit=event.cache_hit, change=getattr(change, "value", str(change)),
+    )
+
+
+class JobManager:
+    """Runs jobs; ``submit`` and ``cancel`` are safe from any thread (the transports' loop)."""
+
+    def __init__(
+        self,
+        *,
+        prepare: PrepareFn,
+        render: RenderFn,
+        data_dir: Path | None = None,
+        max_jobs: int = 32,
+        planner_threads: int = 2,
+        time_limit_s: float = 900.0,
+        record: RecordFn | None = None,
+    ) -> None:
+        self._prepare = prepare
+        self._render = render
+        self._data_dir = data_dir.resolve() if data_dir else None
+        self._max_jobs = max_jobs
+        self._time_limit_s = time_limit_s
+        self._record = record
+        self._lock = threading.Lock()
+        self._jobs: dict[str, Job] = {}
+        self._session_queues: dict[str, collections.deque[Job]] = {}
+        self._render_queue: queue.Queue[Job | None] = queue.Queue()
+        self._pool = ThreadPoolExecutor(max_workers=planner_threads, thread_name_prefix="aa-plan")
+        self._worker = threading.Thread(target=self._render_loop, name="aa-render", daemon=True)
+        self._stopped = False
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self._worker.start()
+
+    def stop(self, *, timeout_s: float = 10.0) -> None:
+        """Cancel every job, let the worker finish its current step, and join it."""
+        with self._lock:
+            self._stopped = True
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            job.token.cancel(_STOP_REASON)
+        self._render_queue.put(None)
+        if self._worker.is_alive():
+            self._worker.join(timeout_s)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    # ------------------------------------------------------------------ API
+    def submit(self, request: Any, sink: Sink) -> Job:
+        """Queue a job; raises BusyError when ``max_jobs`` are already queued or running."""
+        with self._lock:
+            if self._stopped:
+                raise BusyError("the server is stopping")
+            if len(self._jobs) >= self._max_jobs:
+                raise BusyError(
+                    f"{len(self._jobs)} jobs queued or running (limit {self._max_jobs}); retry later",
+                    field="queue", value=len(self._jobs),
+                )
+            job = Job(id=new_job_id(), request=request, sink=sink)
+            self._jobs[job.id] = job
+            line = self._session_queues.setdefault(job.session, collections.deque())
+            line.append(job)
+            first_in_line = len(line) == 1
+        sink(p.Accepted(id=job.request_id, job=job.id))
+        self._note(job, "queued")
+        if first_in_line:
+            self._begin(job)
+        return job
+
+    def cancel(self, job_id: str) -> str:
+        """Cancel a queued or running job; returns the state it was in. The job itself then ends
+        with an error message of code 'cancelled' to its own client."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                raise NotFoundError(f"job={job_id!r}: no queued or running job", field="job", value=job_id)
+            state = job.state
+            waiting_in_line = state == "queued" and self._session_queues[job.session][0] is not job
+            if waiting_in_line:
+                self._session_queues[job.session].remove(job)
+                del self._jobs[job.id]
+                job.state = "cancelled"
+        job.token.cancel("cancelled by client")
+        if waiting_in_line:
+            self._note(job, "cancelled", "cancelled by client")
+            job.sink(p.error_message(CancelledError("cancelled by client"), request_id=job.request_id, job=job.id))
+        return state
+
+    def active(self) -> list[Job]:
+        with self._lock:
+            return list(self._jobs.values())
+
+    # ------------------------------------------------------------------ internals
+    def _note(self, job: Job, status: str, error: str | None = None) -> None:
+        if self._record is None:
+            return
+        try:
+            self._record(job, status, error)
+        except Exception:  # recording is bookkeeping; never fail a job over it
+            log.exception("could not record job %s", job.id)
+
+    def _arm(self, job: Job) -> None:
+        """(Re)start the job's time limit. Planning and rendering each get the full limit, so
+        time spent waiting for the render worker never counts against a job."""
+        if job.timer is not None:
+            job.timer.cancel()
+        job.timer = threading.Timer(self._time_limit_s, job.token.cancel, args=(_TIME_LIMIT_REASON,))
+        job.timer.daemon = True
+        job.timer.start()
+
+    def _begin(self, job: Job) -> None:
+        """The job reached the head of its session's line: arm its time limit and plan it."""
+        job.state = "planning"
+        self._arm(job)
+        try:
+            self._pool.submit(self._plan, job)
+        except RuntimeError:  # pool shut down
+            self._finish(job, CancelledError(_STOP_REASON))
+
+    def _plan(self, job: Job) -> None:
+        try:
+            job.token.raise_if_cancelled()
+            pending = self._prepare(job.request)
+            job.token.raise_if_cancelled()
+        except BaseException as error:  # noqa: BLE001 - every failure becomes an error message
+            self._finish(job, error)
+            return
+        job.pending = pending
+        job.state = "waiting"
+        job.sink(plan_message(job, pending))
+        self._render_queue.put(job)
+
+    def _render_loop(self) -> None:
+        while True:
+            job = self._render_queue.get()
+            if job is None:
+                return
+            self._run(job)
+
+    def _run(self, job: Job) -> None:
+        if job.token.cancelled:
+            self._finish(job, CancelledError(job.token.reason))
+            return
+        job.state = "running"
+        self._arm(job)
+        self._note(job, "running")
+        try:
+            version = self._render(
+                job.pending,
+                progress=lambda stage, fraction: self._progress(job, stage, fraction),
+                cancel=job.token,
+                on_stem=lambda event, change: self._stem(job, event, change),
+            )
+        except BaseException as error:  # noqa: BLE001
+            self._finish(job, error)
+            return
+        manifest = version.manifest.model_dump(mode="json")
+        done = p.Done(
+            id=job.request_id, job=job.id, session=str(job.pending.session),
+            version=int(version.version), manifest=manifest,
+        )
+        self._finish(job, None, done)
+
+    def _progress(self, job: Job, stage: str, fraction: float) -> None:
+        # Throttle: a stage change, every 5 %, and the end of a stage; enough for a progress bar.
+        last_stage, last_fraction = job.last_progress
+        if not math.isfinite(fraction):
+            return
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        if stage == last_stage and fraction < 1.0 and fraction - last_fraction < 0.05:
+            return
+        job.last_progress = (stage, fraction)
+        job.sink(p.Progress(id=job.request_id, job=job.id, stage=str(stage), fraction=fraction))
+
+    def _stem(self, job: Job, event: ManifestEvent, change: Any) -> None:
+        self._check_inside(event.stem_path)
+        job.sink(stem_message(job, job.pending, event, change))
+
+    def _check_inside(self, path: str) -> None:
+        """Defence in depth: never announce a file outside the data dir, whatever a name did."""
+        if self._data_dir is None:
+            return
+        resolved = Path(path).resolve()
+        if not resolved.is_relative_to(self._data_dir):
+            raise AudioAgentError(f"stem path escapes the data dir: {path!r}", field="stem_path")
+
+    def _finish(self, job: Job, error: BaseException | None, done: Any = None) -> None:
+        if job.timer is not None:
+            job.timer.cancel()
+        if error is not None and job.token.cancelled and job.token.reason == _TIME_LIMIT_REASON:
+            error = TimeLimitError(
+                f"job {job.id} ran past its time limit of {self._time_limit_s:g} s", field="job", value=job.id
+            )
+        if error is not None and not isinstance(error, AudioAgentError):
+            log.error("job %s failed", job.id, exc_info=error)
+        status = "done" if error is None else ("cancelled" if isinstance(error, CancelledError) else "failed")
+        if status == "cancelled" and job.token.reason == _STOP_REASON:
+            status = "interrupted"  # reported after restart, so the client can send it again
+        job.state = status
+        self._note(job, status, None if error is None else str(error))
+        if error is None:
+            job.sink(done)
+        else:
+            job.sink(p.error_message(error, request_id=job.request_id, job=job.id))
+        next_job = self._advance(job)
+        if next_job is not None:
+            self._begin(next_job)
+
+    def _advance(self, job: Job) -> Job | None:
+        with self._lock:
+            self._jobs.pop(job.id, None)
+            line = self._session_queues.get(job.session)
+            if line and line[0] is job:
+                line.popleft()
+            if not line:
+                self._session_queues.pop(job.session, None)
+                return None
+            return line[0]

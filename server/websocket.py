@@ -1,0 +1,200 @@
+"""WebSocket transport (websockets' asyncio server): JSON text frames in, JSON text frames out.
+
+Handshake checks block the two ways a web page could reach a local server: an Origin that is not
+localhost (a page on some site) and a Host that is not a loopback name or the bound address (DNS
+rebinding). When a token is configured, the client sends it as an ``Authorization: Bearer`` or
+``X-Audio-Agent-Token`` header, or as a first {"type": "auth", "token": ...} message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import http
+import ipaddress
+import logging
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from server import protocol as p
+
+log = logging.getLogger("audio_agent.websocket")
+
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+# Frames between MAX_FRAME_BYTES and this are answered with a too_large error and the connection
+# stays open; above it websockets itself closes the connection (close code 1009).
+HARD_MAX_FRAME_BYTES = 1024 * 1024
+# Server messages (a manifest of 64 events) are far below this; the client accepts up to it.
+CLIENT_MAX_FRAME_BYTES = 16 * 1024 * 1024
+Handle = Callable[[Any, Callable[[Any], None]], None]
+
+
+def _hostname(value: str) -> str:
+    """'example.com:8765' / '[::1]:8765' / '127.0.0.1' -> bare lower-case host name."""
+    return (urlsplit("//" + value.strip()).hostname or "").lower()
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return False
+
+
+def host_allowed(host_header: str, *, bound_host: str) -> bool:
+    name = _hostname(host_header)
+    if name in LOOPBACK_NAMES or name == bound_host.lower():
+        return True
+    # Bound to every interface: a client may use any literal address of the machine. A hostname
+    # is refused, since a rebinding attack always arrives with the attacker's hostname.
+    return bound_host in ("0.0.0.0", "::", "") and _is_ip(name)
+
+
+def origin_allowed(origin: str | None) -> bool:
+    if origin is None:
+        return True  # native clients (DAW scripts, the CLI) send no Origin
+    parts = urlsplit(origin.strip())
+    return parts.scheme in ("http", "https") and (parts.hostname or "").lower() in LOOPBACK_NAMES
+
+
+def token_from_headers(request: Request) -> str | None:
+    auth = request.headers.get_all("Authorization")
+    if auth and auth[0].lower().startswith("bearer "):
+        return auth[0][7:].strip()
+    custom = request.headers.get_all("X-Audio-Agent-Token")
+    return custom[0].strip() if custom else None
+
+
+def tokens_match(given: str | None, expected: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _encode_or_error(message: Any) -> str:
+    """Encode, or say why not: the client must never wait forever for a message that vanished."""
+    try:
+        return p.encode(message)
+    except Exception as error:  # e.g. a NaN that JSON cannot carry
+        log.exception("could not encode %r", message)
+        return p.encode(p.error_message(error, request_id=getattr(message, "id", ""),
+                                        job=getattr(message, "job", None)))
+
+
+class WebSocketTransport:
+    def __init__(self, *, handle: Handle, host: str, token: str | None = None) -> None:
+        self._handle = handle
+        self._host = host
+        self._token = token
+        self._authed: set[int] = set()
+        self.server: Server | None = None
+
+    async def start(self, *, port: int) -> Server:
+        self.server = await serve(
+            self._serve_connection,
+            self._host,
+            port,
+            process_request=self._check_handshake,
+            max_size=HARD_MAX_FRAME_BYTES,
+            compression=None,  # frames are small; skip deflate and its memory per connection
+        )
+        return self.server
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return int(next(iter(self.server.sockets)).getsockname()[1])
+
+    # ------------------------------------------------------------------ handshake
+    def _check_handshake(self, connection: ServerConnection, request: Request) -> Response | None:
+        hosts = request.headers.get_all("Host")
+        if len(hosts) != 1 or not host_allowed(hosts[0], bound_host=self._host):
+            return connection.respond(http.HTTPStatus.FORBIDDEN, "Host header not allowed\n")
+        origins = request.headers.get_all("Origin")
+        if len(origins) > 1 or not origin_allowed(origins[0] if origins else None):
+            return connection.respond(http.HTTPStatus.FORBIDDEN, "Origin not allowed\n")
+        if self._token is not None:
+            given = token_from_headers(request)
+            if given is not None and not tokens_match(given, self._token):
+                return connection.respond(http.HTTPStatus.UNAUTHORIZED, "bad token\n")
+            if given is not None:
+                self._authed.add(id(connection))
+        return None
+
+    # ------------------------------------------------------------------ messages
+    async def _serve_connection(self, connection: ServerConnection) -> None:
+        loop = asyncio.get_running_loop()
+        outbox: asyncio.Queue[Any] = asyncio.Queue()
+
+        def sink(message: Any) -> None:  # called from job threads and from the loop
+            loop.call_soon_threadsafe(outbox.put_nowait, message)
+
+        sender = asyncio.create_task(self._send_all(connection, outbox))
+        authed = self._token is None or id(connection) in self._authed
+        try:
+            async for frame in connection:
+                authed = self._on_frame(frame, sink, authed)
+                if authed is None:
+                    await asyncio.sleep(0)  # let the error reach the outbox before closing
+                    await outbox.join()
+                    await connection.close(1008, "unauthorized")
+                    break
+        except ConnectionClosed:
+            pass
+        finally:
+            self._authed.discard(id(connection))
+            await self._drain(outbox)
+            sender.cancel()
+
+    def _on_frame(self, frame: str | bytes, sink: Callable[[Any], None], authed: bool) -> Any:
+        """Handle one frame; returns the new auth state, or None to close the connection."""
+        try:
+            request = p.parse_request(frame)
+        except p.ProtocolError as error:
+            sink(p.error_message(error))
+            return authed
+        if isinstance(request, p.AuthRequest):
+            if self._token is None or tokens_match(request.token, self._token):
+                sink(p.AuthOk(id=request.id))
+                return True
+            sink(p.ErrorMessage(id=request.id, code="unauthorized", message="bad token", field="token"))
+            return None
+        if not authed:
+            sink(p.ErrorMessage(
+                id=request.id, code="unauthorized", field="token",
+                message="this server needs a token: send it as a header or a first auth message",
+            ))
+            return None
+        try:
+            self._handle(request, sink)
+        except Exception as error:  # the dispatcher answers its own errors; this is a last guard
+            log.exception("WebSocket request failed")
+            sink(p.error_message(error, request_id=request.id))
+        return authed
+
+    @staticmethod
+    async def _send_all(connection: ServerConnection, outbox: asyncio.Queue[Any]) -> None:
+        while True:
+            message = await outbox.get()
+            try:
+                await connection.send(_encode_or_error(message))
+            except ConnectionClosed:
+                pass  # the client left; its jobs still finish and are stored
+            finally:
+                outbox.task_done()
+
+    @staticmethod
+    async def _drain(outbox: asyncio.Queue[Any]) -> None:
+        # Give queued messages a moment to go out when the client closes first.
+        try:
+            await asyncio.wait_for(outbox.join(), timeout=0.5)
+        except (asyncio.TimeoutError, Exception):
+            pass
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()

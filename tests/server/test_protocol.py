@@ -1,0 +1,178 @@
+"""server/protocol.py with no sockets: parsing, errors naming fields, encoding, OSC arg lists."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.errors import BusyError, CancelledError, GeneratorError, NotFoundError, PlanValidationError
+from server import protocol as p
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def gen(**fields):
+    base = {"v": 1, "type": "generate", "id": "r1", "session": "s", "prompt": "rain", "duration_s": 5}
+    base.update(fields)
+    return json.dumps(base)
+
+
+def error_of(data) -> p.ProtocolError:
+    with pytest.raises(p.ProtocolError) as caught:
+        p.parse_request(data)
+    return caught.value
+
+
+def test_generate_parses_with_defaults_and_round_trips():
+    request = p.parse_request(gen(anchor_s=12.5, notify_osc_port=9001))
+    assert isinstance(request, p.GenerateRequest)
+    assert (request.session, request.prompt, request.duration_s, request.anchor_s) == ("s", "rain", 5.0, 12.5)
+    assert request.notify_osc_port == 9001
+    assert p.parse_request(p.encode(request)) == request
+
+
+@pytest.mark.parametrize("kind,fields", [
+    ("edit", {"session": "s", "instruction": "make the rain heavier"}),
+    ("edit", {"session": "s", "change": {"op": "move", "event_id": "e2", "start_s": 3.0}}),
+    ("undo", {"session": "s"}), ("redo", {"session": "s"}), ("cancel", {"job": "j1"}),
+    ("get_session", {"session": "s"}), ("list_sessions", {}), ("ping", {}),
+    ("video_cue", {"session": "s", "video_path": "/v.mp4", "start_s": 1, "end_s": 3, "anchor_s": 0}),
+])
+def test_every_request_type_parses(kind, fields):
+    request = p.parse_request(json.dumps({"v": 1, "type": kind, "id": "x", **fields}))
+    assert request.type == kind and request.id == "x"
+
+
+@pytest.mark.parametrize("data,code,field", [
+    ("{not json", "bad_json", None),
+    ('{"v":1,"type":"ping","id":"a","x":NaN}', "bad_json", None),
+    ("[1, 2]", "bad_request", None),
+    ('{"type":"ping","id":"a"}', "bad_request", "v"),
+    ('{"v":2,"type":"ping","id":"a"}', "unsupported_version", "v"),
+    ('{"v":1,"type":"explode","id":"a"}', "unknown_type", "type"),
+    ('{"v":1,"id":"a"}', "unknown_type", "type"),
+    ('{"v":1,"type":"ping","id":"a","colour":"red"}', "unknown_field", "colour"),
+    (gen(duration_s=-1), "invalid_input", "duration_s"),
+    (gen(duration_s=0), "invalid_input", "duration_s"),
+    (gen(duration_s=1e9), "invalid_input", "duration_s"),
+    (gen(duration_s="ten"), "invalid_input", "duration_s"),
+    (gen(prompt=""), "invalid_input", "prompt"),
+    (gen(prompt="x" * (p.MAX_PROMPT_CHARS + 1)), "invalid_input", "prompt"),
+    (gen(session=""), "invalid_input", "session"),
+    (gen(session="a\x00b"), "invalid_input", "session"),
+    (gen(session="n" * 129), "invalid_input", "session"),
+    (gen(notify_osc_port=70000), "invalid_input", "notify_osc_port"),
+    ('{"v":1,"type":"edit","id":"a","session":"s"}', "invalid_input", "instruction"),
+    ('{"v":1,"type":"edit","id":"a","session":"s","change":{"op":"spin"}}', "invalid_input", "change.op"),
+    ('{"v":1,"type":"edit","id":"a","session":"s","change":{"op":"move","x":1}}', "unknown_field", "change.x"),
+    ('{"v":1,"type":"video_cue","id":"a","session":"s","video_path":"v","start_s":3,"end_s":1}',
+     "invalid_input", "end_s"),
+])
+def test_bad_requests_name_code_and_field(data, code, field):
+    error = error_of(data)
+    assert (error.code, error.field) == (code, field)
+    assert error.message
+
+
+def test_error_keeps_the_request_id_when_it_can():
+    assert error_of(gen(duration_s=-1)).request_id == "r1"
+    reply = p.error_message(error_of(gen(duration_s=-1)))
+    assert (reply.id, reply.code, reply.field) == ("r1", "invalid_input", "duration_s")
+
+
+def test_frame_size_limit():
+    big = gen(prompt="x" * 10) + " " * p.MAX_FRAME_BYTES
+    assert error_of(big).code == "too_large"
+    assert error_of(big.encode()).code == "too_large"
+
+
+def test_engine_errors_map_through_one_table():
+    cases = [
+        (PlanValidationError("bad", field="events[0].end_s"), "invalid_plan", "events[0].end_s"),
+        (GeneratorError("oom"), "generator_failed", None), (CancelledError("stop"), "cancelled", None),
+        (NotFoundError("no", field="session"), "not_found", "session"), (BusyError("full"), "busy", None),
+    ]
+    for error, code, field in cases:
+        message = p.error_message(error, request_id="q", job="j")
+        assert (message.code, message.field, message.id, message.job) == (code, field, "q", "j")
+    assert set(p.WIRE_ERROR_CODES) >= {"internal", "invalid_input", "timeout", "busy", "not_found"}
+    hidden = p.error_message(RuntimeError("secret /etc/path"))
+    assert hidden.code == "internal" and "secret" not in hidden.message
+
+
+def test_encode_refuses_nan_and_emits_v():
+    text = p.encode(p.Progress(id="a", job="j", stage="render", fraction=0.5))
+    assert json.loads(text) == {"v": 1, "id": "a", "type": "progress", "job": "j", "stage": "render", "fraction": 0.5}
+    with pytest.raises(ValueError):
+        p.encode(p.Progress(id="a", job="j", stage="render", fraction=math.nan))
+
+
+def test_osc_requests_follow_the_contract_arg_lists():
+    request, port = p.request_from_osc("/audioagent/generate", ["r", "s", "rain", 4, 2.5, 9001])
+    assert (request.type, request.duration_s, request.anchor_s, port) == ("generate", 4.0, 2.5, 9001)
+    request, port = p.request_from_osc("/audioagent/generate", ["r", "s", "rain", 4.0])
+    assert (request.anchor_s, port) == (0.0, 0)
+    request, port = p.request_from_osc("/audioagent/edit", ["r", "s", "louder rain", 0])
+    assert (request.instruction, port) == ("louder rain", 0)
+    assert p.request_from_osc("/audioagent/cancel", ["r", "j1", 7])[0].job == "j1"
+    assert p.request_from_osc("/audioagent/ping", [5, 7])[0].id == "5"
+    request, port = p.request_from_osc("/audioagent/request", [json.dumps({"v": 1, "type": "undo", "id": "u", "session": "s"}), 9])
+    assert (request.type, port) == ("undo", 9)
+
+
+@pytest.mark.parametrize("address,args,field", [
+    ("/audioagent/generate", ["r", "s", "rain", "ten", 0.0, 1], "duration_s"),
+    ("/audioagent/generate", ["r", "s", "rain", math.nan, 0.0, 1], "duration_s"),
+    ("/audioagent/generate", ["r", "s", "rain", math.inf], "duration_s"),
+    ("/audioagent/generate", ["r", "s", 3, 4.0], "prompt"),
+    ("/audioagent/generate", ["r", "s"], "prompt"),
+    ("/audioagent/generate", ["r", "s", "rain", 4.0, 0.0, 1.5], "reply_port"),
+    ("/audioagent/ping", ["r", True], "reply_port"),
+    ("/audioagent/ping", ["r", 1, 2], "args"),
+    ("/audioagent/explode", ["r"], "address"),
+    ("/other/ping", ["r"], "address"),
+])
+def test_osc_wrong_types_are_named(address, args, field):
+    with pytest.raises(p.ProtocolError) as caught:
+        p.request_from_osc(address, args)
+    assert caught.value.field == field
+
+
+def test_server_messages_to_osc_match_the_contract():
+    stem = p.StemReady(id="r", job="j", session="s", version=2, event_id="e1", description="rain",
+                       stem_path="/d/e1.wav", start_s=1.0, end_s=3.0, target_lufs=-20.0, gain_db=-1.5,
+                       cache_hit=True, change="regained")
+    assert p.message_to_osc(stem) == ("/audioagent/stem_ready", [
+        "r", "s", 2, "e1", "/d/e1.wav", 1.0, 3.0, -1.5, -20.0, 1, "regained", "rain"])
+    assert p.message_to_osc(p.Accepted(id="r", job="j")) == ("/audioagent/accepted", ["r", "j"])
+    assert p.message_to_osc(p.Progress(id="r", job="j", stage="render", fraction=0.25)) == (
+        "/audioagent/progress", ["r", "j", "render", 0.25])
+    address, args = p.message_to_osc(p.Done(id="r", job="j", session="s", version=3, manifest={"events": []}))
+    assert address == "/audioagent/done" and args[:3] == ["r", "s", 3] and json.loads(args[3]) == {"events": []}
+    assert p.message_to_osc(p.ErrorMessage(id="r", code="busy", message="full")) == (
+        "/audioagent/error", ["r", "busy", "full", ""])
+    address, args = p.message_to_osc(p.Pong(id="r", server_version="1", stem_root="/d", planner="rules", backend="x"))
+    assert address == "/audioagent/pong" and json.loads(args[1])["stem_root"] == "/d"
+    for message in (stem, p.Accepted(id="r", job="j")):
+        assert p.osc_to_message(*p.message_to_osc(message))["id"] == "r"
+
+
+def test_schema_file_is_current():
+    """docs/protocol.schema.json is generated; regenerate with the command in the message."""
+    result = subprocess.run([sys.executable, "-m", "server.protocol", "--schema"], cwd=ROOT,
+                            capture_output=True, text=True, check=True)
+    on_disk = (ROOT / "docs" / "protocol.schema.json").read_text(encoding="utf-8")
+    assert result.stdout == on_disk, "run: python -m server.protocol --schema > docs/protocol.schema.json"
+    schema = json.loads(on_disk)
+    assert "GenerateRequest" in json.dumps(schema["requests"]) and "StemReady" in json.dumps(schema["server_messages"])
+
+
+def test_positions_allow_long_timelines_but_not_negative():
+    request = p.parse_request(gen(anchor_s=7200.0))  # two hours into a film reel
+    assert request.anchor_s == 7200.0
+    assert error_of(gen(anchor_s=-0.5)).field == "anchor_s"
