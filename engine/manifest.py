@@ -31,6 +31,16 @@ class ManifestEvent(BaseModel):
     cache_key: str = ""
 
 
+class FailedEvent(BaseModel):
+    """An event whose stem could not be produced; the other events still have theirs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    description: str
+    error: str
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -38,6 +48,7 @@ class Manifest(BaseModel):
     sample_rate: int
     anchor_s: float = 0.0
     events: list[ManifestEvent]
+    failed: list[FailedEvent] = []
     mix_path: str | None = None
     mix_true_peak_dbtp: float | None = None
     backend: str = ""
@@ -61,6 +72,8 @@ def write_manifest(manifest: Manifest, path: Path) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        # mkstemp creates 0600; the manifest is read by DAW scripts, possibly as another user.
+        os.chmod(tmp_name, 0o644)
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

@@ -1,0 +1,504 @@
+"""The scene pipeline: a validated Plan in, one stem per event + mix + manifest out.
+
+Order of work (each step is why the next one is cheap):
+1. Reuse: an event whose previous stem has the same cache key and length keeps that file;
+   only its gain changes (gain_db = new target - the file's measured loudness).
+2. Cache: raw generator output is looked up by cache key.
+3. Generate: every remaining event goes to the generator in ONE batched call.
+4. Render: fit to length, fades, loudness, true-peak ceiling, then an atomic BWF write.
+5. Mix (summed at the offsets, mix-bus limiter) and, last, manifest.json.
+
+Stem names are ``<event_id>_<hash12>.wav`` where the hash covers every input to the file's
+bytes (the processed samples themselves, format, position, text), so a path never gets
+different content: a DAW holding a stem open keeps hearing what it loaded.
+
+A reused stem is not rewritten, so its BWF TimeReference is that of the render that wrote it;
+when an event moved, the manifest's start_s (and the stem_ready message) is where it goes now.
+``gain_db`` is always target_lufs - measured_lufs of the file: about 0 for a fresh stem, the
+loudness change for a reused one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import soundfile as sf
+
+from engine import render
+from engine.errors import CancelledError, InvalidInputError
+from engine.generators import GenerationRequest, GenerationResult, Generator
+from engine.manifest import FailedEvent, Manifest, ManifestEvent, write_manifest
+from engine.plan import Event, Plan, validate_plan
+from engine.progress import CancelToken, ProgressFn, no_progress
+from engine.stems import SUBTYPES, write_stem
+
+if TYPE_CHECKING:
+    from engine.cache import RenderCache
+
+# Bump when processing changes so new renders never take an old render's file name.
+RENDER_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+MIX_NAME = "mix.wav"
+ALIGNED_DIR = "aligned"
+ORIGINATOR = "Audio-Agent"
+FADE_IN_MS = 5.0
+FADE_OUT_MS = 50.0
+CROSSFADE_MS = render.DEFAULT_CROSSFADE_MS
+PROCEDURAL_NOTE = (
+    "backend 'procedural' renders synthetic sketches for layout and timing, not final sound; "
+    "configure a model backend (e.g. --backend auffusion) for production stems"
+)
+
+
+@dataclass
+class _Job:
+    """One event on its way through the pipeline."""
+
+    event: Event
+    target_lufs: float
+    frames: int
+    request: GenerationRequest
+    key: str
+    raw: np.ndarray | None = None
+
+
+def _key(generator: Generator, request: GenerationRequest, cache: RenderCache | None) -> str:
+    if cache is not None:
+        return str(cache.key_for(generator, request))
+    from engine.cache import cache_key  # the same key with or without a cache object
+
+    return cache_key(generator, request)
+
+
+def _check_args(
+    plan: Plan | Mapping[str, object], sample_rate: int, subtype: str, anchor_s: float
+) -> Plan:
+    if not isinstance(plan, Plan):
+        plan = validate_plan(plan)
+    if not isinstance(sample_rate, int) or not 8000 <= sample_rate <= 384000:
+        raise InvalidInputError(
+            f"sample_rate={sample_rate!r}: must be an integer in [8000, 384000] Hz",
+            field="sample_rate",
+            value=sample_rate,
+        )
+    if subtype not in SUBTYPES:
+        raise InvalidInputError(
+            f"subtype={subtype!r}: choose one of {', '.join(SUBTYPES)}",
+            field="subtype",
+            value=subtype,
+        )
+    if not math.isfinite(anchor_s) or anchor_s < 0:
+        raise InvalidInputError(
+            f"anchor_s={anchor_s!r}: must be a finite number >= 0", field="anchor_s", value=anchor_s
+        )
+    if not plan.events:
+        raise InvalidInputError("events: a plan needs at least one event", field="events", value=[])
+    return plan
+
+
+def prepare_out_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """Create ``out_dir`` if needed and return it absolute; InvalidInputError if unusable."""
+    out = Path(out_dir).expanduser().resolve()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InvalidInputError(
+            f"out_dir={str(out_dir)!r}: cannot create ({error.strerror})",
+            field="out_dir",
+            value=str(out_dir),
+        ) from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise InvalidInputError(
+            f"out_dir={str(out_dir)!r}: not writable", field="out_dir", value=str(out_dir)
+        )
+    return out
+
+
+def _jobs(
+    plan: Plan,
+    generator: Generator,
+    sample_rate: int,
+    default_target_lufs: float,
+    cache: RenderCache | None,
+) -> list[_Job]:
+    jobs = []
+    for event in plan.events:
+        frames = max(1, int(round(event.length_s * sample_rate)))
+        # Length in whole frames, so float noise in start/end never changes the cache key.
+        request = GenerationRequest(
+            description=event.description.strip(),
+            length_s=frames / sample_rate,
+            seed=event.seed,
+            sample_rate=sample_rate,
+        )
+        target = event.target_lufs if event.target_lufs is not None else default_target_lufs
+        jobs.append(_Job(event, target, frames, request, _key(generator, request, cache)))
+    return jobs
+
+
+def _reusable(job: _Job, previous: ManifestEvent | None, sample_rate: int, subtype: str) -> bool:
+    if previous is None or previous.cache_key != job.key:
+        return False
+    if abs((previous.end_s - previous.start_s) - job.event.length_s) > 0.5 / sample_rate:
+        return False
+    try:
+        info = sf.info(previous.stem_path)
+    except (OSError, RuntimeError, sf.LibsndfileError):
+        return False  # the file is gone or damaged: render it again
+    return info.samplerate == sample_rate and info.subtype == subtype and info.frames == job.frames
+
+
+def _gain_db(target_lufs: float, measured_lufs: float | None) -> float:
+    # The item gain that brings the file to its target; silence gets none.
+    return 0.0 if measured_lufs is None else round(target_lufs - measured_lufs, 3) + 0.0
+
+
+def _file_hash(audio: np.ndarray, params: Mapping[str, object]) -> str:
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode("utf-8"))
+    digest.update(str(audio.shape).encode("ascii"))
+    digest.update(np.ascontiguousarray(audio, dtype=np.float32).tobytes())
+    return digest.hexdigest()[:12]
+
+
+def _write_named(
+    folder: Path,
+    stem_id: str,
+    audio: np.ndarray,
+    *,
+    sample_rate: int,
+    subtype: str,
+    time_reference_samples: int,
+    description: str,
+    loudness_lufs: float | None,
+    true_peak_dbtp: float | None,
+) -> Path:
+    params = {
+        "v": RENDER_VERSION,
+        "sample_rate": sample_rate,
+        "subtype": subtype,
+        "time_reference_samples": time_reference_samples,
+        "description": description,
+        "originator": ORIGINATOR,
+    }
+    path = folder / f"{stem_id}_{_file_hash(audio, params)}.wav"
+    # Same name = same samples and header fields (only the bext write date could differ):
+    # leaving the existing file alone keeps it stable under a DAW that has it open.
+    if not path.is_file():
+        write_stem(
+            path,
+            audio,
+            sample_rate=sample_rate,
+            subtype=subtype,
+            time_reference_samples=time_reference_samples,
+            description=description,
+            originator=ORIGINATOR,
+            loudness_lufs=loudness_lufs,
+            true_peak_dbtp=true_peak_dbtp,
+        )
+    return path
+
+
+def _as_audio(result: GenerationResult) -> np.ndarray:
+    audio = np.asarray(result.audio, dtype=np.float32)
+    if audio.ndim == 1:
+        audio = audio[np.newaxis, :]
+    if audio.ndim != 2 or audio.shape[0] < 1 or audio.shape[1] < 1:
+        raise ValueError(f"generator returned audio of shape {audio.shape}")
+    if not np.all(np.isfinite(audio)):
+        raise ValueError("generator returned NaN or infinite samples")
+    return audio
+
+
+def _generate(
+    jobs: Sequence[_Job],
+    generator: Generator,
+    progress: ProgressFn,
+    cancel: CancelToken | None,
+) -> dict[str, str]:
+    """Fill ``job.raw`` for every job in ONE generator call; return id -> error for failures."""
+    if not jobs:
+        progress("generate", 1.0)
+        return {}
+    progress("generate", 0.0)
+    # Events with identical content (same cache key) share one request.
+    unique: dict[str, GenerationRequest] = {}
+    for job in jobs:
+        unique.setdefault(job.key, job.request)
+    try:
+        results = list(generator.generate(list(unique.values()), progress=progress, cancel=cancel))
+    except CancelledError:
+        raise
+    except Exception as error:  # a backend crash costs these events, not the whole scene
+        return {job.event.id: f"{type(error).__name__}: {error}" for job in jobs}
+    if len(results) != len(unique):
+        message = f"generator returned {len(results)} results for {len(unique)} requests"
+        return {job.event.id: message for job in jobs}
+    by_key = dict(zip(unique, results))
+    errors: dict[str, str] = {}
+    for job in jobs:
+        result = by_key[job.key]
+        if not result.ok:
+            errors[job.event.id] = result.error or "generator returned no audio"
+            continue
+        try:
+            job.raw = _as_audio(result)
+        except ValueError as error:
+            errors[job.event.id] = str(error)
+    progress("generate", 1.0)
+    return errors
+
+
+@dataclass(frozen=True)
+class _Rendered:
+    entry: ManifestEvent
+    audio: np.ndarray  # the stem's samples, for the mix
+
+
+@dataclass(frozen=True)
+class _Output:
+    """Where and how this render writes its files."""
+
+    folder: Path
+    duration_s: float
+    anchor_s: float
+    sample_rate: int
+    subtype: str
+    ceiling_dbtp: float
+
+    def position(self, start_s: float) -> int:
+        """BWF TimeReference in samples for a scene time."""
+        return int(round((self.anchor_s + start_s) * self.sample_rate))
+
+
+def _render_one(job: _Job, out: _Output, *, cache_hit: bool) -> _Rendered:
+    assert job.raw is not None  # only jobs with raw audio reach rendering
+    rate = out.sample_rate
+    audio = render.fit_to_length(job.raw, frames=job.frames, sample_rate=rate,
+                                 crossfade_ms=CROSSFADE_MS)
+    audio = render.apply_fades(audio, sample_rate=rate, fade_in_ms=FADE_IN_MS,
+                               fade_out_ms=FADE_OUT_MS)
+    audio, _, _ = render.normalise_to_lufs(
+        audio, sample_rate=rate, target_lufs=job.target_lufs, ceiling_dbtp=out.ceiling_dbtp
+    )
+    if out.subtype == "PCM_24":
+        # Measure what the file will hold, not the float array before rounding.
+        audio = (np.round(audio.astype(np.float64) * 8388608.0) / 8388608.0).astype(np.float32)
+    measured = render.measure_lufs(audio, rate)
+    peak = render.true_peak_dbtp(audio, rate)
+    event = job.event
+    path = _write_named(
+        out.folder, event.id, audio, sample_rate=rate, subtype=out.subtype,
+        time_reference_samples=out.position(event.start_s), description=event.description,
+        loudness_lufs=measured, true_peak_dbtp=peak,
+    )
+    entry = ManifestEvent(
+        id=event.id,
+        description=event.description,
+        start_s=event.start_s,
+        end_s=event.end_s,
+        target_lufs=job.target_lufs,
+        measured_lufs=measured,
+        true_peak_dbtp=peak,
+        gain_db=_gain_db(job.target_lufs, measured),
+        stem_path=str(path),
+        cache_hit=cache_hit,
+        cache_key=job.key,
+    )
+    return _Rendered(entry, audio)
+
+
+def _reuse_one(job: _Job, previous: ManifestEvent) -> _Rendered:
+    audio, _ = sf.read(previous.stem_path, dtype="float32", always_2d=True)
+    entry = previous.model_copy(
+        update={
+            "description": job.event.description,
+            "start_s": job.event.start_s,
+            "end_s": job.event.end_s,
+            "target_lufs": job.target_lufs,
+            "gain_db": _gain_db(job.target_lufs, previous.measured_lufs),
+            "aligned_path": None,
+            "cache_hit": True,
+        }
+    )
+    return _Rendered(entry, np.ascontiguousarray(audio.T))
+
+
+def _aligned_copy(rendered: _Rendered, out: _Output) -> ManifestEvent:
+    entry = rendered.entry
+    frames = int(round(out.duration_s * out.sample_rate))
+    offset = int(round(entry.start_s * out.sample_rate))
+    full = np.zeros((rendered.audio.shape[0], frames), dtype=np.float32)
+    piece = rendered.audio[:, : max(0, frames - offset)]
+    full[:, offset : offset + piece.shape[1]] = piece
+    path = _write_named(
+        out.folder / ALIGNED_DIR, entry.id, full, sample_rate=out.sample_rate,
+        subtype=out.subtype, time_reference_samples=out.position(0.0),
+        description=entry.description, loudness_lufs=entry.measured_lufs,
+        true_peak_dbtp=entry.true_peak_dbtp,
+    )
+    return entry.model_copy(update={"aligned_path": str(path)})
+
+
+def _write_mix(rendered: Iterable[_Rendered], out: _Output) -> tuple[str, float | None]:
+    placed = [
+        render.PlacedStem(r.audio, start_s=r.entry.start_s, gain_db=r.entry.gain_db)
+        for r in rendered
+    ]
+    audio, peak = render.mix(
+        placed, duration_s=out.duration_s, sample_rate=out.sample_rate,
+        ceiling_dbtp=out.ceiling_dbtp,
+    )
+    path = write_stem(
+        out.folder / MIX_NAME, audio, sample_rate=out.sample_rate, subtype=out.subtype,
+        time_reference_samples=out.position(0.0), description="Audio-Agent scene mix",
+        originator=ORIGINATOR, loudness_lufs=render.measure_lufs(audio, out.sample_rate),
+        true_peak_dbtp=peak,
+    )
+    return str(path), peak
+
+
+def _split_reuse(
+    jobs: Sequence[_Job],
+    reuse: Mapping[str, ManifestEvent],
+    cache: RenderCache | None,
+    out: _Output,
+) -> tuple[dict[str, _Rendered], list[_Job]]:
+    """Reused stems by event id, and the jobs with neither a reusable stem nor a cached render."""
+    reused: dict[str, _Rendered] = {}
+    misses: list[_Job] = []
+    for job in jobs:
+        previous = reuse.get(job.event.id)
+        if previous is not None and _reusable(job, previous, out.sample_rate, out.subtype):
+            reused[job.event.id] = _reuse_one(job, previous)
+            continue
+        job.raw = cache.get(job.key) if cache is not None else None
+        if job.raw is None:
+            misses.append(job)
+    return reused, misses
+
+
+def _generate_misses(
+    jobs: Sequence[_Job], misses: list[_Job], generator: Generator, cache: RenderCache | None,
+    report: ProgressFn, cancel: CancelToken | None, sample_rate: int,
+) -> dict[str, str]:
+    """One batched generator call for ``misses``, stored in the cache; id -> error."""
+    pinned = [job.key for job in jobs]
+    if cache is not None and hasattr(cache, "pin"):
+        cache.pin(pinned)  # keep this scene's raw renders through its own eviction passes
+    try:
+        errors = _generate(misses, generator, report, cancel)
+        stored: set[str] = set()
+        for job in misses:
+            if job.raw is not None and cache is not None and job.key not in stored:
+                cache.put(job.key, job.raw, sample_rate)
+                stored.add(job.key)
+    finally:
+        if cache is not None and hasattr(cache, "unpin"):
+            cache.unpin(pinned)
+    return errors
+
+
+def _manifest(
+    plan: Plan, jobs: Sequence[_Job], done: Mapping[str, _Rendered], errors: Mapping[str, str],
+    out: _Output, mix: tuple[str | None, float | None], backend: str, planner: str,
+    notes: Sequence[str],
+) -> Manifest:
+    all_notes = list(notes)
+    if backend == "procedural" and PROCEDURAL_NOTE not in all_notes:
+        all_notes.append(PROCEDURAL_NOTE)
+    return Manifest(
+        duration_s=plan.duration_s,
+        sample_rate=out.sample_rate,
+        anchor_s=out.anchor_s,
+        events=[done[job.event.id].entry for job in jobs if job.event.id in done],
+        failed=[
+            FailedEvent(id=j.event.id, description=j.event.description, error=errors[j.event.id])
+            for j in jobs
+            if j.event.id in errors
+        ],
+        mix_path=mix[0],
+        mix_true_peak_dbtp=mix[1],
+        backend=backend,
+        planner=planner,
+        notes=all_notes,
+    )
+
+
+def render_scene(
+    plan: Plan,
+    *,
+    generator: Generator,
+    out_dir: str | os.PathLike[str],
+    anchor_s: float = 0.0,
+    sample_rate: int = 48000,
+    subtype: str = "PCM_24",
+    aligned: bool = False,
+    default_target_lufs: float = -23.0,
+    ceiling_dbtp: float = -1.0,
+    cache: RenderCache | None = None,
+    reuse: Mapping[str, ManifestEvent] | None = None,
+    write_mix: bool = True,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+    on_stem: Callable[[ManifestEvent], None] | None = None,
+    backend_name: str = "",
+    planner_name: str = "",
+    notes: Sequence[str] = (),
+) -> Manifest:
+    """Render ``plan`` into ``out_dir`` and return the manifest written there (see module doc).
+
+    ``cache`` is an engine.cache.RenderCache (or None); ``reuse`` maps event id to that event's
+    entry in a previous manifest. Stages reported to ``progress``: "generate", "render", "mix".
+    ``on_stem`` gets each event's ManifestEvent as its stem lands (reused ones first).
+    ``cancel`` is checked before generating, between events and before the mix; a cancelled
+    render leaves the stems already written but no manifest.
+    """
+    plan = _check_args(plan, sample_rate, subtype, anchor_s)
+    report: ProgressFn = progress or no_progress
+    out = _Output(prepare_out_dir(out_dir), plan.duration_s, anchor_s, sample_rate, subtype,
+                  ceiling_dbtp)
+    jobs = _jobs(plan, generator, sample_rate, default_target_lufs, cache)
+    done: dict[str, _Rendered] = {}
+
+    def finish(event_id: str, rendered: _Rendered) -> None:
+        if aligned:
+            rendered = _Rendered(_aligned_copy(rendered, out), rendered.audio)
+        done[event_id] = rendered
+        if on_stem is not None:
+            on_stem(rendered.entry)
+
+    reused, misses = _split_reuse(jobs, reuse or {}, cache, out)
+    for event_id, rendered in reused.items():
+        finish(event_id, rendered)
+    if cancel is not None:
+        cancel.raise_if_cancelled()
+    errors = _generate_misses(jobs, misses, generator, cache, report, cancel, sample_rate)
+    generated_ids = {job.event.id for job in misses}
+    to_render = [job for job in jobs if job.event.id not in done and job.raw is not None]
+    report("render", 0.0)
+    for index, job in enumerate(to_render):
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        # A render from the cache counts as a hit: no generator call was made for it.
+        finish(job.event.id, _render_one(job, out, cache_hit=job.event.id not in generated_ids))
+        report("render", (index + 1) / len(to_render))
+    if not to_render:
+        report("render", 1.0)
+    mix: tuple[str | None, float | None] = (None, None)
+    if write_mix:
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        report("mix", 0.0)
+        mix = _write_mix([done[j.event.id] for j in jobs if j.event.id in done], out)
+        report("mix", 1.0)
+    backend = backend_name or getattr(generator, "name", "")
+    manifest = _manifest(plan, jobs, done, errors, out, mix, backend, planner_name, notes)
+    write_manifest(manifest, out.folder / MANIFEST_NAME)
+    return manifest

@@ -1,0 +1,103 @@
+"""Engine-wide settings: environment (AUDIO_AGENT_*) over an optional TOML file over defaults.
+
+The TOML file is the one named by AUDIO_AGENT_CONFIG, else ~/.config/audio-agent/config.toml
+when it exists. Its top-level keys are these settings' names, e.g.::
+
+    sample_rate = 48000
+    target_lufs = -20.0
+    backend = "auffusion"
+
+Other modules keep their own small settings classes (the LLM planner's, the server's); they
+may read their own table from the same file through ``config_file()``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from engine.errors import InvalidInputError
+from engine.plan import MAX_TARGET_LUFS, MIN_TARGET_LUFS, PlanLimits
+
+CONFIG_ENV = "AUDIO_AGENT_CONFIG"
+DEFAULT_CONFIG = Path("~/.config/audio-agent/config.toml")
+
+
+def config_file() -> Path | None:
+    """The TOML file to read, or None. A file named by AUDIO_AGENT_CONFIG must exist."""
+    named = os.environ.get(CONFIG_ENV)
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise InvalidInputError(
+                f"{CONFIG_ENV}={named!r}: no such config file", field=CONFIG_ENV, value=named
+            )
+        return path
+    default = DEFAULT_CONFIG.expanduser()
+    return default if default.is_file() else None
+
+
+class EngineSettings(BaseSettings):
+    """Defaults every entry point (CLI, server, benchmarks) starts from."""
+
+    model_config = SettingsConfigDict(env_prefix="AUDIO_AGENT_", extra="ignore")
+
+    sample_rate: int = Field(default=48000, ge=8000, le=384000)
+    target_lufs: float = Field(default=-23.0, ge=MIN_TARGET_LUFS, le=MAX_TARGET_LUFS)
+    ceiling_dbtp: float = Field(default=-1.0, ge=-20.0, le=0.0)
+    backend: str = "procedural"
+    planner: str = "rules"
+    cache_dir: Path = Path("~/.cache/audio-agent")
+    data_dir: Path = Path("~/.local/share/audio-agent")
+    max_overlap: int = Field(default=3, ge=1, le=16)
+    max_duration_s: float = Field(default=600.0, gt=0.0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Keyword arguments beat the environment, which beats the file.
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = config_file()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    def limits(self) -> PlanLimits:
+        return PlanLimits(max_overlap=self.max_overlap, max_duration_s=self.max_duration_s)
+
+    def resolved_cache_dir(self) -> Path:
+        return self.cache_dir.expanduser()
+
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser()
+
+
+def load_settings(**overrides: object) -> EngineSettings:
+    """EngineSettings, with a bad value or config file reported as one InvalidInputError."""
+    try:
+        return EngineSettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = ".".join(str(part) for part in first["loc"]) or "settings"
+        value = first.get("input")
+        raise InvalidInputError(
+            f"{name}={value!r}: {first['msg']}",
+            field=name,
+            value=value,
+        ) from None
+    except ValueError as error:  # malformed TOML
+        raise InvalidInputError(f"config file: {error}", field=CONFIG_ENV) from None

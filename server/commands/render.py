@@ -1,0 +1,197 @@
+"""`audio-agent render "PROMPT" --duration 10 --out DIR`: plan, render stems + mix + manifest.
+
+stdout gets one line, the manifest path, so scripts can capture it; the progress display and
+the summary go to stderr (a bar on a terminal, plain lines when piped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+from engine.cache import RenderCache
+from engine.errors import InvalidInputError
+from engine.generators import Generator, create_generator
+from engine.manifest import Manifest, ManifestEvent, read_manifest
+from engine.plan import TIME_EPS_S, Plan
+from engine.scene import MANIFEST_NAME, prepare_out_dir, render_scene
+from engine.settings import EngineSettings
+from server.commands.plan import add_planning_args, make_plan, print_notes, settings_from
+
+BAR_WIDTH = 24
+
+
+class ProgressDisplay:
+    """A redrawn bar on a terminal; one line per stage and per quarter when piped."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.last: tuple[str, int] | None = None
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        fraction = min(1.0, max(0.0, float(fraction)))
+        if self.tty:
+            filled = int(round(fraction * BAR_WIDTH))
+            bar = "#" * filled + "-" * (BAR_WIDTH - filled)
+            self.stream.write(f"\r{stage:<9} [{bar}] {fraction * 100:5.1f}%")
+            self.stream.flush()
+            return
+        step = int(fraction * 4)  # 0..4: report 0, 25, 50, 75, 100 %
+        if self.last == (stage, step):
+            return
+        self.last = (stage, step)
+        print(f"{stage} {step * 25}%", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _check_render_args(args: argparse.Namespace) -> None:
+    if not math.isfinite(args.anchor) or args.anchor < 0:
+        raise InvalidInputError(
+            f"anchor_s={args.anchor!r}: must be a number >= 0", field="anchor_s", value=args.anchor
+        )
+
+
+def _make_generator(backend: str, model: str | None) -> Generator:
+    if model is None:
+        return create_generator(backend)
+    try:
+        return create_generator(backend, model=model)
+    except TypeError:  # the backend has no weights to point at (procedural)
+        raise InvalidInputError(
+            f"model={model!r}: backend {backend!r} takes no --model", field="model", value=model
+        ) from None
+
+
+def _open_cache(settings: EngineSettings, enabled: bool) -> RenderCache | None:
+    if not enabled:
+        return None
+    try:
+        return RenderCache(settings.resolved_cache_dir())
+    except OSError as error:
+        print(f"warning: render cache disabled ({error})", file=sys.stderr)
+        return None
+
+
+def _previous_stems(out: Path, plan: Plan, anchor_s: float) -> dict[str, ManifestEvent]:
+    """Stems of an earlier render into the same folder that can stand as they are.
+
+    Only stems at the same timeline position are offered: a reused file keeps its BWF
+    timestamp, and on the command line nobody moves the DAW item for us, so a moved event
+    gets a new file (from the raw render cache, without a generator call).
+    """
+    path = out / MANIFEST_NAME
+    if not path.is_file():
+        return {}
+    try:
+        previous = read_manifest(path)
+    except (OSError, ValueError):
+        return {}  # an unreadable old manifest only costs the reuse
+    if abs(previous.anchor_s - anchor_s) > TIME_EPS_S:
+        return {}
+    starts = {event.id: event.start_s for event in plan.events}
+    return {
+        event.id: event
+        for event in previous.events
+        if event.id in starts and abs(starts[event.id] - event.start_s) <= TIME_EPS_S
+    }
+
+
+def _summary(manifest: Manifest, wall_s: float) -> str:
+    hits = sum(event.cache_hit for event in manifest.events)
+    peak = manifest.mix_true_peak_dbtp
+    peak_text = "silent" if peak is None else f"{peak:.1f} dBTP"
+    return (
+        f"rendered {len(manifest.events)} stem(s) ({hits} reused/cached), "
+        f"{len(manifest.failed)} failed, mix peak {peak_text}, {wall_s:.1f} s"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    settings = settings_from(args, backend=args.backend, sample_rate=args.sample_rate)
+    _check_render_args(args)
+    out = prepare_out_dir(args.out)  # fail on a bad --out before planning or loading a model
+    generator = _make_generator(settings.backend, args.model)
+    result = make_plan(args, settings)
+    print_notes(result)
+    display = ProgressDisplay(sys.stderr)
+    cache = _open_cache(settings, not args.no_cache)
+    try:
+        manifest = render_scene(
+            result.plan,
+            generator=generator,
+            out_dir=out,
+            anchor_s=args.anchor,
+            sample_rate=settings.sample_rate,
+            subtype="FLOAT" if args.float else "PCM_24",
+            aligned=args.aligned,
+            default_target_lufs=settings.target_lufs,
+            ceiling_dbtp=settings.ceiling_dbtp,
+            cache=cache,
+            reuse=_previous_stems(out, result.plan, args.anchor),
+            progress=display,
+            backend_name=settings.backend,
+            planner_name=result.planner,
+            notes=result.notes,
+        )
+    finally:
+        display.close()
+        if cache is not None:
+            cache.close()
+    print(_summary(manifest, time.perf_counter() - started), file=sys.stderr)
+    for note in manifest.notes:
+        if note not in result.notes:
+            print(f"note: {note}", file=sys.stderr)
+    print(out / MANIFEST_NAME)
+    if manifest.failed:
+        first = manifest.failed[0]
+        print(
+            f"audio-agent: error: {len(manifest.failed)} event(s) failed; "
+            f"{first.id} ({first.description!r}): {first.error}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "render",
+        help="plan a scene and render one stem per event, a mix and a manifest",
+        description="Plan a scene and render one BWF stem per event, mix.wav and manifest.json.",
+    )
+    add_planning_args(parser)
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for stems and manifest")
+    parser.add_argument(
+        "--backend", default=None, metavar="NAME",
+        help="generator (AUDIO_AGENT_BACKEND, default procedural)",
+    )
+    parser.add_argument(
+        "--model", default=None, metavar="ID_OR_PATH",
+        help="weights for a model backend: a Hub id or a local checkpoint folder",
+    )
+    parser.add_argument(
+        "--sample-rate", type=int, default=None, metavar="HZ", help="stem sample rate (48000)"
+    )
+    parser.add_argument(
+        "--anchor", type=float, default=0.0, metavar="S",
+        help="DAW timeline position of the scene start (stems are stamped anchor + start)",
+    )
+    parser.add_argument(
+        "--aligned", action="store_true",
+        help="also write full-scene-length copies starting at 0 under aligned/",
+    )
+    parser.add_argument("--float", action="store_true", help="32-bit float stems (default 24-bit)")
+    parser.add_argument(
+        "--no-cache", action="store_true", help="do not read or fill the raw render cache"
+    )
+    parser.set_defaults(handler=run)

@@ -1,0 +1,217 @@
+"""engine/render.py: fit, fades, loudness (with the short-clip fallback), true peak, mixdown.
+
+Loudness and true peak are checked against independent measurements: pyloudnorm called
+directly, and true peak oversampled 8x with a different (Kaiser beta 8) filter than the 4x one
+render uses. (An FFT resampler is not a fair reference: on full-band noise it reconstructs
+content at Nyquist that no BS.1770 meter or DAC filter passes, reading ~0.5-1 dB higher.)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyloudnorm
+import pytest
+from scipy.signal import resample_poly
+
+from engine import render
+from engine.errors import InvalidInputError
+
+SR = 48000
+
+
+def lufs(audio: np.ndarray, sample_rate: int = SR) -> float:
+    return float(pyloudnorm.Meter(sample_rate).integrated_loudness(audio.T.astype(np.float64)))
+
+
+def true_peak_ref(audio: np.ndarray) -> float:
+    up = resample_poly(audio.astype(np.float64), 8, 1, axis=1, window=("kaiser", 8.0))
+    return 20 * math.log10(max(np.abs(up).max(), np.abs(audio).max()))
+
+
+def sine(freq_hz: float, seconds: float, amplitude: float, phase: float = 0.0) -> np.ndarray:
+    t = np.arange(int(round(seconds * SR))) / SR
+    return (amplitude * np.sin(2 * np.pi * freq_hz * t + phase)).astype(np.float32)[np.newaxis, :]
+
+
+def noise(seconds: float, *, channels: int = 1, scale: float = 0.1, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((channels, int(seconds * SR))) * scale).astype(np.float32)
+
+
+def burst(seconds: float = 1.0, *, seed: int = 1) -> np.ndarray:
+    """A door-slam-like decaying noise burst: high crest factor."""
+    frames = int(seconds * SR)
+    envelope = np.exp(-np.arange(frames) / (0.04 * SR))
+    return (noise(seconds, channels=2, scale=0.5, seed=seed) * envelope).astype(np.float32)
+
+
+# -- fit_to_length ---------------------------------------------------------------------------
+
+
+def test_fit_trims_longer_clip_exactly():
+    clip = noise(2.0)
+    out = render.fit_to_length(clip, frames=SR, sample_rate=SR)
+    assert out.shape == (1, SR)
+    np.testing.assert_array_equal(out, clip[:, :SR])
+
+
+def test_fit_loops_short_bed_with_equal_power_seams():
+    clip = noise(1.0, channels=2, seed=3)
+    frames = int(4.3 * SR)
+    out = render.fit_to_length(clip, frames=frames, sample_rate=SR, crossfade_ms=50)
+    assert out.shape == (2, frames)
+    fade = int(0.05 * SR)
+    step = clip.shape[1] - fade
+    # Between the first and second seams the clip's body repeats unchanged.
+    np.testing.assert_array_equal(out[:, step + fade : 2 * step], clip[:, fade : step])
+    # Equal power: the seam region is as loud as the rest (a linear fade would dip ~3 dB).
+    seam = out[:, step : step + fade]
+    rms_db = 20 * np.log10(np.sqrt(np.mean(seam**2)) / np.sqrt(np.mean(clip**2)))
+    assert abs(rms_db) < 1.0
+    # No silence anywhere in a looped bed.
+    window = int(0.01 * SR)
+    energies = (out[0, : frames // window * window].reshape(-1, window) ** 2).mean(axis=1)
+    assert energies.min() > 1e-4
+
+
+def test_fit_pads_tiny_clip_instead_of_looping():
+    click = noise(0.01, seed=4)  # 10 ms: shorter than four 50 ms crossfades
+    out = render.fit_to_length(click, frames=SR, sample_rate=SR)
+    assert out.shape == (1, SR)
+    np.testing.assert_array_equal(out[:, : click.shape[1]], click)
+    assert not np.any(out[:, click.shape[1] :])
+
+
+def test_fit_rejects_negative_frames():
+    with pytest.raises(InvalidInputError) as info:
+        render.fit_to_length(noise(0.1), frames=-1, sample_rate=SR)
+    assert info.value.field == "frames"
+
+
+# -- fades -----------------------------------------------------------------------------------
+
+
+def test_fades_default_5ms_in_50ms_out():
+    flat = np.ones((1, SR), dtype=np.float32)
+    out = render.apply_fades(flat, sample_rate=SR)
+    assert out[0, 0] < 0.01 and out[0, -1] < 0.01
+    assert out[0, int(0.0025 * SR)] == pytest.approx(0.5, abs=0.02)  # half way into 5 ms
+    assert out[0, int(0.005 * SR)] == 1.0  # fade-in done at 5 ms
+    assert out[0, SR - int(0.025 * SR)] == pytest.approx(0.5, abs=0.02)  # half way out of 50 ms
+    assert out[0, SR - int(0.051 * SR)] == 1.0
+    assert flat.min() == 1.0  # input untouched
+
+
+def test_fades_shrink_to_fit_very_short_clip():
+    out = render.apply_fades(np.ones((1, 100), dtype=np.float32), sample_rate=SR)
+    assert out.shape == (1, 100)
+    assert out[0, 0] < 0.1 and out[0, -1] < 0.1 and out.max() > 0.9
+
+
+# -- loudness --------------------------------------------------------------------------------
+
+
+def test_measure_lufs_matches_reference_sine():
+    # BS.1770: a full-scale 1 kHz sine reads -3.01 LUFS, so -20 dBFS reads about -23.01.
+    assert render.measure_lufs(sine(1000, 2.0, 0.1), SR) == pytest.approx(-23.01, abs=0.1)
+
+
+def test_short_clip_fallback_equals_looped_loudness():
+    short = sine(1000, 0.2, 0.1)  # shorter than one 400 ms gating block
+    with pytest.raises(ValueError):
+        lufs(short)  # pyloudnorm alone cannot measure it
+    assert render.measure_lufs(short, SR) == pytest.approx(lufs(sine(1000, 3.0, 0.1)), abs=0.1)
+    # Stationary noise: 150 ms measures like 3 s of the same noise.
+    assert render.measure_lufs(noise(0.15, seed=5), SR) == pytest.approx(
+        lufs(noise(3.0, seed=6)), abs=0.5
+    )
+
+
+def test_silence_has_no_loudness_and_gets_no_gain():
+    silent = np.zeros((2, SR), dtype=np.float32)
+    assert render.measure_lufs(silent, SR) is None
+    assert render.true_peak_dbtp(silent, SR) is None
+    out, gain_db, measured = render.normalise_to_lufs(silent, sample_rate=SR, target_lufs=-20)
+    assert gain_db == 0.0 and measured is None
+    assert not np.any(out)
+    assert render.measure_lufs(np.zeros((1, 0), dtype=np.float32), SR) is None
+
+
+@pytest.mark.parametrize("target", [-35.0, -23.0, -16.0])
+def test_normalise_hits_target_within_half_lu(target):
+    clip = noise(3.0, channels=2, scale=0.05, seed=7)
+    out, gain_db, measured = render.normalise_to_lufs(clip, sample_rate=SR, target_lufs=target)
+    assert measured == pytest.approx(lufs(clip), abs=0.01)
+    assert gain_db == pytest.approx(target - measured)
+    assert abs(lufs(out) - target) <= 0.5
+    assert true_peak_ref(out) <= -1.0
+
+
+def test_normalise_limits_transients_under_ceiling_and_keeps_loudness():
+    clip = burst()
+    out, _, _ = render.normalise_to_lufs(clip, sample_rate=SR, target_lufs=-14.0)
+    # Plain gain would put this burst's peak far above 0 dBFS.
+    assert true_peak_ref(clip) + (-14.0 - lufs(clip)) > 3.0
+    assert true_peak_ref(out) <= -1.0
+    assert abs(lufs(out) - (-14.0)) <= 0.5
+
+
+def test_true_peak_sees_intersample_peaks():
+    # A quarter-rate sine sampled at 45 degrees: every sample is 0.707, the wave peaks at 1.0.
+    wave = sine(SR / 4, 0.5, 1.0, phase=np.pi / 4)
+    assert 20 * np.log10(np.abs(wave).max()) == pytest.approx(-3.01, abs=0.05)
+    assert render.true_peak_dbtp(wave, SR) == pytest.approx(0.0, abs=0.3)
+
+
+def test_limiter_leaves_quiet_audio_alone():
+    quiet = noise(1.0, scale=0.01)
+    np.testing.assert_array_equal(render.limit_true_peak(quiet, sample_rate=SR), quiet)
+
+
+# -- mix -------------------------------------------------------------------------------------
+
+
+def test_mix_places_stems_at_offsets_with_gain():
+    click = np.zeros((1, SR // 10), dtype=np.float32)
+    click[0, 0] = 0.25
+    out, _ = render.mix(
+        [render.PlacedStem(click, start_s=1.0, gain_db=-6.0206)], duration_s=2.0, sample_rate=SR
+    )
+    assert out.shape == (1, 2 * SR)
+    nonzero = np.flatnonzero(out[0])
+    assert nonzero[0] == SR
+    assert out[0, SR] == pytest.approx(0.125, rel=1e-3)
+
+
+def test_mix_holds_ceiling_without_touching_stems():
+    loud_a = burst(seed=11) * 2.0
+    loud_b = noise(2.0, channels=2, scale=0.4, seed=12)
+    mono = noise(1.0, scale=0.4, seed=13)
+    before = [loud_a.copy(), loud_b.copy(), mono.copy()]
+    stems = [
+        render.PlacedStem(loud_a, start_s=0.5),
+        render.PlacedStem(loud_b, start_s=0.0),
+        render.PlacedStem(mono, start_s=1.5),  # runs past the scene end: cut there
+    ]
+    out, peak = render.mix(stems, duration_s=2.0, sample_rate=SR, ceiling_dbtp=-1.0)
+    assert out.shape == (2, 2 * SR)
+    assert true_peak_ref(out) <= -1.0
+    assert peak is not None and peak <= -1.0
+    for stem, original in zip(stems, before):
+        np.testing.assert_array_equal(stem.audio, original)
+
+
+def test_mix_rejects_bad_duration():
+    with pytest.raises(InvalidInputError) as info:
+        render.mix([], duration_s=0.0, sample_rate=SR)
+    assert info.value.field == "duration_s"
+
+
+def test_unreachable_target_keeps_the_ceiling_and_falls_short():
+    click = np.zeros((1, SR), dtype=np.float32)
+    click[0, SR // 2] = 0.5  # one sample: ~0 dB of loudness headroom under any ceiling
+    out, _, _ = render.normalise_to_lufs(click, sample_rate=SR, target_lufs=-10.0)
+    assert true_peak_ref(out) <= -1.0
+    assert render.measure_lufs(out, SR) < -10.0 - 0.5
