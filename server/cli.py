@@ -18,6 +18,11 @@ from engine.errors import AudioAgentError, InvalidInputError
 COMMAND_MODULES = [
     "server.commands.render",
     "server.commands.plan",
+    "server.commands.serve",
+    "server.commands.client",
+    "server.commands.video_cue",
+    "server.commands.onsets",
+    "server.commands.install_daw",
 ]
 
 
