@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from engine.errors import PlanValidationError
+from engine.errors import InvalidInputError, PlanValidationError
 
 # Loudness outside this window is either inaudible next to other stems or cannot be reached
 # without clipping a 24-bit file; -70 LUFS is the BS.1770 absolute gate.
@@ -23,6 +23,7 @@ MIN_TARGET_LUFS = -70.0
 MAX_TARGET_LUFS = -5.0
 MAX_DESCRIPTION_CHARS = 300
 MAX_EVENTS = 64
+MAX_PROMPT_CHARS = 4000  # prompts and edit instructions
 EVENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Two times closer than this are the same time (float noise from planners and JSON round trips).
 TIME_EPS_S = 1e-6
@@ -126,6 +127,19 @@ def _check_event(index: int, event: Event, duration_s: float, limits: PlanLimits
             )
     if not 0 <= event.seed < 2**32:
         raise _fail(f"{prefix}.seed", event.seed, "must be in [0, 2**32)")
+
+
+def check_text(field_name: str, value: object, *, max_chars: int = MAX_PROMPT_CHARS) -> str:
+    """A prompt or instruction: non-empty text of bounded length, returned stripped."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInputError(f"{field_name}: must not be empty", field=field_name, value=value)
+    if len(value) > max_chars:
+        raise InvalidInputError(
+            f"{field_name}: {len(value)} characters; the limit is {max_chars}",
+            field=field_name,
+            value=len(value),
+        )
+    return value.strip()
 
 
 def max_concurrent(events: Iterable[Event]) -> tuple[int, float]:

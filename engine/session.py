@@ -35,6 +35,7 @@ from engine.plan import (
     Plan,
     PlanDiff,
     PlanLimits,
+    check_text,
     diff_plans,
     validate_plan,
 )
@@ -46,7 +47,6 @@ DB_NAME = "audio_agent.sqlite"
 SESSIONS_DIR = "sessions"
 MAX_SESSION_NAME_CHARS = 200
 SLUG_CHARS = 40
-MAX_PROMPT_CHARS = 4000
 
 VersionKind = Literal["generate", "edit", "undo", "redo", "video_cue"]
 OnStem = Callable[[ManifestEvent, ChangeKind], None]
@@ -205,18 +205,6 @@ def _check_number(
             value=value,
         )
     return number
-
-
-def _check_text(field_name: str, value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidInputError(f"{field_name}: must not be empty", field=field_name, value=value)
-    if len(value) > MAX_PROMPT_CHARS:
-        raise InvalidInputError(
-            f"{field_name}: {len(value)} characters; the limit is {MAX_PROMPT_CHARS}",
-            field=field_name,
-            value=len(value),
-        )
-    return value.strip()
 
 
 def _reseeded(plan: Plan, salt: int) -> Plan:
@@ -401,7 +389,7 @@ class SessionManager:
     ) -> PendingVersion:
         """Plan a new scene for ``session`` (created if new; an existing one gets a new version)."""
         name = check_session_name(session)
-        text = _check_text("prompt", prompt)
+        text = check_text("prompt", prompt)
         duration = _check_number(
             "duration_s", duration_s, minimum=0.0, maximum=self.limits.max_duration_s, open_min=True
         )
@@ -464,7 +452,7 @@ class SessionManager:
             )
         text = ""
         if instruction is not None:
-            text = _check_text("instruction", instruction)
+            text = check_text("instruction", instruction)
             routed = route_instruction(text)
             if routed == "undo":
                 return self.prepare_undo(name)

@@ -70,7 +70,7 @@ def plan_message(job: Job, pending: Any) -> p.PlanMessage:
     return p.PlanMessage(
         id=job.request_id, job=job.id, session=str(pending.session), version=int(pending.version),
         duration_s=plan.duration_s, anchor_s=float(getattr(pending, "anchor_s", 0.0) or 0.0),
-        events=[p.PlanEvent(**event.model_dump()) for event in plan.events],
+        events=list(plan.events),
         diff=diff, notes=[str(note) for note in (getattr(pending, "notes", ()) or ())],
     )
 

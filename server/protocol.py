@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from engine.errors import AudioAgentError, InvalidInputError
+from engine.plan import Event
 
 PROTOCOL_VERSION = 1
 # Limits on what a client may send. Frames carry small JSON requests; prompts are a sentence or a
@@ -217,15 +218,8 @@ class Accepted(_Message):
     job: str
 
 
-class PlanEvent(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: str
-    description: str
-    start_s: float
-    end_s: float
-    target_lufs: float | None = None
-    seed: int = 0
+# The wire carries events exactly as the engine plans them (one model, so they cannot drift).
+PlanEvent = Event
 
 
 class PlanMessage(_Message):

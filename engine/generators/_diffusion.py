@@ -457,6 +457,18 @@ class DiffusionGenerator:
     def _geometry(self, pipeline: Any) -> Geometry:
         raise NotImplementedError
 
+    def _load_diffusers_pipeline(self, pipeline_class: Any) -> Any:
+        """Load a stock diffusers pipeline with our scheduler, placement and no progress bar."""
+        pipeline = pipeline_class.from_pretrained(self.model, revision=self.revision, torch_dtype=self.dtype)
+        if type(pipeline.scheduler).__name__ != self.scheduler:
+            pipeline.scheduler = scheduler_from(self.scheduler, pipeline.scheduler.config)
+        pipeline.set_progress_bar_config(disable=True)
+        if self.cpu_offload:
+            pipeline.enable_model_cpu_offload(device=self.device)
+        else:
+            pipeline.to(self.device)
+        return pipeline
+
     def _render_batch(self, pipeline: Any, jobs: Sequence[SegmentJob], on_step: StepFn) -> list[np.ndarray]:
         """Native-rate float32 (channels, frames) per job, from one batched model call."""
         raise NotImplementedError

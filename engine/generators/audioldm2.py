@@ -28,7 +28,6 @@ from engine.generators._diffusion import (
     SegmentJob,
     StepFn,
     cpu_generators,
-    scheduler_from,
 )
 
 
@@ -67,15 +66,7 @@ class AudioLDM2Generator(DiffusionGenerator):
     name = "audioldm2"
 
     def _load(self) -> Any:
-        pipeline = _pipeline_class().from_pretrained(self.model, revision=self.revision, torch_dtype=self.dtype)
-        if type(pipeline.scheduler).__name__ != self.scheduler:
-            pipeline.scheduler = scheduler_from(self.scheduler, pipeline.scheduler.config)
-        pipeline.set_progress_bar_config(disable=True)
-        if self.cpu_offload:
-            pipeline.enable_model_cpu_offload(device=self.device)
-        else:
-            pipeline.to(self.device)
-        return pipeline
+        return self._load_diffusers_pipeline(_pipeline_class())
 
     def _geometry(self, pipeline: Any) -> Geometry:
         rate = int(pipeline.vocoder.config.sampling_rate)

@@ -26,7 +26,6 @@ from engine.generators._diffusion import (
     SegmentJob,
     StepFn,
     cpu_generators,
-    scheduler_from,
 )
 
 STABLE_AUDIO_3 = "StableAudio3Pipeline"
@@ -82,15 +81,7 @@ class StableAudioGenerator(DiffusionGenerator):
             from diffusers import StableAudio3Pipeline as pipeline_class
         else:
             pipeline_class = _timed_pipeline_class()
-        pipeline = pipeline_class.from_pretrained(self.model, revision=self.revision, torch_dtype=self.dtype)
-        if type(pipeline.scheduler).__name__ != self.scheduler:
-            pipeline.scheduler = scheduler_from(self.scheduler, pipeline.scheduler.config)
-        pipeline.set_progress_bar_config(disable=True)
-        if self.cpu_offload:
-            pipeline.enable_model_cpu_offload(device=self.device)
-        else:
-            pipeline.to(self.device)
-        return pipeline
+        return self._load_diffusers_pipeline(pipeline_class)
 
     @property
     def is_v3(self) -> bool:

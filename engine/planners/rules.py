@@ -22,6 +22,7 @@ from engine.plan import (
     Event,
     Plan,
     PlanLimits,
+    check_text,
     max_concurrent,
     validate_plan,
 )
@@ -31,7 +32,6 @@ from engine.planners.rules_text import Clause, make_clause, split_scene
 BED_OFFSET_LU = -6.0  # beds sit under foreground events so overlaps don't pile up
 ONE_SHOT_WEIGHT = 0.5
 ONE_SHOT_DEFAULT_S = 2.0  # length of a one-shot placed at an explicit time without a length
-MAX_PROMPT_CHARS = 2000
 
 
 @dataclass
@@ -64,7 +64,7 @@ class RulePlanner:
         history: Sequence[Turn] = (),
         limits: PlanLimits = DEFAULT_LIMITS,
     ) -> PlanResult:
-        text = _check_prompt(prompt)
+        text = check_text("prompt", prompt)
         groups = [
             [c for c in (make_clause(raw) for raw in group) if c is not None]
             for group in split_scene(text)
@@ -135,7 +135,7 @@ class RulePlanner:
         history: Sequence[Turn] = (),
         limits: PlanLimits = DEFAULT_LIMITS,
     ) -> PlanResult:
-        text = _check_prompt(instruction, field_name="instruction")
+        text = check_text("instruction", instruction)
         edit = self.parse_edit(plan, text)
         new_plan = apply_edit(plan, edit, limits=limits)
         if edit.op in ("add", "replace_text") and edit.description:
@@ -160,18 +160,6 @@ class RulePlanner:
 
 
 # ---- helpers --------------------------------------------------------------------------------
-
-
-def _check_prompt(prompt: str, *, field_name: str = "prompt") -> str:
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise InvalidInputError(f"{field_name}: must not be empty", field=field_name, value=prompt)
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise InvalidInputError(
-            f"{field_name}: {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}",
-            field=field_name,
-            value=len(prompt),
-        )
-    return prompt.strip()
 
 
 def _explicit_end(clause: Clause, start_s: float, default_end_s: float, duration_s: float) -> float:

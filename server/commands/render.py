@@ -18,6 +18,7 @@ from engine.errors import InvalidInputError
 from engine.generators import Generator, create_generator
 from engine.manifest import Manifest, ManifestEvent, read_manifest
 from engine.plan import TIME_EPS_S, Plan
+from engine.planners import PlanResult
 from engine.scene import MANIFEST_NAME, prepare_out_dir, render_scene
 from engine.settings import EngineSettings
 from server.commands.plan import add_planning_args, make_plan, print_notes, settings_from
@@ -53,7 +54,7 @@ class ProgressDisplay:
             self.stream.flush()
 
 
-def _check_render_args(args: argparse.Namespace) -> None:
+def check_anchor(args: argparse.Namespace) -> None:
     if not math.isfinite(args.anchor) or args.anchor < 0:
         raise InvalidInputError(
             f"anchor_s={args.anchor!r}: must be a number >= 0", field="anchor_s", value=args.anchor
@@ -71,7 +72,7 @@ def _make_generator(backend: str, model: str | None) -> Generator:
         ) from None
 
 
-def _open_cache(settings: EngineSettings, enabled: bool) -> RenderCache | None:
+def open_cache(settings: EngineSettings, enabled: bool) -> RenderCache | None:
     if not enabled:
         return None
     try:
@@ -81,7 +82,7 @@ def _open_cache(settings: EngineSettings, enabled: bool) -> RenderCache | None:
         return None
 
 
-def _previous_stems(out: Path, plan: Plan, anchor_s: float) -> dict[str, ManifestEvent]:
+def previous_stems(out: Path, plan: Plan, anchor_s: float) -> dict[str, ManifestEvent]:
     """Stems of an earlier render into the same folder that can stand as they are.
 
     Only stems at the same timeline position are offered: a reused file keeps its BWF
@@ -105,7 +106,7 @@ def _previous_stems(out: Path, plan: Plan, anchor_s: float) -> dict[str, Manifes
     }
 
 
-def _summary(manifest: Manifest, wall_s: float) -> str:
+def summary(manifest: Manifest, wall_s: float) -> str:
     hits = sum(event.cache_hit for event in manifest.events)
     peak = manifest.mix_true_peak_dbtp
     peak_text = "silent" if peak is None else f"{peak:.1f} dBTP"
@@ -115,29 +116,33 @@ def _summary(manifest: Manifest, wall_s: float) -> str:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    started = time.perf_counter()
-    settings = settings_from(args, backend=args.backend, sample_rate=args.sample_rate)
-    _check_render_args(args)
-    out = prepare_out_dir(args.out)  # fail on a bad --out before planning or loading a model
-    generator = _make_generator(settings.backend, args.model)
-    result = make_plan(args, settings)
-    print_notes(result)
+def render_result(
+    result: PlanResult,
+    *,
+    generator: Generator,
+    settings: EngineSettings,
+    out: Path,
+    anchor_s: float,
+    use_cache: bool,
+    subtype: str = "PCM_24",
+    aligned: bool = False,
+) -> Manifest:
+    """Render a planned scene into ``out`` with a progress display (shared by render, video-cue)."""
     display = ProgressDisplay(sys.stderr)
-    cache = _open_cache(settings, not args.no_cache)
+    cache = open_cache(settings, use_cache)
     try:
-        manifest = render_scene(
+        return render_scene(
             result.plan,
             generator=generator,
             out_dir=out,
-            anchor_s=args.anchor,
+            anchor_s=anchor_s,
             sample_rate=settings.sample_rate,
-            subtype="FLOAT" if args.float else "PCM_24",
-            aligned=args.aligned,
+            subtype=subtype,
+            aligned=aligned,
             default_target_lufs=settings.target_lufs,
             ceiling_dbtp=settings.ceiling_dbtp,
             cache=cache,
-            reuse=_previous_stems(out, result.plan, args.anchor),
+            reuse=previous_stems(out, result.plan, anchor_s),
             progress=display,
             backend_name=settings.backend,
             planner_name=result.planner,
@@ -147,7 +152,27 @@ def run(args: argparse.Namespace) -> int:
         display.close()
         if cache is not None:
             cache.close()
-    print(_summary(manifest, time.perf_counter() - started), file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    settings = settings_from(args, backend=args.backend, sample_rate=args.sample_rate)
+    check_anchor(args)
+    out = prepare_out_dir(args.out)  # fail on a bad --out before planning or loading a model
+    generator = _make_generator(settings.backend, args.model)
+    result = make_plan(args, settings)
+    print_notes(result)
+    manifest = render_result(
+        result,
+        generator=generator,
+        settings=settings,
+        out=out,
+        anchor_s=args.anchor,
+        use_cache=not args.no_cache,
+        subtype="FLOAT" if args.float else "PCM_24",
+        aligned=args.aligned,
+    )
+    print(summary(manifest, time.perf_counter() - started), file=sys.stderr)
     for note in manifest.notes:
         if note not in result.notes:
             print(f"note: {note}", file=sys.stderr)

@@ -8,17 +8,14 @@ the manifest is the same one `render` writes. stdout gets one line, the manifest
 from __future__ import annotations
 
 import argparse
-import math
 import sys
+import time
 
-from pathlib import Path
-
-from engine.errors import InvalidInputError
 from engine.generators import create_generator
-from engine.manifest import ManifestEvent, read_manifest
-from engine.scene import MANIFEST_NAME, prepare_out_dir, render_scene
+from engine.scene import MANIFEST_NAME, prepare_out_dir
 from engine.settings import EngineSettings
 from engine.video.cue import CueOptions, cue_plan
+from server.commands.render import check_anchor, render_result, summary
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,31 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def _previous_stems(out: Path) -> dict[str, ManifestEvent]:
-    """Stems of an earlier render into the same folder: unchanged events keep their files."""
-    try:
-        return {event.id: event for event in read_manifest(out / MANIFEST_NAME).events}
-    except (OSError, ValueError):
-        return {}
-
-
-def _cache(settings: EngineSettings, enabled: bool) -> object | None:
-    if not enabled:
-        return None
-    from engine.cache import RenderCache
-
-    try:
-        return RenderCache(settings.resolved_cache_dir())
-    except OSError as error:
-        print(f"warning: render cache disabled ({error})", file=sys.stderr)
-        return None
-
-
 def run(args: argparse.Namespace) -> int:
-    if not math.isfinite(args.anchor) or args.anchor < 0:
-        raise InvalidInputError(
-            f"anchor_s={args.anchor!r}: must be >= 0", field="anchor_s", value=args.anchor
-        )
+    started = time.perf_counter()
+    check_anchor(args)
     given = {"backend": args.backend, "sample_rate": args.sample_rate}
     overrides = {key: value for key, value in given.items() if value is not None}
     settings = EngineSettings(**overrides)
@@ -81,22 +56,14 @@ def run(args: argparse.Namespace) -> int:
                       planner=None if args.planner == "onsets" else args.planner, options=options)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
-    manifest = render_scene(
-        result.plan,
+    manifest = render_result(
+        result,
         generator=generator,
-        out_dir=out,
+        settings=settings,
+        out=out,
         anchor_s=args.anchor,
-        sample_rate=settings.sample_rate,
-        default_target_lufs=settings.target_lufs,
-        ceiling_dbtp=settings.ceiling_dbtp,
-        cache=_cache(settings, not args.no_cache),
-        reuse=_previous_stems(out),
-        backend_name=settings.backend,
-        planner_name=result.planner,
-        notes=result.notes,
+        use_cache=not args.no_cache,
     )
-    reused = sum(event.cache_hit for event in manifest.events)
-    print(f"{len(manifest.events)} stem(s) ({reused} reused/cached), {len(manifest.failed)} failed",
-          file=sys.stderr)
+    print(summary(manifest, time.perf_counter() - started), file=sys.stderr)
     print(out / MANIFEST_NAME)
     return 0 if not manifest.failed else 1
