@@ -165,6 +165,12 @@ function AA.is_windows()
   return (reaper.GetOS() or ""):match("^Win") ~= nil
 end
 
+-- False for a track or item the user deleted (or undid away) since we got it: REAPER refuses
+-- a dead pointer, so anything held across defer cycles is checked before use.
+function AA.alive(pointer, type_name)
+  return pointer ~= nil and reaper.ValidatePtr2(0, pointer, type_name)
+end
+
 function AA.db_to_linear(gain_db)
   return 10 ^ (gain_db / 20)
 end
@@ -229,6 +235,13 @@ local function trim(s)
 end
 AA.trim = trim
 
+-- The first `max_chars` characters of UTF-8 text (a byte cut could split a character).
+function AA.utf8_prefix(text, max_chars)
+  local ok, cut = pcall(utf8.offset, text, max_chars + 1)
+  if not ok then return text:sub(1, max_chars) end
+  return cut and text:sub(1, cut - 1) or text
+end
+
 ------------------------------------------------------------------------------------------------
 -- Configuration: AudioAgent_config.lua beside the scripts (written by install-daw-scripts)
 ------------------------------------------------------------------------------------------------
@@ -264,7 +277,13 @@ end
 
 -- Wrap a command so stdout+stderr go to `log_path` (or the captured output) and, when given,
 -- its exit status lands in `exit_path`: that is how the poll loop learns the client died.
-function AA.shell_command(argv, log_path, exit_path)
+-- Returns the line to hand to reaper.ExecProcess.
+--
+-- Windows: the line goes to cmd.exe as it is. macOS/Linux: REAPER's ExecProcess runs no shell;
+-- it splits the line at spaces, keeping a run in '...', "..." or `...` together, with no
+-- escapes at all, so no quoting can carry an arbitrary prompt through it. The shell command
+-- is therefore written to `script_path` and REAPER runs `/bin/sh <script_path>`.
+function AA.shell_command(argv, log_path, exit_path, script_path)
   local cmd = AA.join_command(argv)
   if log_path then cmd = cmd .. " > " .. AA.shell_quote(log_path) end
   cmd = cmd .. " 2>&1"
@@ -273,18 +292,42 @@ function AA.shell_command(argv, log_path, exit_path)
     return 'cmd.exe /V:ON /C "' .. cmd .. '"'
   end
   if exit_path then cmd = cmd .. "; echo $? > " .. AA.shell_quote(exit_path) end
-  return "/bin/sh -c " .. AA.shell_quote(cmd)
+  if not script_path then error("shell_command: a script path is needed on this OS", 0) end
+  local quote
+  for _, q in ipairs({ '"', "'", "`" }) do
+    if not script_path:find(q, 1, true) then quote = q break end
+  end
+  if not quote or script_path:find("[\r\n]") then
+    error(("cannot run a script at %s: REAPER cannot pass a path with quotes or line breaks"):format(script_path), 0)
+  end
+  local handle, open_error = io.open(script_path, "wb")
+  if not handle then error("cannot write " .. tostring(open_error), 0) end
+  handle:write("#!/bin/sh\n# written by AudioAgent_lib.lua for one audio-agent client call\n", cmd, "\n")
+  handle:close()
+  return "/bin/sh " .. quote .. script_path .. quote
+end
+
+-- The timeout argument that starts a process without waiting: -2 also keeps cmd.exe's console
+-- window minimised on Windows, where -1 would put one in front of REAPER for the whole job.
+function AA.no_wait()
+  return AA.is_windows() and -2 or -1
 end
 
 -- Ask the server for its pong (blocking, short). Returns the pong table or nil, message.
-function AA.server_status()
-  local cmd = AA.shell_command(AA.client_argv({ "status" }))
+function AA.server_status(script_path)
+  local ok, cmd = pcall(AA.shell_command, AA.client_argv({ "status" }), nil, nil, script_path)
+  if not ok then return nil, cmd end
   local out = reaper.ExecProcess(cmd, AA.config.status_timeout_ms)
   if not out then return nil, "could not start the audio-agent client (" .. AA.config.client[1] .. ")" end
   local code, text = out:match("^(%-?%d+)\r?\n(.*)$")
   text = text or out
   if tonumber(code) ~= 0 then
     local last = trim(text):match("([^\n]*)$")
+    if tonumber(code) == 127 or tonumber(code) == 9009 then -- sh / cmd.exe: no such command
+      return nil, ("could not start the audio-agent client (%s): %s. Re-run `audio-agent "
+        .. "install-daw-scripts` from the install you use, or set `client` in "
+        .. "AudioAgent_config.lua."):format(tostring(AA.config.client[1]), last)
+    end
     return nil, "the Audio-Agent server is not reachable: " .. (last ~= "" and last or "no answer")
   end
   for line in text:gmatch("[^\r\n]+") do
@@ -309,13 +352,16 @@ end
 function AA.new_job_paths(tag, session)
   local dir = reaper.GetResourcePath() .. "/AudioAgent/jobs"
   reaper.RecursiveCreateDirectory(dir, 0)
-  local stem = dir .. "/" .. tag .. "-" .. session .. "-" .. os.date("!%Y%m%d-%H%M%S")
+  -- A session name read from an item could hold anything: keep file names plain.
+  local safe = tostring(session):gsub("[^%w%-_.]", "_")
+  local stem = dir .. "/" .. tag .. "-" .. safe .. "-" .. os.date("!%Y%m%d-%H%M%S")
   local base, n = stem, 1
   while reaper.file_exists(base .. ".jsonl") or reaper.file_exists(base .. ".exit") do
     n = n + 1
     base = stem .. "-" .. n
   end
-  return { events = base .. ".jsonl", exit = base .. ".exit", log = base .. ".log" }
+  return { events = base .. ".jsonl", exit = base .. ".exit", log = base .. ".log",
+    script = base .. ".sh", status_script = base .. "-status.sh" }
 end
 
 function AA.new_session_name(kind)
@@ -453,25 +499,32 @@ function AA.new_run(opts)
 end
 
 function Run:start()
-  local pong, message = AA.server_status()
+  self.paths = AA.new_job_paths(self.kind, self.session)
+  local pong, message = AA.server_status(self.paths.status_script)
   if not pong then return self:fail(message) end
   self.stem_root = AA.stem_root_of(pong)
   if not self.stem_root then return self:fail("the server did not say where its stems live (stem_root)") end
   -- Edits touch the items already carrying this session's event ids.
   self.items = (self.kind == "edit" or self.kind == "undo") and AA.session_items(self.session) or {}
-  self.paths = AA.new_job_paths(self.kind, self.session)
   local args = {}
   for _, a in ipairs(self.client_args) do args[#args + 1] = a end
   args[#args + 1] = "--events-file"
   args[#args + 1] = self.paths.events
   self.reader = AA.line_reader(self.paths.events)
-  reaper.Undo_BeginBlock2(0)
-  self.undo_open = true
+  -- No undo block is held open while the job runs: REAPER folds every undo point made inside
+  -- an open block into it, so the user's own edits during a long render would vanish into
+  -- ours. A deferred script adds no undo point of its own; on_done makes the one point, in
+  -- one defer cycle, once everything is in (a failed run leaves none, having put all back).
   self.started_s = reaper.time_precise()
   self.last_activity_s = self.started_s
   reaper.atexit(function() self:on_exit() end)
-  -- -1: do not wait; the shell wrapper records the exit status for the poll loop.
-  reaper.ExecProcess(AA.shell_command(AA.client_argv(args), self.paths.log, self.paths.exit), -1)
+  -- Do not wait; the shell wrapper records the exit status for the poll loop.
+  local ok, cmd = pcall(AA.shell_command, AA.client_argv(args), self.paths.log, self.paths.exit,
+    self.paths.script)
+  if not ok then return self:fail(cmd) end
+  -- What a no-wait call returns is not documented, so it is not read: a client that never
+  -- starts shows up as an exit status (sh/cmd.exe report it) or, at worst, as silence.
+  reaper.ExecProcess(cmd, AA.no_wait())
   self:console(("%s: started (%s)"):format(self.title, self.session))
   local function loop()
     if self.finished then return end
@@ -575,14 +628,14 @@ end
 -- Inserting and changing items
 ------------------------------------------------------------------------------------------------
 function Run:ensure_folder()
-  if self.folder then return self.folder end
+  if AA.alive(self.folder, "MediaTrack*") then return self.folder end
   self.folder = AA.find_folder(self.session)
   if self.folder then return self.folder end
   local index = reaper.CountTracks(0)
   reaper.InsertTrackAtIndex(index, true)
   local folder = reaper.GetTrack(0, index)
   local label = self.prompt ~= "" and self.prompt or self.session
-  reaper.GetSetMediaTrackInfo_String(folder, "P_NAME", "AudioAgent: " .. label:sub(1, 60), true)
+  reaper.GetSetMediaTrackInfo_String(folder, "P_NAME", "AudioAgent: " .. AA.utf8_prefix(label, 60), true)
   AA.track_ext(folder, AA.EXT_SESSION, self.session)
   AA.track_ext(folder, AA.EXT_ROLE, "folder")
   table.insert(self.inserted_tracks, folder)
@@ -637,25 +690,54 @@ function Run:insert_stem(stem)
   return item
 end
 
+-- Project ext state changes go through here so a failed run can put them back too.
+function Run:set_proj(key, value)
+  self:record({ kind = "proj", key = key, old = AA.get_proj(key) })
+  AA.set_proj(key, value)
+end
+
 function Run:remember_event(stem)
-  AA.set_proj(("event:%s:%s"):format(self.session, stem.event_id), json.encode({
+  self:set_proj(("event:%s:%s"):format(self.session, stem.event_id), json.encode({
     description = stem.description, start_s = stem.start_s, end_s = stem.end_s,
     gain_db = stem.gain_db, stem_path = stem.stem_path,
   }))
+end
+
+-- The event as this project last placed it (start_s, gain_db, ...), or nil.
+function Run:placed_event(event_id)
+  local text = AA.get_proj(("event:%s:%s"):format(self.session, event_id))
+  if text == "" then return nil end
+  local ok, record = pcall(json.decode, text)
+  return ok and type(record) == "table" and record or nil
 end
 
 function Run:record(entry)
   table.insert(self.journal, entry)
 end
 
+-- Moves and gain changes shift the item by as much as the event changed, so a nudge or a
+-- volume trim the user gave the item survives (with no record, the server's value is set).
 function Run:move_item(item, stem)
-  self:record({ kind = "value", item = item, key = "D_POSITION", old = reaper.GetMediaItemInfo_Value(item, "D_POSITION") })
-  reaper.SetMediaItemInfo_Value(item, "D_POSITION", self:position_of(stem.start_s))
+  local current = reaper.GetMediaItemInfo_Value(item, "D_POSITION")
+  self:record({ kind = "value", item = item, key = "D_POSITION", old = current })
+  local placed = self:placed_event(stem.event_id)
+  local target = self:position_of(stem.start_s)
+  if placed and tonumber(placed.start_s) then
+    target = math.max(0, current + (tonumber(stem.start_s) or 0) - tonumber(placed.start_s))
+  end
+  reaper.SetMediaItemInfo_Value(item, "D_POSITION", target)
 end
 
 function Run:regain_item(item, stem)
-  self:record({ kind = "value", item = item, key = "D_VOL", old = reaper.GetMediaItemInfo_Value(item, "D_VOL") })
-  reaper.SetMediaItemInfo_Value(item, "D_VOL", AA.db_to_linear(tonumber(stem.gain_db) or 0))
+  local current = reaper.GetMediaItemInfo_Value(item, "D_VOL")
+  self:record({ kind = "value", item = item, key = "D_VOL", old = current })
+  local gain_db = tonumber(stem.gain_db) or 0
+  local placed = self:placed_event(stem.event_id)
+  local volume = AA.db_to_linear(gain_db)
+  if placed and tonumber(placed.gain_db) then
+    volume = current * AA.db_to_linear(gain_db - tonumber(placed.gain_db))
+  end
+  reaper.SetMediaItemInfo_Value(item, "D_VOL", volume)
 end
 
 function Run:replace_source(item, stem)
@@ -686,10 +768,13 @@ end
 function Run:apply_change(stem, change)
   if self.applied[stem.event_id] then return end
   self.applied[stem.event_id] = true
-  local items = self.items[stem.event_id]
+  local items = {}
+  for _, item in ipairs(self.items[stem.event_id] or {}) do
+    if AA.alive(item, "MediaItem*") then items[#items + 1] = item end
+  end
   if change == "unchanged" then return end
   if change == "removed" then return end -- removals are applied once the job is done
-  if not items or #items == 0 then
+  if #items == 0 then
     self:insert_stem(stem)
     return
   end
@@ -725,6 +810,7 @@ end
 
 function Run:remove_event_items(event_id)
   for _, item in ipairs(self.items[event_id] or {}) do
+    if not AA.alive(item, "MediaItem*") then goto next_item end
     local track = reaper.GetMediaItem_Track(item)
     reaper.DeleteTrackMediaItem(track, item)
     -- An emptied event track goes too, unless the user put FX on it or it closes the folder
@@ -734,8 +820,9 @@ function Run:remove_event_items(event_id)
       and AA.track_ext(track, AA.EXT_SESSION) == self.session then
       reaper.DeleteTrack(track)
     end
+    ::next_item::
   end
-  AA.set_proj(("event:%s:%s"):format(self.session, event_id), "")
+  self:set_proj(("event:%s:%s"):format(self.session, event_id), "")
 end
 
 -- Finish an edit from the done manifest: changes that had no stem_ready, then removals.
@@ -761,6 +848,8 @@ end
 function Run:on_done(message)
   local manifest = message.manifest
   if type(manifest) == "string" then manifest = json.decode(manifest) end
+  reaper.Undo_BeginBlock2(0) -- closed by finish() in this same defer cycle
+  self.undo_open = true
   if self.kind == "generate" or self.kind == "video" then
     for _, event in ipairs((manifest and manifest.events) or {}) do
       if not self.applied[event.id] then
@@ -793,7 +882,11 @@ end
 function Run:rollback()
   for i = #self.journal, 1, -1 do
     local entry = self.journal[i]
-    if entry.kind == "value" then
+    if entry.kind == "proj" then
+      AA.set_proj(entry.key, entry.old)
+    elseif not AA.alive(entry.item, "MediaItem*") then
+      -- the user deleted it meanwhile: nothing of ours to put back
+    elseif entry.kind == "value" then
       reaper.SetMediaItemInfo_Value(entry.item, entry.key, entry.old)
     elseif entry.kind == "source" then
       local new_source = reaper.GetMediaItemTake_Source(entry.take)
@@ -808,12 +901,15 @@ function Run:rollback()
   self.journal = {}
   for i = #self.inserted_items, 1, -1 do
     local entry = self.inserted_items[i]
-    reaper.DeleteTrackMediaItem(entry.track, entry.item)
+    if AA.alive(entry.item, "MediaItem*") then
+      reaper.DeleteTrackMediaItem(reaper.GetMediaItem_Track(entry.item), entry.item)
+    end
   end
   self.inserted_items = {}
   -- Newest first, so the folder's own depth bookkeeping unwinds in order.
   for i = #self.inserted_tracks, 1, -1 do
     local track = self.inserted_tracks[i]
+    if not AA.alive(track, "MediaTrack*") then goto next_track end
     local depth = reaper.GetMediaTrackInfo_Value(track, "I_FOLDERDEPTH")
     local index = AA.track_index(track)
     if depth < 0 and index > 0 then
@@ -822,6 +918,7 @@ function Run:rollback()
         reaper.GetMediaTrackInfo_Value(previous, "I_FOLDERDEPTH") + depth)
     end
     reaper.DeleteTrack(track)
+    ::next_track::
   end
   self.inserted_tracks = {}
 end

@@ -17,7 +17,7 @@ import soundfile as sf
 
 from server.cli import COMMAND_MODULES
 from server.commands.install_daw import install
-from tests.daw.fake_reaper import FakeReaper
+from tests.daw.fake_reaper import FakeReaper, split_exec_line
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,9 +51,10 @@ class ScriptedClient:
         self.jobs: list[dict[str, Any]] = []
 
     def __call__(self, cmdline: str, timeout_ms: int) -> str | None:
-        outer = shlex.split(cmdline)
-        assert outer[:2] == ["/bin/sh", "-c"], cmdline
-        words = shlex.split(outer[2])
+        outer = split_exec_line(cmdline)  # what REAPER would run: /bin/sh and the script
+        assert outer[0] == "/bin/sh" and len(outer) == 2, cmdline
+        script = Path(outer[1]).read_text(encoding="utf-8")
+        words = shlex.split(script, comments=True)
         if timeout_ms >= 0:
             assert words[words.index("client") + 1] == "status"
             if self.status_reply is not None:

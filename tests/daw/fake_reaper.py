@@ -3,9 +3,10 @@
 It implements exactly the functions the scripts call, with REAPER's argument order and return
 shapes, keeps a small project model (tracks, items, takes, sources, P_EXT, project ext state,
 undo blocks) and records every call. Unknown parameter names raise, so a typo in a script
-fails the test instead of silently doing nothing. The defer loop is driven from Python with
+fails the test instead of silently doing nothing; so does a dead track/item pointer, and an undo
+block left open at the end of a defer cycle. The defer loop is driven from Python with
 ``run_deferred()``; ``ExecProcess`` goes to a handler the test supplies (or really runs the
-command through the shell).
+command, split the way REAPER splits it on macOS/Linux: no shell).
 """
 
 from __future__ import annotations
@@ -78,6 +79,39 @@ class Track:
     guid: str = field(default_factory=lambda: f"{{track-{next(_ids)}}}")
 
 
+QUOTES = "'\"`"
+
+
+def split_exec_line(cmdline: str) -> list[str]:
+    """How REAPER's ExecProcess turns a command line into argv on macOS/Linux: no shell; words
+    split at spaces; a word that starts with ', " or ` runs to the next same quote (dropped),
+    with no escapes. Whatever that leaves ambiguous (a quote inside a word, text glued to a
+    closing quote, an unclosed quote) raises, so a script cannot lean on shell-only syntax."""
+    argv: list[str] = []
+    i, n = 0, len(cmdline)
+    while i < n:
+        char = cmdline[i]
+        if char == " ":
+            i += 1
+            continue
+        if char in QUOTES:
+            end = cmdline.find(char, i + 1)
+            if end < 0:
+                raise ValueError(f"fake ExecProcess: unclosed {char} in {cmdline!r}")
+            if end + 1 < n and cmdline[end + 1] != " ":
+                raise ValueError(f"fake ExecProcess: text glued to a closing {char} in {cmdline!r}")
+            argv.append(cmdline[i + 1:end])
+            i = end + 1
+            continue
+        end = cmdline.find(" ", i)
+        word = cmdline[i:] if end < 0 else cmdline[i:end]
+        if any(q in word for q in QUOTES):
+            raise ValueError(f"fake ExecProcess: a quote inside the word {word!r} is kept literally by REAPER")
+        argv.append(word)
+        i = n if end < 0 else end
+    return argv
+
+
 class FakeReaper:
     def __init__(self, *, resource_path: Path, os_name: str = "Linux",
                  exec_handler: Callable[[str, int], str | None] | None = None) -> None:
@@ -108,6 +142,13 @@ class FakeReaper:
     def run_script(self, name: str, scripts_dir: Path = SCRIPTS_DIR) -> None:
         path = Path(scripts_dir) / name
         self.lua.globals().dofile(str(path))
+        self._check_undo_closed()
+
+    def _check_undo_closed(self) -> None:
+        # REAPER runs other actions (the user's edits) between defer cycles; an undo block
+        # still open then would swallow their undo points, so a block must close in its cycle.
+        if self.undo_depth:
+            raise AssertionError("fake reaper: an undo block was left open at the end of a defer cycle")
 
     def load_lib(self, scripts_dir: Path = SCRIPTS_DIR) -> Any:
         lib = self.lua.globals().dofile(str(Path(scripts_dir) / "AudioAgent_lib.lua"))
@@ -118,6 +159,7 @@ class FakeReaper:
             pending, self.deferred = self.deferred, []
             for fn in pending:
                 fn()
+                self._check_undo_closed()
 
     @property
     def running(self) -> bool:
@@ -131,13 +173,20 @@ class FakeReaper:
         self.atexit_fns = []
 
     def real_exec(self, cmdline: str, timeout_ms: int) -> str | None:
+        """Like REAPER on macOS/Linux: the line is split by ``split_exec_line`` and run with
+        no shell in between (a line that only a shell would understand fails here too)."""
         if sys.platform == "win32":  # pragma: no cover - the CI runs POSIX
-            raise RuntimeError("real ExecProcess is only wired for POSIX shells in tests")
-        if timeout_ms < 0:
-            self.processes.append(subprocess.Popen(cmdline, shell=True))
-            return ""
-        done = subprocess.run(cmdline, shell=True, capture_output=True, text=True,
-                              timeout=(timeout_ms / 1000) if timeout_ms else None)
+            raise RuntimeError("real ExecProcess is only wired for POSIX in tests")
+        argv = split_exec_line(cmdline)
+        try:
+            if timeout_ms < 0:
+                self.processes.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                                                       stderr=subprocess.DEVNULL))
+                return ""
+            done = subprocess.run(argv, capture_output=True, text=True,
+                                  timeout=(timeout_ms / 1000) if timeout_ms else None)
+        except OSError:
+            return None  # REAPER: NULL on total failure
         return f"{done.returncode}\n{done.stdout}"
 
     # ---- queries for tests ---------------------------------------------------------------
@@ -170,6 +219,27 @@ class FakeReaper:
         if name not in allowed:
             raise ValueError(f"fake reaper: unknown parameter {name!r}")
 
+    # A track or item the user deleted (or undid away) is a dead pointer: REAPER refuses it,
+    # and so does the fake, so scripts must check with ValidatePtr2 before touching old ones.
+    def _track(self, track: Track) -> Track:
+        if not any(t is track for t in self.tracks):
+            raise ValueError("fake reaper: MediaTrack* is not in the project")
+        return track
+
+    def _item(self, item: Item) -> Item:
+        if not any(i is item for i in self.all_items()):
+            raise ValueError("fake reaper: MediaItem* is not in the project")
+        return item
+
+    def api_ValidatePtr2(self, proj: int, pointer: Any, type_name: str) -> bool:
+        if type_name == "MediaTrack*":
+            return any(t is pointer for t in self.tracks)
+        if type_name == "MediaItem*":
+            return any(i is pointer for i in self.all_items())
+        if type_name == "MediaItem_Take*":
+            return any(t is pointer for i in self.all_items() for t in i.takes)
+        raise ValueError(f"fake reaper: ValidatePtr2 type {type_name!r} not modelled")
+
     def api_GetOS(self) -> str:
         return self.os_name
 
@@ -194,6 +264,23 @@ class FakeReaper:
         return 1
 
     def api_GetUserInputs(self, title: str, count: int, captions: str, defaults: str) -> tuple[bool, str]:
+        # REAPER: captions are always split at commas; "extrawidth=N" and "separator=X" (one
+        # character) are option fields, not captions; at most 16 fields; the defaults use X.
+        fields = captions.split(",")
+        options = [f for f in fields if f.startswith(("extrawidth=", "separator="))]
+        labels = [f for f in fields if f not in options]
+        if len(labels) != int(count) or not 1 <= int(count) <= 16:
+            raise ValueError(f"fake reaper: GetUserInputs wants {count} fields, captions give {labels}")
+        separator = ","
+        for option in options:
+            if option.startswith("separator="):
+                separator = option[len("separator="):]
+                if len(separator) != 1:
+                    raise ValueError(f"fake reaper: separator must be one character, got {separator!r}")
+            elif not option[len("extrawidth="):].isdigit():
+                raise ValueError(f"fake reaper: bad option {option!r}")
+        if len(defaults.split(separator)) > int(count):
+            raise ValueError(f"fake reaper: more defaults than fields in {defaults!r}")
         self.user_input_requests.append((title, count, captions, defaults))
         if not self.user_inputs:
             return (False, "")
@@ -255,9 +342,10 @@ class FakeReaper:
         self.tracks.insert(int(index), Track())
 
     def api_DeleteTrack(self, track: Track) -> None:
-        self.tracks.remove(track)
+        self.tracks.remove(self._track(track))
 
     def api_GetSetMediaTrackInfo_String(self, track: Track, key: str, value: str, set_new: bool) -> tuple[bool, str]:
+        self._track(track)
         if key == "P_NAME":
             if set_new:
                 track.name = value
@@ -269,25 +357,27 @@ class FakeReaper:
         return (key in track.ext, track.ext.get(key, ""))
 
     def api_GetMediaTrackInfo_Value(self, track: Track, key: str) -> float:
+        self._track(track)
         if key == "IP_TRACKNUMBER":
             return float(self.tracks.index(track) + 1)
         self._check(key, TRACK_VALUES)
         return float(track.depth) if key == "I_FOLDERDEPTH" else 0.0
 
     def api_SetMediaTrackInfo_Value(self, track: Track, key: str, value: float) -> bool:
+        self._track(track)
         self._check(key, TRACK_VALUES)
         if key == "I_FOLDERDEPTH":
             track.depth = int(value)
         return True
 
     def api_TrackFX_GetCount(self, track: Track) -> int:
-        return track.fx_count
+        return self._track(track).fx_count
 
     def api_CountTrackMediaItems(self, track: Track) -> int:
-        return len(track.items)
+        return len(self._track(track).items)
 
     def api_GetTrackMediaItem(self, track: Track, index: int) -> Item:
-        return track.items[int(index)]
+        return self._track(track).items[int(index)]
 
     # items
     def api_CountMediaItems(self, proj: int) -> int:
@@ -301,29 +391,34 @@ class FakeReaper:
         return selected[int(index)] if int(index) < len(selected) else None
 
     def api_AddMediaItemToTrack(self, track: Track) -> Item:
+        self._track(track)
         item = Item(track=track)
         track.items.append(item)
         return item
 
     def api_DeleteTrackMediaItem(self, track: Track, item: Item) -> bool:
+        self._track(track)
         if item not in track.items:
             return False
         track.items.remove(item)
         return True
 
     def api_GetMediaItem_Track(self, item: Item) -> Track:
-        return item.track
+        return self._item(item).track
 
     def api_GetMediaItemInfo_Value(self, item: Item, key: str) -> float:
+        self._item(item)
         self._check(key, ITEM_VALUES)
         return item.values[key]
 
     def api_SetMediaItemInfo_Value(self, item: Item, key: str, value: float) -> bool:
+        self._item(item)
         self._check(key, ITEM_VALUES)
         item.values[key] = float(value)
         return True
 
     def api_GetSetMediaItemInfo_String(self, item: Item, key: str, value: str, set_new: bool) -> tuple[bool, str]:
+        self._item(item)
         if key == "GUID":
             return (True, item.guid)
         if key != "P_NOTES" and not key.startswith("P_EXT:"):
@@ -334,12 +429,13 @@ class FakeReaper:
 
     # takes and sources
     def api_AddTakeToMediaItem(self, item: Item) -> Take:
+        self._item(item)
         take = Take()
         item.takes.append(take)
         return take
 
     def api_GetActiveTake(self, item: Item) -> Take | None:
-        return item.take
+        return self._item(item).take
 
     def api_GetMediaItemTakeInfo_Value(self, take: Take, key: str) -> float:
         self._check(key, TAKE_VALUES)

@@ -273,3 +273,14 @@ def test_session_view_option_puts_each_event_in_a_clip_slot(tmp_path):
     finally:
         rig.surface.disconnect()
         rig.server.close()
+
+
+def test_a_regain_keeps_the_users_own_clip_gain_trim(rig):
+    session = place_scene(rig)
+    door_clip = rig.clip_of("car door slam")[1]
+    rig.surface.gain_curve.apply(door_clip, 2.5 - 3.0)  # the user pulled the door down 3 dB in Live
+    rig.deliver(rig.plan(session, {"door": "regained"}, request_id="cli-8", version=2))
+    rig.deliver(rig.stem(session, "door", "car door slam", 4.5, 6.0, 4.5, change="regained", request_id="cli-8",
+                         version=2))  # the server asks for +2 dB
+    assert rig.clip_of("car door slam")[1] is door_clip
+    assert door_clip.gain_db == pytest.approx(2.5 - 3.0 + 2.0, abs=0.15)

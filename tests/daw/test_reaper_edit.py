@@ -170,3 +170,49 @@ def test_undo_reconciles_from_the_manifest_when_no_stems_are_sent(reaper, client
     for key in ("rain", "engine", "tyres"):
         assert after[key].snapshot() == before[key]
     assert reaper.undo_log[-1] == ("end", "AudioAgent: Undo scene edit", -1)
+
+
+def test_regain_and_move_keep_the_users_trim_and_nudge(reaper, client, scripts_dir, stem_root, scene):
+    """A designer who trimmed an item's volume or nudged it to picture keeps that offset: an edit
+    shifts the item by as much as the event changed, rather than resetting it."""
+    session = scene["session"]
+    items = reaper.items_of_session(session)
+    items["dog"].values["D_VOL"] *= 10 ** (-2 / 20)  # the user pulled the dog down 2 dB
+    items["engine"].values["D_POSITION"] += 0.05  # and nudged the engine 50 ms to picture
+    reaper.user_inputs.append((True, "louder dog, engine a second later"))
+    reaper.run_script(EDIT, scripts_dir)
+    client.send({"type": "plan", "id": "r2", "job": "j2", "session": session, "version": 2, "duration_s": 12.0,
+                 "events": [], "diff": {"dog": "regained", "engine": "moved"}})
+    dog = {**scene["stems"]["dog"], "gain_db": -2.0, "change": "regained", "cache_hit": True}  # +6 dB
+    engine = {**scene["stems"]["engine"], "start_s": 7.0, "end_s": 10.0, "change": "moved", "cache_hit": True}
+    stems = {**scene["stems"], "dog": dog, "engine": engine}
+    client.send(dog)
+    client.send(engine)
+    client.send(done(list(stems.values()), version=2))
+    reaper.run_deferred()
+    after = reaper.items_of_session(session)
+    assert math.isclose(after["dog"].values["D_VOL"], 10 ** ((-8 - 2 + 6) / 20))
+    assert math.isclose(after["engine"].values["D_POSITION"], 10.0 + 7.0 + 0.05)
+    # The undo steps back by the same amounts: the user's offsets are still there.
+    reaper.run_script(UNDO, scripts_dir)
+    client.send({"type": "plan", "id": "r3", "job": "j3", "session": session, "version": 3, "duration_s": 12.0,
+                 "events": [], "diff": {"dog": "regained", "engine": "moved"}})
+    client.send(done(list(scene["stems"].values()), version=3))
+    reaper.run_deferred()
+    after = reaper.items_of_session(session)
+    assert math.isclose(after["dog"].values["D_VOL"], 10 ** ((-8 - 2) / 20))
+    assert math.isclose(after["engine"].values["D_POSITION"], 10.0 + 6.0 + 0.05)
+
+
+def test_a_failed_run_puts_the_projects_event_records_back(reaper, client, scripts_dir, stem_root, scene):
+    session = scene["session"]
+    ext_before = dict(reaper.proj_ext)
+    reaper.user_inputs.append((True, "louder dog, add thunder"))
+    reaper.run_script(EDIT, scripts_dir)
+    client.send({**scene["stems"]["dog"], "gain_db": 4.0, "change": "regained", "cache_hit": True})
+    client.send(stem(client, stem_root, "thunder", "distant thunder", 1.0, 5.0, -4.0, session=session))
+    reaper.run_deferred()
+    assert reaper.proj_ext != ext_before
+    client.send({"type": "error", "id": "r2", "code": "planner_failed", "message": "no plan", "field": None})
+    reaper.run_deferred()
+    assert reaper.proj_ext == ext_before  # a later edit must not start from numbers never applied

@@ -61,6 +61,7 @@ def test_generate_places_each_stem_on_its_own_track_in_one_undo_block(reaper, cl
     assert reaper.running
     assert len(reaper.all_items()) == 1
     assert any("render 30%" in line for line in reaper.console)
+    assert reaper.undo_log == [] and reaper.undo_depth == 0  # no block held open while it renders
 
     door = stem(client, stem_root, "door", "car door slam", 4.5, 6.0, 2.5, session=session)
     client.send(door)
@@ -92,11 +93,13 @@ def test_generate_places_each_stem_on_its_own_track_in_one_undo_block(reaper, cl
     assert '"anchor_s":5' in reaper.proj_ext[("AudioAgent", f"session:{session}")]
     assert '"stem_path":"%s"' % door["stem_path"] in reaper.proj_ext[("AudioAgent", f"event:{session}:door")]
 
+    # One undo point, made in the cycle that saw `done`, after every insert: undoing it takes
+    # the whole scene out.
     assert reaper.undo_log == [("begin",), ("end", "AudioAgent: Generate scene", -1)]
     names = [name for name, _ in reaper.calls]
     begin, end = names.index("Undo_BeginBlock2"), names.index("Undo_EndBlock2")
     inserts = [i for i, name in enumerate(names) if name in ("InsertTrackAtIndex", "AddMediaItemToTrack")]
-    assert inserts and begin < min(inserts) and max(inserts) < end
+    assert len(inserts) == 5 and max(inserts) < begin < end
 
 
 def test_defaults_to_cursor_and_ten_seconds_and_waits_for_whole_lines(reaper, client, scripts_dir, stem_root):
@@ -130,8 +133,9 @@ def test_server_error_removes_what_the_run_inserted(reaper, client, scripts_dir,
     assert not reaper.running
     assert reaper.tracks == [existing]
     assert reaper.message_boxes == [("AudioAgent: Generate scene failed", "backend ran out of memory (field: backend)")]
-    assert reaper.undo_log == [("begin",), ("end", "AudioAgent: Generate scene (failed)", -1)]
+    assert reaper.undo_log == [] and reaper.undo_depth == 0  # all put back: no undo point to make
     assert ("AudioAgent", "last_session") not in reaper.proj_ext
+    assert reaper.proj_ext == {}  # no event record left for an item that is not there
 
 
 def test_client_that_dies_without_a_word_fails_the_run(reaper, client, scripts_dir, stem_root):
@@ -144,7 +148,7 @@ def test_client_that_dies_without_a_word_fails_the_run(reaper, client, scripts_d
     assert reaper.tracks == [] and not reaper.running
     title, message = reaper.message_boxes[0]
     assert "exited (status 137) before the job finished: Killed" in message
-    assert reaper.undo_log[-1] == ("end", "AudioAgent: Generate scene (failed)", -1)
+    assert reaper.undo_log == [] and reaper.undo_depth == 0
 
 
 def test_stalled_events_file_fails_after_the_stall_limit(reaper, client, scripts_dir, stem_root):
@@ -256,3 +260,47 @@ def test_foley_refuses_a_non_video_item(reaper, client, scripts_dir, tmp_path):
     reaper.run_script(VIDEO, scripts_dir)
     assert reaper.message_boxes == [("AudioAgent: Foley from video", 'the selected item is not a video (source type "WAVE")')]
     assert reaper.exec_commands == []
+
+
+def test_long_non_ascii_prompt_names_the_folder_on_a_character_boundary(reaper, client, scripts_dir, stem_root):
+    prompt = "a" * 59 + "ééé pluie sur le toit"
+    start_generate(reaper, scripts_dir, prompt, "6")
+    assert client.job["argv"][client.job["argv"].index("generate") + 1] == prompt
+    client.send(stem(client, stem_root, "rain", "pluie", 0.0, 6.0, 0.0, session=session_of(client)))
+    reaper.run_deferred()
+    assert reaper.message_boxes == []
+    assert reaper.tracks[0].name == "AudioAgent: " + "a" * 59 + "é"
+
+
+def test_tracks_the_user_deletes_mid_job_do_not_break_the_run(reaper, client, scripts_dir, stem_root):
+    existing = Track(name="dialogue")
+    reaper.tracks.append(existing)
+    start_generate(reaper, scripts_dir, "harbour at night", "8")
+    session = session_of(client)
+    client.send(stem(client, stem_root, "gulls", "gulls", 0.0, 8.0, 0.0, session=session))
+    client.send(stem(client, stem_root, "bell", "buoy bell", 1.0, 3.0, 0.0, session=session))
+    reaper.run_deferred()
+    folder, gulls, bell = reaper.tracks[1:]
+    reaper.tracks.remove(gulls)  # the user deletes a track that just landed
+    # A failure now still puts back everything else, touching nothing it no longer owns.
+    client.send({"type": "error", "id": "r1", "code": "generator_failed", "message": "out of memory", "field": None})
+    reaper.run_deferred()
+    assert reaper.tracks == [existing] and not reaper.running
+    assert reaper.message_boxes == [("AudioAgent: Generate scene failed", "out of memory")]
+
+
+def test_a_folder_the_user_deletes_mid_job_is_made_again(reaper, client, scripts_dir, stem_root):
+    start_generate(reaper, scripts_dir, "harbour at night", "8")
+    session = session_of(client)
+    gulls = stem(client, stem_root, "gulls", "gulls", 0.0, 8.0, 0.0, session=session)
+    client.send(gulls)
+    reaper.run_deferred()
+    reaper.tracks.clear()  # e.g. the user's Ctrl+Z took the first stem out again
+    bell = stem(client, stem_root, "bell", "buoy bell", 1.0, 3.0, 0.0, session=session)
+    client.send(bell)
+    client.send(done([gulls, bell]))
+    reaper.run_deferred()
+    assert reaper.message_boxes == [] and not reaper.running
+    folder, *children = reaper.tracks
+    assert folder.ext["P_EXT:audioagent_role"] == "folder" and folder.depth == 1
+    assert [t.name for t in children] == ["buoy bell"] and children[-1].depth == -1

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import shlex
+import json
+import sys
 
 import pytest
 from lupa.lua54 import LuaError
 
-from tests.daw.fake_reaper import FakeReaper
+from tests.daw.fake_reaper import FakeReaper, split_exec_line
 
 
 @pytest.fixture
@@ -45,16 +46,44 @@ def test_stem_paths_must_stay_inside_the_root(lib):
     assert aa.path_is_under("C:\\Data\\STEMS\\a.wav", "c:/data/stems")
 
 
-def test_posix_command_line_survives_quotes_and_shell_characters(lib):
+def test_posix_command_line_survives_quotes_and_shell_characters(lib, tmp_path):
+    """REAPER runs no shell on macOS/Linux: the line it gets must split into exactly
+    `/bin/sh SCRIPT` with REAPER's own rules, and the script must hand every argument over
+    byte for byte (quotes, shell characters, non-ASCII) and record the exit status."""
+    reaper, aa = lib
+    jobs = tmp_path / "Application Support" / "jobs"  # macOS resource paths hold a space
+    jobs.mkdir(parents=True)
+    echo = "import json, sys; print(json.dumps(sys.argv[1:])); sys.exit(3)"
+    aa.config.client = reaper.lua.table(sys.executable, "-c", echo)
+    prompt = "it's a \"door\"; rm -rf / $(boom) `x` & more \\ 50% !x café 🚪"
+    argv = aa.client_argv(_lua_list(reaper, ["generate", prompt]))
+    log, exit_file, script = jobs / "job log.txt", jobs / "job.exit", jobs / "job.sh"
+    cmd = aa.shell_command(argv, str(log), str(exit_file), str(script))
+    assert split_exec_line(cmd) == ["/bin/sh", str(script)]
+    assert reaper.real_exec(cmd, 20000) == "0\n"  # the script itself exits 0 after recording
+    assert json.loads(log.read_text(encoding="utf-8")) == ["client", "generate", prompt]
+    assert exit_file.read_text().strip() == "3"
+
+
+def test_posix_status_call_returns_the_clients_output(lib, tmp_path):
+    reaper, aa = lib
+    pong = {"stem_root": "/data/stems", "server_version": "x"}
+    aa.config.client = reaper.lua.table(sys.executable, "-c", f"print({json.dumps(json.dumps(pong))})")
+    value = aa.server_status(str(tmp_path / "status.sh"))
+    assert value is not None and value.stem_root == "/data/stems"
+    aa.config.client = reaper.lua.table(sys.executable, "-c", "import sys; sys.exit('audio-agent: error: refused')")
+    value, message = aa.server_status(str(tmp_path / "status.sh"))
+    assert value is None and message == "the Audio-Agent server is not reachable: audio-agent: error: refused"
+
+
+def test_a_script_path_reaper_cannot_quote_is_refused(lib, tmp_path):
     _, aa = lib
-    prompt = "it's a \"door\"; rm -rf / $(boom) `x` & more"
-    argv = aa.client_argv(_lua_list(lib[0], ["generate", prompt]))
-    cmd = aa.shell_command(argv, "/tmp/job log.txt", "/tmp/job.exit")
-    outer = shlex.split(cmd)
-    assert outer[:2] == ["/bin/sh", "-c"]
-    words = shlex.split(outer[2])
-    assert words[:4] == ["audio-agent", "client", "generate", prompt]
-    assert words[4:] == [">", "/tmp/job log.txt", "2>&1;", "echo", "$?", ">", "/tmp/job.exit"]
+    argv = aa.client_argv(_lua_list(lib[0], ["status"]))
+    with pytest.raises(LuaError, match="cannot run a script"):
+        aa.shell_command(argv, None, None, str(tmp_path / "a\"b'c`d.sh"))
+    # One quote kind in the path is fine: another kind wraps it.
+    cmd = aa.shell_command(argv, None, None, str(tmp_path / 'say "hi".sh'))
+    assert split_exec_line(cmd) == ["/bin/sh", str(tmp_path / 'say "hi".sh')]
 
 
 def test_windows_command_line_uses_cmd_with_delayed_exit_status(lib):
@@ -64,6 +93,13 @@ def test_windows_command_line_uses_cmd_with_delayed_exit_status(lib):
     cmd = aa.shell_command(argv, "C:/t/j.log", "C:/t/j.exit")
     assert cmd == ('cmd.exe /V:ON /C ""audio-agent" "client" "generate" "say \'hi\' 100 percent now." '
                    '> "C:/t/j.log" 2>&1 & echo !ERRORLEVEL! > "C:/t/j.exit""')
+
+
+def test_background_jobs_keep_cmd_minimised_on_windows(lib):
+    reaper, aa = lib
+    assert aa.no_wait() == -1
+    reaper.os_name = "Win64"
+    assert aa.no_wait() == -2  # -1 would show a console window for the whole job
 
 
 def test_line_reader_returns_each_complete_line_once(lib, tmp_path):
@@ -81,3 +117,12 @@ def test_line_reader_returns_each_complete_line_once(lib, tmp_path):
 
 def _lua_list(reaper: FakeReaper, values: list[str]):
     return reaper.lua.table(*values)
+
+
+def test_a_missing_client_executable_is_named_as_such(lib, tmp_path):
+    reaper, aa = lib
+    aa.config.client = reaper.lua.table(str(tmp_path / "moved-venv" / "audio-agent"))
+    value, message = aa.server_status(str(tmp_path / "status.sh"))
+    assert value is None
+    assert message.startswith(f"could not start the audio-agent client ({tmp_path / 'moved-venv' / 'audio-agent'})")
+    assert "install-daw-scripts" in message

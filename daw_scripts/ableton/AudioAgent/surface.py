@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from . import osc
-from .gain import GainCurve
+from .gain import GainCurve, parse_display_db
 
 STATE_KEY = "audioagent.state"
 PREFIX = "/audioagent/"
@@ -42,6 +42,11 @@ DURATION_SUFFIX = re.compile(r"\s*[\(\[]\s*(?P<s>\d+(?:\.\d+)?)\s*s\s*[\)\]]\s*$
 
 STEM_ARGS = ("id", "session", "version", "event_id", "stem_path", "start_s", "end_s", "gain_db",
              "target_lufs", "cache_hit", "change", "description")
+
+
+def _last(vector: Any) -> Any:
+    # Live's LOM vectors support len() and indexing; negative indices are not promised.
+    return vector[len(vector) - 1]
 
 
 class MessageError(ValueError):
@@ -170,6 +175,34 @@ class AudioAgentSurface:
 
     def suggest_map_mode(self, cc_no: int, channel: int) -> int:
         return -1
+
+    # The rest of what Live may call on a control surface; this one maps no MIDI or devices.
+    def suggest_needs_takeover(self, cc_no: int, channel: int) -> bool:
+        return False
+
+    def supports_pad_translation(self) -> bool:
+        return False
+
+    def is_extension(self) -> bool:
+        return False
+
+    def lock_to_device(self, device: Any) -> None:
+        pass
+
+    def unlock_from_device(self, device: Any) -> None:
+        pass
+
+    def set_appointed_device(self, device: Any) -> None:
+        pass
+
+    def toggle_lock(self) -> None:
+        pass
+
+    def restore_bank(self, bank: Any) -> None:
+        pass
+
+    def handle_sysex(self, midi_bytes: Any) -> None:
+        pass
 
     # ---- logging and state --------------------------------------------------------------
     def log(self, text: str) -> None:
@@ -370,8 +403,13 @@ class AudioAgentSurface:
         found = self.find_clip(session, event_id)
         if found and change == "regained":
             track, clip = found
-            self.gain_curve.apply(clip, stem["gain_db"])
-            self._session(session)["events"][event_id]["gain_db"] = stem["gain_db"]
+            record = self._session(session)["events"][event_id]
+            gain_db, before_db = stem["gain_db"], record.get("gain_db")
+            shown = parse_display_db(getattr(clip, "gain_display_string", None))
+            if shown is not None and math.isfinite(shown) and isinstance(before_db, (int, float)):
+                gain_db = shown + gain_db - before_db  # shift by the change: the user's trim stays
+            self.gain_curve.apply(clip, gain_db)
+            record["gain_db"] = stem["gain_db"]
             return
         reuse = None
         if found:  # changed or moved: an arrangement clip cannot be moved, so it is replaced
@@ -400,7 +438,7 @@ class AudioAgentSurface:
                 return track
         song = self.song()
         song.create_audio_track(-1)
-        track = song.tracks[-1]
+        track = _last(song.tracks)
         track.name = f"AA {session} {len(info['tracks']) + 1}"
         info["tracks"].append(track.name)
         return track
@@ -432,7 +470,7 @@ class AudioAgentSurface:
         if track is None:
             song = self.song()
             song.create_audio_track(-1)
-            track = song.tracks[-1]
+            track = _last(song.tracks)
             track.name = f"AA {stem['session']} {stem['event_id']}"
             self._session(stem["session"])["tracks"].append(track.name)
         slot = track.clip_slots[0]
