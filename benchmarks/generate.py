@@ -85,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real", action="store_true", help="use real weights (needs --model and --backend)")
     parser.add_argument("--model", help="Hub id or local folder (with --real)")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (tiny default 5, real: preset)")
-    parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--device", default="auto")
+    # Unset: the backends' own default (AUDIO_AGENT_DIFFUSION_* / [diffusion] config, else auto).
+    parser.add_argument("--dtype", default=None)
+    parser.add_argument("--device", default=None)
     parser.add_argument("--lengths", default="2,4,6,8", help="event lengths in s with --real")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args(argv)
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--real needs one --backend and --model")
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    common = {"dtype": args.dtype, "device": args.device}
+    common = {key: value for key, value in (("dtype", args.dtype), ("device", args.device)) if value}
     results = []
     if args.real:
         options = {**common, **({"steps": args.steps} if args.steps else {})}

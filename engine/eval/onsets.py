@@ -47,6 +47,9 @@ class OnsetScores:
     n_generated: int
     n_reference: int
     n_matched: int
+    # The AVSync15 / CondFoleyGen scripts' AP (see onset_average_precision_avsync): compare
+    # this one with published Onset AP figures.
+    ap_avsync: float = 0.0
 
 
 def _mono(audio: np.ndarray) -> np.ndarray:
@@ -152,18 +155,61 @@ def onset_average_precision(
     return total / len(references)
 
 
+def onset_average_precision_avsync(
+    generated_s: Sequence[float],
+    strengths: Sequence[float],
+    reference_s: Sequence[float],
+    *,
+    tolerance_s: float = DEFAULT_TOLERANCE_S,
+) -> float:
+    """Onset AP the way the AVSync15 / CondFoleyGen evaluation scripts score it.
+
+    Each reference onset, in time order, takes the strongest unmatched generated onset within
+    the window and becomes a positive scored with that strength; a reference with none becomes
+    a positive scored 0 (it still counts, at the bottom of the ranking). Unmatched generated
+    onsets are negatives scored with their strength. AP is then the step-wise area of the
+    precision-recall curve over score thresholds, sum (R_n - R_n-1) * P_n, as scikit-learn's
+    average_precision_score computes it. Unlike onset_average_precision, a miss still earns
+    the precision of the whole list (so a file with no generated onset at all scores 1.0; read
+    it beside ACC); the paper's Onset AP figures use this form.
+    """
+    if len(reference_s) == 0:
+        return 1.0 if len(generated_s) == 0 else 0.0
+    free = [True] * len(generated_s)
+    labelled: list[tuple[float, int]] = []  # (score, 1 positive / 0 negative)
+    for ref in sorted(reference_s):
+        near = [i for i in range(len(generated_s)) if free[i] and abs(generated_s[i] - ref) <= tolerance_s + 1e-12]
+        if not near:
+            labelled.append((0.0, 1))
+            continue
+        best = max(near, key=lambda i: strengths[i])
+        free[best] = False
+        labelled.append((float(strengths[best]), 1))
+    labelled += [(float(strengths[i]), 0) for i in range(len(generated_s)) if free[i]]
+    positives = sum(label for _, label in labelled)
+    area, recall_before, seen, hits = 0.0, 0.0, 0, 0
+    for threshold in sorted({score for score, _ in labelled}, reverse=True):
+        # Tied scores enter together, as one threshold.
+        group = [label for score, label in labelled if score == threshold]
+        seen, hits = seen + len(group), hits + sum(group)
+        recall = hits / positives
+        area += (recall - recall_before) * (hits / seen)
+        recall_before = recall
+    return area
+
+
 def score_onsets(
     generated: AudioOnsets, reference_s: Sequence[float], *, tolerance_s: float = DEFAULT_TOLERANCE_S
 ) -> OnsetScores:
     gen_times = [float(t) for t in generated.times_s]
+    strengths = [float(s) for s in generated.strengths]
     return OnsetScores(
         acc=onset_accuracy(gen_times, reference_s, tolerance_s=tolerance_s),
-        ap=onset_average_precision(
-            gen_times, [float(s) for s in generated.strengths], reference_s, tolerance_s=tolerance_s
-        ),
+        ap=onset_average_precision(gen_times, strengths, reference_s, tolerance_s=tolerance_s),
         n_generated=len(gen_times),
         n_reference=len(reference_s),
         n_matched=match_count(gen_times, reference_s, tolerance_s=tolerance_s),
+        ap_avsync=onset_average_precision_avsync(gen_times, strengths, reference_s, tolerance_s=tolerance_s),
     )
 
 
@@ -211,5 +257,6 @@ def score_folders(
     mean = {
         "acc": float(np.mean([f["acc"] for f in files.values()])),
         "ap": float(np.mean([f["ap"] for f in files.values()])),
+        "ap_avsync": float(np.mean([f["ap_avsync"] for f in files.values()])),
     }
     return {"tolerance_s": tolerance_s, "files": files, "mean": mean}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import json
 import logging
 import math
 import os
@@ -25,6 +26,7 @@ import numpy as np
 import soxr
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from engine.errors import AudioAgentError, GeneratorError, InvalidInputError
 from engine.generators import GenerationRequest, GenerationResult
@@ -99,6 +101,71 @@ def load_model_preset(backend: str, *, path: Path | None = None) -> ModelPreset:
         ) from exc
 
 
+# --------------------------------------------------------------------------- placement settings
+
+
+class DiffusionSettings(BaseSettings):
+    """Where and how the diffusion backends run when their caller does not say.
+
+    The server and the CLI build backends by name alone, so this is how a user picks the GPU,
+    the precision and offloading: keyword arguments, then AUDIO_AGENT_DIFFUSION_* variables
+    (e.g. AUDIO_AGENT_DIFFUSION_DTYPE=bfloat16), then the ``[diffusion]`` table of the engine's
+    config file (engine.settings.config_file)::
+
+        [diffusion]
+        device = "cuda:1"
+        dtype = "bfloat16"
+        cpu_offload = true
+        max_batch = 4
+    """
+
+    model_config = SettingsConfigDict(env_prefix="AUDIO_AGENT_DIFFUSION_", extra="ignore")
+
+    device: str = "auto"
+    dtype: str = "auto"
+    cpu_offload: bool = False
+    max_batch: int = Field(default=8, gt=0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        table = _config_table("diffusion")
+        if table:
+            sources.append(InitSettingsSource(settings_cls, init_kwargs=table))
+        return tuple(sources)
+
+
+def _config_table(name: str) -> dict[str, Any]:
+    from engine.settings import config_file
+
+    path = config_file()
+    if path is None:
+        return {}
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8")).get(name, {})
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidInputError(f"{path}: cannot read config: {exc}", field="config", value=str(path)) from exc
+    return table if isinstance(table, dict) else {}
+
+
+def diffusion_settings(**given: Any) -> DiffusionSettings:
+    """DiffusionSettings with ``given`` (None values ignored); errors name the bad key."""
+    try:
+        return DiffusionSettings(**{key: value for key, value in given.items() if value is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"]) or "diffusion"
+        raise InvalidInputError(f"diffusion settings: {key}: {first['msg']}", field=key,
+                                value=first.get("input")) from exc
+
+
 # --------------------------------------------------------------------------- device and dtype
 
 _DTYPES = {"float16": torch.float16, "fp16": torch.float16, "bfloat16": torch.bfloat16,
@@ -115,9 +182,18 @@ def resolve_device(device: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     try:
-        return torch.device(device)
+        chosen = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise InvalidInputError(f"device={device!r}: not a torch device", field="device", value=device) from exc
+    # Refused here, by name, rather than as a loader traceback on the first render.
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError(f"device={device!r}: no CUDA device here; use auto or cpu", field="device",
+                                value=device)
+    mps = getattr(torch.backends, "mps", None)
+    if chosen.type == "mps" and not (mps is not None and mps.is_available()):
+        raise InvalidInputError(f"device={device!r}: Apple MPS is not available here; use auto or cpu",
+                                field="device", value=device)
+    return chosen
 
 
 def resolve_dtype(dtype: str, device: torch.device, *, gpu_dtype: str) -> torch.dtype:
@@ -212,8 +288,16 @@ def _release_locked() -> None:
         return
     _RESIDENT.clear()
     gc.collect()
+    empty_device_caches()
+
+
+def empty_device_caches() -> None:
+    """Hand the allocator's cached blocks back to the device (CUDA and Apple MPS alike)."""
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        torch.mps.empty_cache()
 
 
 # --------------------------------------------------------------------------- segment jobs
@@ -267,8 +351,13 @@ def plan_jobs(
 
 
 def is_out_of_memory(error: BaseException) -> bool:
-    if isinstance(error, torch.OutOfMemoryError):
+    # torch.OutOfMemoryError exists from torch 2.5 on; we allow 2.3, which has only the CUDA
+    # name. Looked up on each call so a missing one can never turn an error into a crash.
+    kinds = tuple(kind for kind in (getattr(torch, "OutOfMemoryError", None),
+                                    getattr(torch.cuda, "OutOfMemoryError", None)) if isinstance(kind, type))
+    if kinds and isinstance(error, kinds):
         return True
+    # MPS and older backends raise a plain RuntimeError with this wording.
     return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
 
 
@@ -330,6 +419,7 @@ def run_in_batches(
                 cancel.raise_if_cancelled()
             tracker.report(size * step)
 
+        out_of_memory = ""
         try:
             audios = render([jobs[p] for p in chunk], on_step)
         except AudioAgentError:
@@ -341,9 +431,13 @@ def run_in_batches(
                     outcomes[position] = f"{type(error).__name__}: {error}"
                 tracker.finish_chunk(len(chunk) * steps)
                 continue
+            out_of_memory = str(error) or type(error).__name__
+        if out_of_memory:
+            # Freed only now: inside the except block the traceback still holds the failed
+            # call's frames and the activations in them, which empty_cache cannot give back.
             _free_after_oom()
             if len(chunk) == 1:
-                outcomes[chunk[0]] = f"out of memory even at batch size 1: {error}"
+                outcomes[chunk[0]] = f"out of memory even at batch size 1: {out_of_memory}"
                 tracker.finish_chunk(steps)
                 continue
             half = len(chunk) // 2
@@ -361,8 +455,7 @@ def run_in_batches(
 
 def _free_after_oom() -> None:
     gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    empty_device_caches()
 
 
 # --------------------------------------------------------------------------- joining and rate
@@ -421,13 +514,13 @@ class DiffusionGenerator:
         *,
         model: str | None = None,
         revision: str | None = None,
-        device: str = "auto",
-        dtype: str = "auto",
+        device: str | None = None,
+        dtype: str | None = None,
         steps: int | None = None,
         guidance: float | None = None,
         scheduler: str | None = None,
-        max_batch: int = 8,
-        cpu_offload: bool = False,
+        max_batch: int | None = None,
+        cpu_offload: bool | None = None,
         overlap_s: float | None = None,
         max_segment_s: float | None = None,
         length_quantum_s: float | None = None,
@@ -438,6 +531,10 @@ class DiffusionGenerator:
         self.model = model or self.preset.model
         # A revision only means something for a Hub id; a local folder is identified by its hash.
         self.revision = revision if revision is not None else (None if model else self.preset.revision)
+        # Unset placement options come from DiffusionSettings (environment, then config file).
+        placement = diffusion_settings(device=device, dtype=dtype, max_batch=max_batch, cpu_offload=cpu_offload)
+        device, dtype = placement.device, placement.dtype
+        max_batch, cpu_offload = placement.max_batch, placement.cpu_offload
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device, gpu_dtype=self.preset.gpu_dtype)
         self.steps = _positive_int("steps", steps if steps is not None else self.preset.steps)
@@ -502,8 +599,11 @@ class DiffusionGenerator:
 
     def pipeline(self) -> Any:
         """The loaded model, from the resident cache (loaded on first use)."""
+        # Backend options baked into the loaded object (Auffusion's clip_frames and spectrogram
+        # range) are part of the key too, or a second generator would sample with the first's.
+        extra = json.dumps(self._extra_identity(), sort_keys=True, default=str)
         key = (self.name, self.model, self.revision, str(self.device), dtype_name(self.dtype),
-               self.scheduler, self.cpu_offload)
+               self.scheduler, self.cpu_offload, extra)
         try:
             return resident_model(key, self._load)
         except AudioAgentError:

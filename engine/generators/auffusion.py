@@ -139,11 +139,23 @@ class AuffusionPipeline:
         steps: int,
         guidance: float,
         on_step: Callable[[int], None],
+        visual_tokens: torch.Tensor | None = None,
     ) -> np.ndarray:
-        """(batch, 1, clip_frames * hop) float32 waveforms at the vocoder's rate."""
+        """(batch, 1, clip_frames * hop) float32 waveforms at the vocoder's rate.
+
+        ``visual_tokens`` (1 or batch, tokens, dim) feed a UNet fitted with the VTA model's
+        decoupled visual attention (engine.video.vta_model.install_visual_attention). The
+        unconditional half of a guided step gets zeros, i.e. no visual stream, as it gets no text.
+        """
         condition = self.encode(prompts)
         guided = guidance > 1.0
         context = torch.cat([torch.zeros_like(condition), condition]) if guided else condition
+        attention_kwargs = None
+        if visual_tokens is not None:
+            self._check_visual(visual_tokens, batch=len(prompts))
+            visual = visual_tokens.to(self.device, self.unet.dtype).expand(len(prompts), -1, -1)
+            visual = torch.cat([torch.zeros_like(visual), visual]) if guided else visual
+            attention_kwargs = {"visual_hidden_states": visual}
         shape = (len(prompts), self.unet.config.in_channels,
                  self.mel_bins // self.vae_scale, self.clip_frames // self.vae_scale)
         noise = torch.stack([torch.randn(shape[1:], generator=g, dtype=torch.float32) for g in generators])
@@ -153,13 +165,24 @@ class AuffusionPipeline:
         for index, timestep in enumerate(self.scheduler.timesteps):
             model_in = torch.cat([latents, latents]) if guided else latents
             model_in = self.scheduler.scale_model_input(model_in, timestep)
-            predicted = self.unet(model_in, timestep, encoder_hidden_states=context, return_dict=False)[0]
+            predicted = self.unet(model_in, timestep, encoder_hidden_states=context,
+                                  cross_attention_kwargs=attention_kwargs, return_dict=False)[0]
             if guided:
                 unconditional, conditional = predicted.chunk(2)
                 predicted = unconditional + guidance * (conditional - unconditional)
             latents = self.scheduler.step(predicted, timestep, latents, return_dict=False, **extra)[0]
             on_step(index + 1)
         return self.decode(latents)
+
+    def _check_visual(self, tokens: torch.Tensor, *, batch: int) -> None:
+        # diffusers' stock processors drop unknown attention kwargs with only a log line; visual
+        # tokens sent to a UNet without the visual attention would vanish silently.
+        if not any(getattr(p, "visual_dim", None) for p in self.unet.attn_processors.values()):
+            raise InvalidInputError("visual_tokens given but the UNet has no visual attention installed",
+                                    field="visual_tokens", value=tuple(tokens.shape))
+        if tokens.ndim != 3 or tokens.shape[0] not in (1, batch):
+            raise InvalidInputError(f"visual_tokens must be (1 or {batch}, tokens, dim), got {tuple(tokens.shape)}",
+                                    field="visual_tokens", value=tuple(tokens.shape))
 
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         image = self.vae.decode(latents / self.vae.config.scaling_factor, return_dict=False)[0]

@@ -29,7 +29,9 @@ from engine.video.onsets import OnsetAnalysis, OnsetOptions, VisualOnset, detect
 
 PLANNER_NAME = "video-onsets"
 _PREPOSITIONS = {"on", "of", "against", "in", "at", "with", "into", "onto", "from", "to", "over"}
-_IRREGULAR = {"feet": "foot", "teeth": "tooth", "mice": "mouse", "people": "person", "men": "man"}
+_IRREGULAR = {"feet": "foot", "teeth": "tooth", "mice": "mouse", "people": "person", "men": "man",
+              "women": "woman", "children": "child", "geese": "goose", "hooves": "hoof", "leaves": "leaf",
+              "knives": "knife", "wolves": "wolf", "shelves": "shelf", "halves": "half"}
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,8 @@ def hit_description(hint: str | None) -> str:
         return phrase
     words = phrase.split()
     head = next((i - 1 for i, word in enumerate(words) if word in _PREPOSITIONS and i > 0), len(words) - 1)
+    if head > 0 and words[head].endswith("ing"):
+        head -= 1  # "keys jingling": the noun before the verb is the one made singular
     words[head] = singular(words[head])
     return "a single " + " ".join(words)
 

@@ -82,7 +82,7 @@ def _video(container, size_px: int, max_duration_s: float | None):
         time_s = float(frame.time) - origin_s
         if max_duration_s is not None and time_s >= max_duration_s:
             break
-        rotation = rotation or int(round(frame.rotation or 0)) % 360
+        rotation = rotation or int(round(getattr(frame, "rotation", 0) or 0)) % 360
         frames.append(frame.reformat(width=size_px, height=size_px, format="rgb24").to_ndarray())
         times.append(time_s)
     return frames, times, rotation

@@ -118,7 +118,7 @@ def _first_frame_rotation(container, stream) -> int:
 
     try:
         for frame in container.decode(stream):
-            rotation = int(round(frame.rotation or 0)) % 360
+            rotation = int(round(getattr(frame, "rotation", 0) or 0)) % 360
             break
         else:
             rotation = 0
@@ -143,8 +143,9 @@ def decode_frames(
 ) -> VideoFrames:
     """Frames whose time lies in [start_s, end_s), grey, upright, longest side <= max_side_px.
 
-    Raises InvalidInputError (field 'video_path') for missing, audio-only or corrupt files and
-    (field 'start_s'/'end_s') for a range that holds no frame.
+    Raises InvalidInputError with field 'video_path' for missing, audio-only or corrupt files
+    and for a range that holds no frame (naming where the video ends), and with field
+    'start_s'/'end_s' for a negative start or an end not after the start.
     """
     import av
 
@@ -166,7 +167,11 @@ def decode_frames(
     finally:
         container.close()
     if not frames:
-        raise _bad(path, f"has no frames in [{start_s}, {end_s if end_s is not None else 'end'}) s")
+        span = f"[{start_s}, {end_s if end_s is not None else 'end'}) s"
+        if 0 < info.duration_s <= start_s:
+            # The usual cause: a DAW range that starts after the video item's media ends.
+            raise _bad(path, f"has no frames in {span}: the video ends at {info.duration_s:.3f} s")
+        raise _bad(path, f"has no frames in {span}")
     return VideoFrames(np.stack(frames).astype(np.float32) / 255.0, np.asarray(times), info)
 
 
@@ -197,7 +202,7 @@ def _read_range(container, stream, start_s, end_s, max_side_px):
         if end_s is not None and time_s >= end_s - 1e-6:
             break
         if rotation is None:
-            rotation = int(round(frame.rotation or 0)) % 360 or tag_rotation_deg(stream)
+            rotation = int(round(getattr(frame, "rotation", 0) or 0)) % 360 or tag_rotation_deg(stream)
             size = _analysis_size(frame.width, frame.height, max_side_px)
         grey = frame.reformat(width=size[0], height=size[1], format="gray").to_ndarray()
         frames.append(_upright(grey, rotation))
@@ -221,6 +226,10 @@ def decode_keyframes(
     try:
         stream = container.streams.video[0]
         origin_s = file_start_s(container)
+        if wanted and wanted[0] > 0 and stream.time_base is not None:
+            # A cue deep into a long reel must not decode everything before it: start at the
+            # keyframe at or before the first wanted time.
+            container.seek(int((wanted[0] + origin_s) / stream.time_base), stream=stream, backward=True)
         previous = None
         for frame in container.decode(stream):
             if frame.time is None:
@@ -254,7 +263,7 @@ def _jpeg(frame, max_side_px: int, fallback_rotation_deg: int) -> bytes:
 
     import av
 
-    rotation = int(round(frame.rotation or 0)) % 360 or fallback_rotation_deg
+    rotation = int(round(getattr(frame, "rotation", 0) or 0)) % 360 or fallback_rotation_deg
     width, height = _analysis_size(frame.width, frame.height, max_side_px)
     rgb = frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
     rgb = _upright(rgb, rotation)

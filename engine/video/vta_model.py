@@ -469,7 +469,7 @@ class DecoupledVisualAttnProcessor(nn.Module):
             query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False
         )
         if is_cross and self.visual_dim is not None and visual_hidden_states is not None:
-            visual = visual_hidden_states.to(query.dtype)
+            visual = _visual_batch(visual_hidden_states, batch_size).to(query.dtype)
             key_vis = self._heads(self.to_k_vis(visual), batch_size, attn.heads)
             value_vis = self._heads(self.to_v_vis(visual), batch_size, attn.heads)
             # No text mask applies to the visual tokens: every query sees every visual token.
@@ -486,6 +486,25 @@ class DecoupledVisualAttnProcessor(nn.Module):
         if attn.residual_connection:
             hidden_states = hidden_states + residual
         return hidden_states / attn.rescale_output_factor
+
+
+def _visual_batch(visual: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Visual tokens (B, T, dim) matched to the UNet's batch.
+
+    One row is shared by the whole batch (e.g. both halves of a classifier-free-guidance
+    batch). Any other mismatch is refused: reshaping it into heads would silently hand each
+    sample another sample's tokens.
+    """
+    if visual.ndim != 3:
+        raise InvalidInputError(f"visual_hidden_states must be (batch, tokens, dim), got {tuple(visual.shape)}",
+                                field="visual_hidden_states", value=tuple(visual.shape))
+    if visual.shape[0] == batch_size:
+        return visual
+    if visual.shape[0] == 1:
+        return visual.expand(batch_size, -1, -1)
+    raise InvalidInputError(
+        f"visual_hidden_states has batch {visual.shape[0]}, the UNet batch is {batch_size} (give 1 or {batch_size})",
+        field="visual_hidden_states", value=int(visual.shape[0]))
 
 
 def install_visual_attention(unet: nn.Module, *, visual_dim: int, scale: float = 0.5) -> dict[str, nn.Module]:

@@ -199,3 +199,105 @@ def test_a_malformed_request_fails_alone(generator) -> None:
     assert not results[0].ok and "description" in results[0].error
     assert results[1].ok and results[1].audio.shape == (1, 200)
     assert not results[2].ok and "length_s=-1.0" in results[2].error
+
+
+def test_a_different_clip_length_gets_its_own_resident_model(checkpoint: Path) -> None:
+    # clip_frames is baked into the loaded pipeline: sharing it would render the second
+    # generator's events at the first one's clip length while its cache key says otherwise.
+    short = create_generator("auffusion", model=str(checkpoint), **OPTIONS)
+    longer = create_generator("auffusion", model=str(checkpoint), **{**OPTIONS, "clip_frames": 64})
+    assert short.pipeline().clip_frames == 32
+    assert longer.pipeline().clip_frames == 64
+    assert longer.identity() != short.identity()
+
+
+@pytest.mark.parametrize("style", ["legacy", "parametrize"])
+def test_vocoder_folds_torch_weight_norm_of_every_conv_kind(tmp_path: Path, style: str) -> None:
+    # The published vocoder.pt was saved from a generator wrapped in torch's own weight norm
+    # (Conv1d and ConvTranspose1d alike, dim 0). Build that with torch, give every magnitude g
+    # its own value (so g != |v|), and check our fold reproduces the wrapped module's output.
+    import warnings
+
+    torch.manual_seed(4)
+    wrapped = HiFiGAN(TINY_HIFIGAN).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.nn.utils.weight_norm is deprecated, not gone
+        for module in wrapped.modules():
+            if isinstance(module, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)):
+                if style == "legacy":
+                    torch.nn.utils.weight_norm(module)
+                else:
+                    torch.nn.utils.parametrizations.weight_norm(module)
+    with torch.no_grad():
+        for name, tensor in wrapped.state_dict(keep_vars=True).items():
+            if name.endswith(("weight_g", "original0")):
+                tensor.mul_(torch.rand_like(tensor) + 0.5)
+    state = wrapped.state_dict()
+    assert any(k.endswith(("weight_g", "original0")) for k in state)
+    (tmp_path / "config.json").write_text(json.dumps(TINY_HIFIGAN))
+    torch.save({"generator": state}, tmp_path / "vocoder.pt")
+    loaded = load_hifigan(tmp_path)
+    mel = torch.randn(1, 16, 9)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(mel), wrapped(mel), rtol=1e-5, atol=1e-6)
+
+
+def test_visual_tokens_condition_sampling_through_the_decoupled_attention(checkpoint: Path) -> None:
+    # The VTA path's last hop: k-means centroids steer Auffusion's UNet. With lambda 0 the audio
+    # is the text-only audio exactly; with 0.5 it changes; a UNet without the visual attention
+    # refuses the tokens instead of silently dropping them.
+    from engine.video.vta_model import install_visual_attention, set_visual_scale
+
+    def fresh():
+        return create_generator("auffusion", model=str(checkpoint), **OPTIONS)._load()
+
+    def sample(pipeline, tokens=None):
+        generators = [torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)]
+        return pipeline.sample(["a door knock", "steps on gravel"], generators, steps=3, guidance=7.5,
+                               on_step=lambda step: None, visual_tokens=tokens)
+
+    plain = fresh()
+    text_only = sample(plain)
+    tokens = torch.randn(1, 10, 6, generator=torch.Generator().manual_seed(3))
+    with pytest.raises(InvalidInputError) as refused:
+        sample(plain, tokens)
+    assert refused.value.field == "visual_tokens"
+
+    pipeline = fresh()
+    install_visual_attention(pipeline.unet, visual_dim=6, scale=0.0)
+    np.testing.assert_array_equal(sample(pipeline, tokens), text_only)
+    set_visual_scale(pipeline.unet, 0.5)
+    guided = sample(pipeline, tokens)
+    assert guided.shape == text_only.shape and not np.allclose(guided, text_only, atol=1e-6)
+    with pytest.raises(InvalidInputError):
+        sample(pipeline, torch.randn(3, 10, 6))
+
+
+def test_placement_comes_from_the_environment_or_config_file_when_not_given(
+    checkpoint: Path, tmp_path: Path, monkeypatch
+) -> None:
+    # The server and the CLI build backends by name alone: device, precision, offload and batch
+    # size must be settable without code.
+    for name in ("DEVICE", "DTYPE", "CPU_OFFLOAD", "MAX_BATCH"):
+        monkeypatch.delenv(f"AUDIO_AGENT_DIFFUSION_{name}", raising=False)
+    config = tmp_path / "config.toml"
+    config.write_text('[diffusion]\ndevice = "cpu"\ndtype = "bfloat16"\nmax_batch = 3\n')
+    monkeypatch.setenv("AUDIO_AGENT_CONFIG", str(config))
+    base = {"steps": 3, "clip_frames": 32}
+    from_file = create_generator("auffusion", model=str(checkpoint), **base)
+    assert (from_file.dtype, from_file.max_batch, from_file.identity()["dtype"]) == (torch.bfloat16, 3, "bfloat16")
+    monkeypatch.setenv("AUDIO_AGENT_DIFFUSION_MAX_BATCH", "2")
+    assert create_generator("auffusion", model=str(checkpoint), **base).max_batch == 2  # env beats file
+    explicit = create_generator("auffusion", model=str(checkpoint), **base, dtype="float32", max_batch=5)
+    assert (explicit.dtype, explicit.max_batch) == (torch.float32, 5)  # arguments beat both
+    monkeypatch.setenv("AUDIO_AGENT_DIFFUSION_MAX_BATCH", "zero")
+    with pytest.raises(InvalidInputError) as bad:
+        create_generator("auffusion", model=str(checkpoint), **base)
+    assert bad.value.field == "max_batch"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_asking_for_a_missing_gpu_is_refused_by_name(checkpoint: Path) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        create_generator("auffusion", model=str(checkpoint), device="cuda", clip_frames=32)
+    assert caught.value.field == "device" and "no CUDA device" in str(caught.value)

@@ -160,3 +160,47 @@ def test_other_errors_fail_only_their_chunk() -> None:
     outcomes = run_in_batches(jobs, render, group_key=lambda j: j.length_s, max_batch=4, steps=1)
     assert isinstance(outcomes[0], np.ndarray) and outcomes[1] == "ValueError: prompt too long"
     assert not math.isnan(float(outcomes[0].sum()))
+
+
+def test_caches_are_emptied_after_the_failed_call_has_let_go_of_its_tensors(monkeypatch) -> None:
+    # An OOM's traceback holds the failed call's frames (its activations); emptying the device
+    # cache while they are alive gives nothing back. The retry must come after they are gone.
+    import weakref
+
+    from engine.generators import _diffusion
+
+    class Activations:
+        pass
+
+    alive_at_free: list[bool] = []
+    refs: list[weakref.ref] = []
+
+    def render(jobs, on_step):
+        activations = Activations()  # a local of the failing frame, like a UNet's hidden states
+        refs.append(weakref.ref(activations))
+        if len(jobs) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return [np.zeros((1, 2), dtype=np.float32) for _ in jobs]
+
+    def free() -> None:
+        alive_at_free.append(refs[-1]() is not None)
+
+    monkeypatch.setattr(_diffusion, "_free_after_oom", free)
+    outcomes = run_in_batches(_jobs(2), render, group_key=lambda j: 0, max_batch=2, steps=1)
+    assert all(isinstance(o, np.ndarray) for o in outcomes)
+    assert alive_at_free == [False]
+
+
+def test_out_of_memory_is_recognised_on_torch_without_the_generic_class(monkeypatch) -> None:
+    # pyproject allows torch 2.3/2.4, which have torch.cuda.OutOfMemoryError but no
+    # torch.OutOfMemoryError; an unrelated render error must not become an AttributeError.
+    from engine.generators._diffusion import is_out_of_memory
+
+    cuda_kind = torch.cuda.OutOfMemoryError
+    monkeypatch.delattr(torch, "OutOfMemoryError")
+    assert is_out_of_memory(cuda_kind("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert is_out_of_memory(RuntimeError("MPS backend out of memory (MPS allocated: 9 GB)"))
+    assert not is_out_of_memory(ValueError("prompt too long"))
+    outcomes = run_in_batches(_jobs(2), lambda jobs, on_step: (_ for _ in ()).throw(ValueError("bad")),
+                              group_key=lambda j: 0, max_batch=2, steps=1)
+    assert outcomes == ["ValueError: bad", "ValueError: bad"]

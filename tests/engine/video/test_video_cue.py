@@ -104,3 +104,12 @@ def test_overlong_range_is_refused_before_decoding(tmp_path):
     with pytest.raises(InvalidInputError) as info:
         plan_from_video(tmp_path / "never-opened.mp4", start_s=0.0, end_s=601.0)
     assert info.value.field == "end_s" and "600" in str(info.value)
+
+
+def test_hints_with_a_verb_or_an_irregular_plural_stay_english():
+    assert hit_description("keys jingling") == "a single key jingling"
+    assert hit_description("boxes falling on a floor") == "a single box falling on a floor"
+    assert hit_description("horse hooves") == "a single horse hoof"
+    assert hit_description("glass breaking") == "a single glass breaking"
+    assert hit_description("dry leaves") == "a single dry leaf"
+    assert hit_description("sword clashes") == "a single sword clash"

@@ -139,3 +139,30 @@ def test_times_count_from_the_first_frame_of_a_late_starting_file(video_dir):
     video = decode_frames(path, start_s=0.2, end_s=0.8)
     assert video.times_s[0] == pytest.approx(0.2)
     assert video.times_s[video.frames.mean(axis=(1, 2)).argmax()] == pytest.approx(0.48)
+
+
+def test_a_range_past_the_end_says_where_the_video_ends(flash_video):
+    path, _ = flash_video  # 3 s long
+    with pytest.raises(InvalidInputError) as info:
+        decode_frames(path, start_s=5.0, end_s=8.0)
+    assert info.value.field == "video_path" and "ends at 3.000 s" in str(info.value)
+    tail = decode_frames(path, start_s=2.0, end_s=8.0)  # an end past the video keeps what exists
+    assert tail.times_s[0] == pytest.approx(2.0) and tail.times_s[-1] < 3.0
+
+
+def test_late_keyframes_are_the_frames_shown_at_their_times(flash_video):
+    # decode_keyframes seeks to the first wanted time; the picked frames must still be the ones
+    # on screen then (the flash frame itself, and the dark frame just before the next flash).
+    import av
+
+    path, flashes = flash_video
+    late_flash = flashes[2]
+    frames = decode_keyframes(path, [late_flash, flashes[3] - 0.02])
+    assert [t for t, _ in frames] == pytest.approx([late_flash, flashes[3] - 0.04])
+
+    def brightness(jpeg: bytes) -> float:
+        codec = av.CodecContext.create("mjpeg", "r")
+        (frame,) = codec.decode(av.Packet(jpeg))
+        return float(frame.to_ndarray(format="gray").mean())
+
+    assert brightness(frames[0][1]) > 200 > 40 > brightness(frames[1][1])

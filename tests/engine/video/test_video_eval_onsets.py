@@ -13,6 +13,7 @@ from engine.eval.onsets import (
     match_count,
     onset_accuracy,
     onset_average_precision,
+    onset_average_precision_avsync,
     score_audio_pair,
     score_folders,
 )
@@ -104,3 +105,37 @@ def test_cli_rejects_empty_pairing(tmp_path, capsys):
     (tmp_path / "gen").mkdir(), (tmp_path / "ref").mkdir()
     assert main(["onsets", str(tmp_path / "gen"), str(tmp_path / "ref")]) == 2
     assert "gen_dir" in capsys.readouterr().err
+
+
+def test_avsync_style_average_precision_hand_computed():
+    # The docs' example under the AVSync15 / CondFoleyGen scoring: references take 1.0 (0.9),
+    # 2.05 (0.8), 3.0 (0.1); 4.0 is missed (positive, score 0); 5.0 (0.7) is a negative.
+    # Thresholds 0.9, 0.8, 0.7, 0.1, 0 -> recall steps .25, .25, 0, .25, .25 at precision
+    # 1, 1, 2/3, 3/4, 4/5 -> 0.25 + 0.25 + 0.1875 + 0.2 = 0.8875.
+    ap = onset_average_precision_avsync([1.0, 2.05, 5.0, 3.0], [0.9, 0.8, 0.7, 0.1], [1.0, 2.0, 3.0, 4.0],
+                                        tolerance_s=0.1)
+    assert ap == pytest.approx(0.8875)
+    # Inside one window the reference takes the strongest onset; the weaker one is a negative
+    # ranked below it.
+    assert onset_average_precision_avsync([1.0, 1.05], [0.2, 0.9], [1.0], tolerance_s=0.1) == 1.0
+    # A stronger false positive first: precision 1/2 when the reference is reached.
+    assert onset_average_precision_avsync([1.0, 3.0], [0.9, 0.95], [1.0], tolerance_s=0.1) == 0.5
+    # Tied scores enter as one threshold.
+    assert onset_average_precision_avsync([1.0, 3.0], [0.5, 0.5], [1.0], tolerance_s=0.1) == 0.5
+    # Misses still count at score 0: 2 positives and 1 negative above them -> 2/3.
+    assert onset_average_precision_avsync([5.0], [0.3], [1.0, 2.0], tolerance_s=0.1) == pytest.approx(2 / 3)
+    assert onset_average_precision_avsync([], [], [], tolerance_s=0.1) == 1.0
+
+
+def test_cli_reports_both_average_precisions(tmp_path, capsys):
+    gen, ref = tmp_path / "gen", tmp_path / "ref"
+    gen.mkdir(), ref.mkdir()
+    sf.write(gen / "a.wav", bursts([0.3, 1.4], seed=9), RATE)
+    sf.write(ref / "a.wav", bursts([0.32, 0.9], seed=10), RATE)
+    assert main(["onsets", str(gen), str(ref)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    scores = result["files"]["a.wav"]
+    # One hit, one miss, one false positive: the ranked AP gives the miss nothing, the
+    # AVSync form gives it the precision of the whole list.
+    assert scores["acc"] == 0.5 and scores["ap"] <= 0.5 < scores["ap_avsync"]
+    assert result["mean"]["ap_avsync"] == scores["ap_avsync"]

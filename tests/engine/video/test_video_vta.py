@@ -219,3 +219,56 @@ def test_frames_to_units_to_unet_conditioning_end_to_end(parts, tmp_path):
     vta.install_visual_attention(unet, visual_dim=tiny_vta.HUBERT_DIM, scale=0.5)
     out = _unet_out(unet, visual)
     assert out.shape == text_only.shape and not torch.allclose(out, text_only)
+
+
+def test_one_row_of_visual_tokens_serves_a_whole_batch_and_other_mismatches_are_refused(parts):
+    # A guided denoising step runs the UNet on [unconditional, conditional]: one row of visual
+    # tokens must reach both samples whole, not be reshaped into half as many tokens each.
+    unet = tiny_vta.unet(parts["root"] / "unet")
+    vta.install_visual_attention(unet, visual_dim=tiny_vta.VISUAL_DIM, scale=0.5)
+    generator = torch.Generator().manual_seed(11)
+    sample = torch.randn(2, 4, 8, 8, generator=generator)
+    text = torch.randn(2, 5, 24, generator=generator)
+    visual = torch.randn(1, 8, tiny_vta.VISUAL_DIM, generator=generator)
+
+    def run(tokens):
+        with torch.no_grad():
+            return unet(sample, 10, encoder_hidden_states=text,
+                        cross_attention_kwargs={"visual_hidden_states": tokens}).sample
+
+    torch.testing.assert_close(run(visual), run(visual.expand(2, -1, -1).clone()))
+    with pytest.raises(InvalidInputError) as info:
+        run(torch.randn(3, 8, tiny_vta.VISUAL_DIM))
+    assert info.value.field == "visual_hidden_states"
+
+
+def test_one_visual_attention_step_lowers_the_diffusion_loss_and_trains_only_visual_weights(parts):
+    from diffusers import DDPMScheduler
+
+    from engine.video.train import (
+        VisualAttentionBatch,
+        make_visual_attention_optimizer,
+        visual_attention_loss,
+        visual_attention_train_step,
+    )
+
+    unet = tiny_vta.unet(parts["root"] / "unet")
+    vta.install_visual_attention(unet, visual_dim=tiny_vta.VISUAL_DIM, scale=0.5)
+    generator = torch.Generator().manual_seed(12)
+    batch = VisualAttentionBatch(torch.randn(2, 4, 8, 8, generator=generator),
+                                 torch.randn(2, 5, 24, generator=generator),
+                                 torch.randn(2, 7, tiny_vta.VISUAL_DIM, generator=generator))
+    scheduler = DDPMScheduler(num_train_timesteps=1000)
+    frozen = {k: v.clone() for k, v in unet.state_dict().items() if "_vis" not in k}
+    visual = {k: v.clone() for k, v in unet.state_dict().items() if "_vis" in k}
+    assert visual and frozen
+    optimizer = make_visual_attention_optimizer(unet, lr=1e-2)
+    with torch.no_grad():
+        before = float(visual_attention_loss(unet.eval(), scheduler, batch, seed=0))
+    assert visual_attention_train_step(unet, scheduler, batch, optimizer, seed=0) == pytest.approx(before, rel=1e-5)
+    with torch.no_grad():
+        after = float(visual_attention_loss(unet.eval(), scheduler, batch, seed=0))
+    assert after < before
+    state = unet.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in frozen.items())
+    assert any(not torch.equal(state[k], v) for k, v in visual.items())
