@@ -241,15 +241,27 @@ class SessionManager:
         limits: PlanLimits = DEFAULT_LIMITS,
         sample_rate: int = 48000,
         default_target_lufs: float = -23.0,
+        ceiling_dbtp: float = -1.0,
     ) -> None:
         self.data_dir = Path(data_dir).expanduser().resolve()
         self.sessions_dir = self.data_dir / SESSIONS_DIR
         self.sessions_dir.mkdir(parents=True, exist_ok=True)
+        if not self.sessions_dir.resolve().is_relative_to(self.data_dir):
+            # Stems are announced with their real paths and DAW scripts refuse any outside the
+            # reported stem root (the data dir), so say so now rather than fail every job later.
+            raise InvalidInputError(
+                f"data_dir={str(self.data_dir)!r}: {SESSIONS_DIR}/ links to "
+                f"{str(self.sessions_dir.resolve())!r}, outside the data dir; to keep stems on "
+                "another disk, point the data dir there instead",
+                field="data_dir",
+                value=str(self.data_dir),
+            )
         self.store = SessionStore(self.data_dir / DB_NAME)
         self.cache = cache
         self.limits = limits
         self.sample_rate = sample_rate
         self.default_target_lufs = default_target_lufs
+        self.ceiling_dbtp = ceiling_dbtp
         self._planner_factory = planner_factory
         self._generator_factory = generator_factory
         self._planners: dict[str, Planner] = {}
@@ -276,7 +288,16 @@ class SessionManager:
         return path
 
     def version_dir(self, session: str, version: int) -> Path:
-        return self.session_dir(session) / f"v{int(version)}"
+        path = self.session_dir(session) / f"v{int(version)}"
+        # A link planted at a version's folder must not carry stems elsewhere either; checked
+        # here, before anything is written (the server's own check comes after the write).
+        if not path.resolve().is_relative_to(self.sessions_dir.resolve()):
+            raise InvalidInputError(
+                f"session={session!r}: version folder maps outside the data dir",
+                field="session",
+                value=session,
+            )
+        return path
 
     # -- factories (one instance per name: models load once) ---------------------------------
 
@@ -531,9 +552,10 @@ class SessionManager:
         current: _Current | None = None,
     ) -> PendingVersion:
         if row is None:
-            row = self.store.ensure_session(
-                name, planner=session_planner, backend=backend, anchor_s=anchor_s
-            )
+            # Settings stay at their defaults until a version commits (commit_version stores
+            # them): a first request naming a backend that then fails to load must not leave
+            # the session bound to it, failing every later request that names none.
+            row = self.store.ensure_session(name)
         elif current is None:
             current = self._current(row)
         version = self.store.reserve_version(name)
@@ -596,6 +618,7 @@ class SessionManager:
             anchor_s=pending.anchor_s,
             sample_rate=self.sample_rate,
             default_target_lufs=self.default_target_lufs,
+            ceiling_dbtp=self.ceiling_dbtp,
             cache=self.cache,
             reuse=reuse,
             progress=progress,

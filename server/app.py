@@ -69,7 +69,11 @@ def default_session_manager(config: ServerConfig) -> Any:
     from engine.generators import create_generator
     from engine.planners import create_planner
     from engine.session import SessionManager
+    from engine.settings import load_settings
 
+    # The same settings `audio-agent render` honours (README "Settings"): loudness target, true-peak
+    # ceiling, sample rate and plan limits apply to DAW requests too.
+    settings = load_settings()
     generators: dict[str, Any] = {}
     lock = threading.Lock()
 
@@ -88,6 +92,8 @@ def default_session_manager(config: ServerConfig) -> Any:
 
     def planner_factory(name: str | None) -> Any:
         key = name or config.planner
+        if key == "rules":
+            return create_planner(key, base_lufs=settings.target_lufs)
         if key == "llm" and config.llm_model:
             return create_planner(key, model=config.llm_model)
         return create_planner(key)
@@ -96,7 +102,9 @@ def default_session_manager(config: ServerConfig) -> Any:
     data_dir = config.data_dir.expanduser()
     cache = RenderCache(data_dir / "cache", max_bytes=max_bytes)
     return SessionManager(
-        data_dir=data_dir, planner_factory=planner_factory, generator_factory=generator_factory, cache=cache
+        data_dir=data_dir, planner_factory=planner_factory, generator_factory=generator_factory, cache=cache,
+        limits=settings.limits(), sample_rate=settings.sample_rate,
+        default_target_lufs=settings.target_lufs, ceiling_dbtp=settings.ceiling_dbtp,
     )
 
 
@@ -245,6 +253,16 @@ class Dispatcher:
         return prepare_plan(request.session, result, instruction=words, anchor_s=request.anchor_s)
 
 
+def _bind_error(name: str, host: str, port: int, error: OSError) -> InvalidInputError:
+    """A port already taken (a second `serve`, another OSC app) said in one line, not a traceback."""
+    flag = "--" + name.replace("_", "-")
+    return InvalidInputError(
+        f"{name}={port}: cannot listen on {host}:{port} ({error.strerror or error}); is another "
+        f"audio-agent serve running? choose another port with {flag}",
+        field=name, value=port,
+    )
+
+
 def _tee(first: Callable[[Any], None], second: Callable[[Any], None]) -> Callable[[Any], None]:
     def sink(message: Any) -> None:
         first(message)
@@ -293,11 +311,18 @@ class AudioAgentServer:
         return self
 
     async def _bind(self) -> None:
-        await self.websocket.start(port=self.config.ws_port)
+        try:
+            await self.websocket.start(port=self.config.ws_port)
+        except OSError as error:
+            raise _bind_error("ws_port", self.config.host, self.config.ws_port, error) from None
         self.ws_port = self.websocket.port
-        self._osc_transport, self.osc = await start_osc(
-            host=self.config.host, port=self.config.osc_port, handle=self._handle, allow=self.config.osc_allow,
-        )
+        try:
+            self._osc_transport, self.osc = await start_osc(
+                host=self.config.host, port=self.config.osc_port, handle=self._handle,
+                allow=self.config.osc_allow,
+            )
+        except OSError as error:
+            raise _bind_error("osc_port", self.config.host, self.config.osc_port, error) from None
         self.osc_port = int(self._osc_transport.get_extra_info("sockname")[1])
 
     def stop(self) -> None:

@@ -210,6 +210,9 @@ class JobManager:
             return
         job.pending = pending
         job.state = "waiting"
+        # Waiting for the render worker is not the job's fault: the limit restarts in _run.
+        if job.timer is not None:
+            job.timer.cancel()
         job.sink(plan_message(job, pending))
         self._render_queue.put(job)
 

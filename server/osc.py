@@ -21,8 +21,11 @@ from server import protocol as p
 
 log = logging.getLogger("audio_agent.osc")
 
-# A UDP payload cannot exceed this; a reply that would is answered with a too_large error instead.
-MAX_UDP_PAYLOAD = 65000
+# The largest reply datagram we send. macOS refuses UDP datagrams over net.inet.udp.maxdgram
+# (9216 bytes by default) even on loopback, where Linux and Windows take ~64 KiB; a bigger reply
+# would vanish there without a trace. Oversized plan/done replies are sent in a compact form
+# (protocol.compact_osc_forms); anything else oversized becomes a too_large error.
+MAX_UDP_PAYLOAD = 9216
 Handle = Callable[[Any, Callable[[Any], None]], None]  # (request, sink) -> None
 
 
@@ -45,9 +48,15 @@ def encode_message(message: Any) -> bytes:
     address, args = p.message_to_osc(message)
     datagram = build_datagram(address, args)
     if len(datagram) > MAX_UDP_PAYLOAD:
+        for address, args in p.compact_osc_forms(message):
+            datagram = build_datagram(address, args)
+            if len(datagram) <= MAX_UDP_PAYLOAD:
+                return datagram
+    if len(datagram) > MAX_UDP_PAYLOAD:
         error = p.ErrorMessage(
-            id=message.id, code="too_large", field="manifest",
-            message=f"{address} would be {len(datagram)} bytes, over the UDP limit; use WebSocket or get_session",
+            id=message.id, code="too_large", field=None, job=getattr(message, "job", None),
+            message=f"{address} would be {len(datagram)} bytes, over the {MAX_UDP_PAYLOAD}-byte OSC reply "
+                    "limit; ask over WebSocket (audio-agent client) instead",
         )
         address, args = p.message_to_osc(error)
         datagram = build_datagram(address, args)
@@ -111,6 +120,10 @@ class OscProtocol(asyncio.DatagramProtocol):
         except p.ProtocolError as error:
             port = getattr(error, "reply_port", 0)
             (self.sender((host, port)) if port else reply_to)(p.error_message(error))
+            return
+        except Exception as error:  # a decoder surprise still gets an answer; keep serving
+            log.exception("could not decode an OSC datagram")
+            reply_to(p.error_message(error))
             return
         sink = self.sender((host, reply_port)) if reply_port else reply_to
         try:

@@ -413,6 +413,9 @@ def parse_request(data: bytes | str) -> Any:
         decoded = json.loads(data, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as error:
         raise ProtocolError(f"invalid JSON: {error}", code="bad_json") from None
+    except RecursionError:
+        # '[[[[...' within the size limit nests past the parser's depth; no request nests like that.
+        raise ProtocolError("invalid JSON: nested too deeply", code="bad_json") from None
     return request_from_dict(decoded)
 
 
@@ -558,6 +561,40 @@ def message_to_osc(message: BaseModel) -> tuple[str, list[Any]]:
         return address, [rid, data["code"], data["message"], data["field"] or ""]
     # pong, session, sessions, cancel_ack, auth_ok: the id and the whole message as JSON.
     return address, [rid, _dumps(data)]
+
+
+# What a DAW needs to place a stem; the compact forms keep only these per event.
+_PLACEMENT_FIELDS = ("id", "description", "start_s", "end_s", "target_lufs", "gain_db", "stem_path", "cache_hit")
+
+
+def _slim_events(events: list[dict[str, Any]], fields: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [{key: event[key] for key in fields if key in event} for event in events]
+
+
+def compact_osc_forms(message: BaseModel) -> list[tuple[str, list[Any]]]:
+    """Smaller OSC forms of a plan or done message, largest first, for when the full form would
+    not fit one UDP datagram. Same address and argument list; the JSON argument drops detail
+    and says ``"truncated": true`` (WebSocket or `audio-agent client` carry the whole message).
+    Every stem was already announced by its own stem_ready, so 'done' still ends the job."""
+    data = message.model_dump(mode="json")
+    kind, rid = data["type"], data["id"]
+    address = OSC_PREFIX + kind
+    forms: list[tuple[str, list[Any]]] = []
+    if kind == "done":
+        manifest = dict(data["manifest"])
+        failed = [{"id": f.get("id")} for f in manifest.get("failed", [])]
+        slim = {**manifest, "events": _slim_events(manifest.get("events", []), _PLACEMENT_FIELDS),
+                "failed": failed, "notes": [], "truncated": True}
+        bare = {**slim, "events": [], "event_count": len(manifest.get("events", []))}
+        for variant in (slim, bare):
+            forms.append((address, [rid, data["session"], int(data["version"]), _dumps(variant)]))
+    elif kind == "plan":
+        slim = {**data, "events": _slim_events(data["events"], ("id", "start_s", "end_s")), "notes": [],
+                "truncated": True}
+        bare = {**slim, "events": []}
+        for variant in (slim, bare):
+            forms.append((address, [rid, data["session"], int(data["version"]), _dumps(variant)]))
+    return forms
 
 
 def osc_to_message(address: str, args: list[Any] | tuple[Any, ...]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import hmac
 import http
 import ipaddress
 import logging
+import weakref
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
@@ -30,12 +31,19 @@ LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 HARD_MAX_FRAME_BYTES = 1024 * 1024
 # Server messages (a manifest of 64 events) are far below this; the client accepts up to it.
 CLIENT_MAX_FRAME_BYTES = 16 * 1024 * 1024
+# With a token configured, a connection that has not authenticated gets this long to send its
+# auth message: an unauthenticated peer must not hold a connection open for free.
+AUTH_TIMEOUT_S = 10.0
 Handle = Callable[[Any, Callable[[Any], None]], None]
 
 
 def _hostname(value: str) -> str:
-    """'example.com:8765' / '[::1]:8765' / '127.0.0.1' -> bare lower-case host name."""
-    return (urlsplit("//" + value.strip()).hostname or "").lower()
+    """'example.com:8765' / '[::1]:8765' / '127.0.0.1' -> bare lower-case host name ('' if
+    unparseable, e.g. '[::1' — refused like any unknown name, not a 500)."""
+    try:
+        return (urlsplit("//" + value.strip()).hostname or "").lower()
+    except ValueError:
+        return ""
 
 
 def _is_ip(name: str) -> bool:
@@ -58,8 +66,12 @@ def host_allowed(host_header: str, *, bound_host: str) -> bool:
 def origin_allowed(origin: str | None) -> bool:
     if origin is None:
         return True  # native clients (DAW scripts, the CLI) send no Origin
-    parts = urlsplit(origin.strip())
-    return parts.scheme in ("http", "https") and (parts.hostname or "").lower() in LOOPBACK_NAMES
+    try:
+        parts = urlsplit(origin.strip())
+        hostname = (parts.hostname or "").lower()
+    except ValueError:  # 'http://[::1' and the like
+        return False
+    return parts.scheme in ("http", "https") and hostname in LOOPBACK_NAMES
 
 
 def token_from_headers(request: Request) -> str | None:
@@ -85,11 +97,16 @@ def _encode_or_error(message: Any) -> str:
 
 
 class WebSocketTransport:
+    auth_timeout_s = AUTH_TIMEOUT_S
+
     def __init__(self, *, handle: Handle, host: str, token: str | None = None) -> None:
         self._handle = handle
         self._host = host
         self._token = token
-        self._authed: set[int] = set()
+        # Connections whose handshake carried the right token. Weak, keyed by the object: a
+        # handshake that passes here and then fails must not leave an entry (an id() would be
+        # reused by a later, unauthenticated connection).
+        self._authed: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
         self.server: Server | None = None
 
     async def start(self, *, port: int) -> Server:
@@ -121,7 +138,7 @@ class WebSocketTransport:
             if given is not None and not tokens_match(given, self._token):
                 return connection.respond(http.HTTPStatus.UNAUTHORIZED, "bad token\n")
             if given is not None:
-                self._authed.add(id(connection))
+                self._authed.add(connection)
         return None
 
     # ------------------------------------------------------------------ messages
@@ -133,9 +150,9 @@ class WebSocketTransport:
             loop.call_soon_threadsafe(outbox.put_nowait, message)
 
         sender = asyncio.create_task(self._send_all(connection, outbox))
-        authed = self._token is None or id(connection) in self._authed
+        authed = self._token is None or connection in self._authed
         try:
-            async for frame in connection:
+            async for frame in self._frames(connection, authed):
                 authed = self._on_frame(frame, sink, authed)
                 if authed is None:
                     await asyncio.sleep(0)  # let the error reach the outbox before closing
@@ -144,18 +161,32 @@ class WebSocketTransport:
                     break
         except ConnectionClosed:
             pass
+        except asyncio.TimeoutError:
+            await connection.close(1008, "no auth message in time")
         finally:
-            self._authed.discard(id(connection))
+            self._authed.discard(connection)
             await self._drain(outbox)
             sender.cancel()
 
+    async def _frames(self, connection: ServerConnection, authed: bool) -> Any:
+        """The connection's frames; before authentication the first must come in time."""
+        if not authed:
+            yield await asyncio.wait_for(connection.recv(), self.auth_timeout_s)
+        async for frame in connection:
+            yield frame
+
     def _on_frame(self, frame: str | bytes, sink: Callable[[Any], None], authed: bool) -> Any:
-        """Handle one frame; returns the new auth state, or None to close the connection."""
+        """Handle one frame; returns the new auth state, or None to close the connection.
+        Before authentication anything but a valid auth message closes it (after the error)."""
         try:
             request = p.parse_request(frame)
         except p.ProtocolError as error:
             sink(p.error_message(error))
-            return authed
+            return authed or None
+        except Exception as error:  # a parser surprise must cost one error reply, not the connection
+            log.exception("could not parse a frame")
+            sink(p.error_message(error))
+            return authed or None
         if isinstance(request, p.AuthRequest):
             if self._token is None or tokens_match(request.token, self._token):
                 sink(p.AuthOk(id=request.id))

@@ -323,6 +323,21 @@ def test_hostile_session_names_stay_inside_data_dir(tmp_path, generator) -> None
         assert info.value.field == "session"
 
 
+def test_a_link_planted_for_a_version_folder_is_refused_before_writing(tmp_path, generator) -> None:
+    data = tmp_path / "data"
+    manager = _manager(data, generator)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    pending = manager.prepare_generate("victim", prompt="a bell rings", duration_s=1.0)
+    folder = manager.session_dir("victim")
+    folder.mkdir(parents=True)
+    (folder / f"v{pending.version}").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(InvalidInputError) as info:
+        manager.render(pending)
+    assert info.value.field == "session"
+    assert list(elsewhere.iterdir()) == [] and generator.calls == 0
+
+
 def test_session_dir_name_is_stable_and_distinct() -> None:
     assert session_dir_name("My Scene") == session_dir_name("My Scene")
     assert session_dir_name("My Scene") != session_dir_name("my scene")

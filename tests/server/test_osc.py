@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pythonosc.udp_client import SimpleUDPClient
 
+from server import protocol as p
 from server.app import ServerConfig
 from tests.server.conftest import ping_ok
 
@@ -96,3 +97,76 @@ def test_validation_errors_go_to_the_named_reply_port_with_the_id(start_server, 
     sender.send("/audioagent/generate", "g7", "s", "rain", "ten", 0.0, listener.port)
     address, args = listener.recv()
     assert address == "/audioagent/error" and args[0] == "g7" and args[3] == "duration_s"
+
+
+def test_big_plans_and_manifests_still_fit_one_macos_sized_datagram(start_server, osc_peer):
+    """macOS drops UDP datagrams over 9216 bytes even on loopback: every reply must fit, and a
+    scene with many long descriptions still ends with /audioagent/done (compact, truncated)."""
+    import json
+
+    from server.osc import MAX_UDP_PAYLOAD, build_datagram
+
+    server = start_server()
+    peer = osc_peer(server.osc_port)
+    parts = [f"layer {i} the slow distant rumble of heavy machinery" for i in range(36)]
+    request = {"v": 1, "type": "generate", "id": "big", "session": "Reel 3 / Scene 12",
+               "prompt": ", ".join(parts), "duration_s": 60.0}
+    peer.send("/audioagent/request", json.dumps(request), peer.port)
+    sizes, messages = [], []
+    while not messages or messages[-1]["type"] not in {"done", "error"}:
+        data, _ = peer.sock.recvfrom(65535)
+        sizes.append(len(data))
+        from pythonosc.osc_message import OscMessage
+        decoded = OscMessage(data)
+        messages.append(p.osc_to_message(decoded.address, list(decoded.params)))
+    assert max(sizes) <= MAX_UDP_PAYLOAD <= 9216
+    stems = [m for m in messages if m["type"] == "stem_ready"]
+    done = messages[-1]
+    assert done["type"] == "done" and done["manifest"]["truncated"] is True
+    assert len(stems) == len(parts)
+    full = p.Done(id="big", job=done["id"], session=done["session"], version=1,
+                  manifest=server.manager.versions["Reel 3 / Scene 12"][0].manifest.model_dump(mode="json"))
+    assert len(build_datagram(*p.message_to_osc(full))) > MAX_UDP_PAYLOAD  # the compact form was needed
+    plan = next(m for m in messages if m["type"] == "plan")
+    assert plan["diff"] and set(plan["diff"]) == {s["event_id"] for s in stems}
+    if done["manifest"]["events"]:  # the slim form keeps what a DAW needs to place each stem
+        assert {e["id"] for e in done["manifest"]["events"]} == {s["event_id"] for s in stems}
+        assert {"stem_path", "start_s", "end_s", "gain_db"} <= set(done["manifest"]["events"][0])
+    else:
+        assert done["manifest"]["event_count"] == len(stems)
+
+
+def test_compact_forms_keep_what_a_daw_needs_to_place_stems():
+    from engine.manifest import Manifest, ManifestEvent
+    from engine.plan import Event
+    from pythonosc.osc_message import OscMessage
+
+    from server.osc import MAX_UDP_PAYLOAD, build_datagram, encode_message
+
+    root = "/Users/someone/Library/Application Support/audio-agent/sessions/reel-3-scene-12-0123456789ab/v7"
+    events = [ManifestEvent(id=f"e{i}", description=f"event number {i} " + "x" * 40, start_s=float(i),
+                            end_s=i + 1.0, target_lufs=-23.0, measured_lufs=-23.01, true_peak_dbtp=-3.2,
+                            gain_db=0.5, stem_path=f"{root}/e{i}_0123456789ab.wav", cache_hit=True,
+                            cache_key="f" * 64) for i in range(24)]
+    done = p.Done(id="d", job="j", session="s", version=7,
+                  manifest=Manifest(duration_s=30.0, sample_rate=48000, anchor_s=12.0, events=events).model_dump(mode="json"))
+    assert len(build_datagram(*p.message_to_osc(done))) > MAX_UDP_PAYLOAD
+    datagram = encode_message(done)
+    message = OscMessage(datagram)
+    assert len(datagram) <= MAX_UDP_PAYLOAD and message.address == "/audioagent/done"
+    manifest = p.osc_to_message(message.address, list(message.params))["manifest"]
+    assert manifest["truncated"] is True and manifest["anchor_s"] == 12.0
+    assert [e["id"] for e in manifest["events"]] == [f"e{i}" for i in range(24)]
+    assert manifest["events"][3] == {"id": "e3", "description": events[3].description, "start_s": 3.0, "end_s": 4.0,
+                                     "target_lufs": -23.0, "gain_db": 0.5, "stem_path": events[3].stem_path,
+                                     "cache_hit": True}
+
+    plan_events = [Event(id=f"e{i}", description="y" * 300, start_s=0.0, end_s=1.0) for i in range(64)]
+    plan = p.PlanMessage(id="q", job="j", session="s", version=2, duration_s=1.0, events=plan_events,
+                         diff={f"e{i}": "added" for i in range(64)})
+    message = OscMessage(encode_message(plan))
+    decoded = p.osc_to_message(message.address, list(message.params))
+    assert message.address == "/audioagent/plan" and decoded["truncated"] is True
+    assert decoded["diff"] == plan.diff and [e["id"] for e in decoded["events"]] == list(plan.diff)
+    small = p.Done(id="d", job="j", session="s", version=1, manifest={"events": []})
+    assert "truncated" not in p.osc_to_message(*p.message_to_osc(small))["manifest"]

@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -176,3 +177,70 @@ def test_positions_allow_long_timelines_but_not_negative():
     request = p.parse_request(gen(anchor_s=7200.0))  # two hours into a film reel
     assert request.anchor_s == 7200.0
     assert error_of(gen(anchor_s=-0.5)).field == "anchor_s"
+
+
+def test_deeply_nested_json_is_bad_json_not_a_crash():
+    deep = "[" * 30_000 + "]" * 30_000  # under the frame limit, far past the parser's depth
+    assert len(deep) < p.MAX_FRAME_BYTES
+    error = error_of(deep)
+    assert error.code == "bad_json" and "nested" in error.message
+    nested = '{"v":1,"type":"ping","id":"a","x":' + "[" * 5000 + "]" * 5000 + "}"
+    assert error_of(nested).code == "bad_json"
+
+
+def _doc_osc_tables() -> tuple[dict[str, list[str]], dict[str, str], Any]:
+    """docs/protocol.md's OSC tables: request address -> argument names; reply address -> cell."""
+    import re
+
+    section = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8").split("## OSC mapping", 1)[1]
+    requests_part, replies_part = section.split("Replies (", 1)
+
+    def rows(part: str) -> dict[str, str]:
+        out = {}
+        for line in part.splitlines():
+            if line.startswith("| `/audioagent/"):
+                first, second = line.split("|")[1:3]
+                for kind in re.findall(r"`/audioagent/(\w+)`", first):
+                    out[kind] = second
+        return out
+
+    def names(cell: str) -> list[str]:
+        return re.findall(r"`(\w+)`", re.sub(r"\([^)]*\)", "", cell))  # remarks in (...) are not args
+
+    requests = {kind: names(cell) for kind, cell in rows(requests_part).items()}
+    return requests, {kind: cell for kind, cell in rows(replies_part).items()}, names
+
+
+def test_protocol_doc_lists_every_message_and_the_exact_osc_arguments():
+    doc = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
+    server_types = [m.model_fields["type"].default for m in (
+        p.Accepted, p.PlanMessage, p.Progress, p.StemReady, p.Done, p.ErrorMessage, p.Pong,
+        p.SessionMessage, p.SessionsMessage, p.CancelAck, p.AuthOk)]
+    for kind in [*p.REQUEST_TYPES, *server_types]:
+        assert f"`{kind}`" in doc, kind
+    requests, replies, names_in = _doc_osc_tables()
+    assert requests == {kind: [name for name, _ in spec] for kind, spec in p.OSC_REQUEST_ARGS.items()}
+    samples = [
+        p.Accepted(id="r", job="j"), p.Progress(id="r", job="j", stage="generate", fraction=0.5),
+        p.PlanMessage(id="r", job="j", session="s", version=2, duration_s=1.0, events=[], diff={}),
+        p.StemReady(id="r", job="j", session="s", version=2, event_id="e1", description="d", stem_path="/x.wav",
+                    start_s=1.0, end_s=2.0, target_lufs=-20.0, gain_db=-1.5, cache_hit=True, change="moved"),
+        p.Done(id="r", job="j", session="s", version=2, manifest={}),
+        p.ErrorMessage(id="r", code="busy", message="full", field="queue"),
+        p.Pong(id="r", server_version="1", stem_root="/d", planner="rules", backend="procedural"),
+        p.SessionMessage(id="r", session="s", info={}), p.SessionsMessage(id="r", sessions=[]),
+        p.CancelAck(id="r", job="j", state="queued"), p.AuthOk(id="r"),
+    ]
+    for message in samples:
+        address, args = p.message_to_osc(message)
+        cell = replies[address[len(p.OSC_PREFIX):]]
+        if "the whole message as JSON" in cell:
+            assert len(args) == 2 and json.loads(args[1])["type"] == message.type
+            continue
+        names = names_in(cell)
+        assert len(names) == len(args), address
+        data = message.model_dump(mode="json")
+        for name, value in zip(names, args):  # the documented order is the order sent
+            if name in data:
+                expected = data[name] if data[name] is not None else ""
+                assert value == (int(expected) if isinstance(expected, bool) else expected), (address, name)

@@ -44,6 +44,23 @@ def test_malformed_datagrams_get_an_error_reply(start_server, osc_peer, datagram
     assert ping_ok(server)
 
 
+@pytest.mark.parametrize("tags,payload,field", [
+    (",bi", struct.pack(">i", 3) + b"abc\x00" + struct.pack(">i", 0), "id"),  # blob where the id goes
+    (",sT", osc_string("t"), "reply_port"),  # True as the reply port
+    (",sN", osc_string("n"), "reply_port"),  # nil
+    (",st", osc_string("tt") + b"\x00" * 8, "reply_port"),  # time tag
+    (",sh", osc_string("h") + struct.pack(">q", 2**40), "reply_port"),  # int64 out of port range
+    (",[s]", osc_string("arr"), "id"),  # an array
+])
+def test_odd_osc_type_tags_are_answered(start_server, osc_peer, tags, payload, field):
+    server = start_server()
+    peer = osc_peer(server.osc_port)
+    peer.send_raw(osc_string("/audioagent/ping") + osc_string(tags) + payload)
+    address, args = peer.recv()
+    assert (address, args[1], args[3]) == ("/audioagent/error", "invalid_input", field)
+    assert ping_ok(server)
+
+
 @pytest.mark.parametrize("duration", [-1.0, 0.0, math.nan, math.inf, -math.inf, 1e6])
 def test_bad_durations_over_both_transports(start_server, osc_peer, duration):
     server = start_server()
@@ -70,6 +87,26 @@ def test_huge_prompt_and_unknown_messages(start_server):
     assert (reply["code"], reply["field"]) == ("unknown_type", "type")
     reply = ws_call(server.ws_port, "[not, json")[-1]
     assert reply["code"] == "bad_json"
+    assert ping_ok(server)
+
+
+def test_deeply_nested_json_gets_an_error_and_the_connection_stays(start_server, osc_peer):
+    server = start_server()
+
+    async def scenario():
+        async with connect(f"ws://127.0.0.1:{server.ws_port}") as ws:
+            await ws.send("[" * 30_000 + "]" * 30_000)
+            reply = (await collect(ws))[-1]
+            await ws.send(json.dumps(request("ping", id="same-socket")))
+            return reply, (await collect(ws))[-1]
+
+    reply, pong = asyncio.run(scenario())
+    assert (reply["type"], reply["code"]) == ("error", "bad_json")
+    assert (pong["type"], pong["id"]) == ("pong", "same-socket")
+    peer = osc_peer(server.osc_port)
+    peer.send("/audioagent/request", "[" * 3000 + "]" * 3000, 0)
+    address, args = peer.recv()
+    assert (address, args[1]) == ("/audioagent/error", "bad_json")
     assert ping_ok(server)
 
 
@@ -277,6 +314,53 @@ def test_job_time_limit(start_server, tmp_path):
     assert ping_ok(server)
 
 
+def test_waiting_for_the_render_worker_does_not_count_against_the_time_limit():
+    """A job planned while another renders waits in line; only its own planning and rendering
+    count toward its limit (a long queue on one GPU must not time out jobs that never ran)."""
+    import time
+    from types import SimpleNamespace
+
+    from engine.manifest import Manifest
+    from engine.plan import Event, Plan, diff_plans
+    from server.jobs import JobManager
+
+    plan = Plan(duration_s=1.0, events=(Event(id="e1", description="x", start_s=0.0, end_s=1.0),))
+    first_render_may_end = threading.Event()
+
+    def prepare(req):
+        return SimpleNamespace(session=req.session, version=1, plan=plan, diff=diff_plans(None, plan))
+
+    def render(pending, *, progress, cancel, on_stem):
+        if pending.session == "long":
+            first_render_may_end.wait(10)  # a render that ignores cancel, like one GPU kernel
+        return SimpleNamespace(version=1, manifest=Manifest(duration_s=1.0, sample_rate=48000, events=[]))
+
+    manager = JobManager(prepare=prepare, render=render, time_limit_s=0.3)
+    manager.start()
+    seen: dict[str, list] = {"long": [], "next": []}
+    finished = threading.Event()
+
+    def sink_for(name):
+        def sink(message):
+            seen[name].append(message)
+            if name == "next" and message.type in ("done", "error"):
+                finished.set()
+        return sink
+
+    try:
+        manager.submit(SimpleNamespace(id="a", session="long", type="generate"), sink_for("long"))
+        manager.submit(SimpleNamespace(id="b", session="next", type="generate"), sink_for("next"))
+        deadline = time.monotonic() + 10
+        while not any(m.type == "plan" for m in seen["next"]) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.8)  # "next" waits in line well past its 0.3 s limit
+        first_render_may_end.set()
+        assert finished.wait(10)
+    finally:
+        manager.stop()
+    assert [m.type for m in seen["next"]] == ["accepted", "plan", "done"], seen["next"][-1]
+
+
 def test_interrupted_jobs_are_reported_after_restart(start_server, tmp_path):
     from engine.store import SessionStore
 
@@ -296,6 +380,40 @@ def test_interrupted_jobs_are_reported_after_restart(start_server, tmp_path):
     assert info["interrupted_jobs"][0]["request"]["instruction"] == "louder rain"
     listing = ws_call(again.ws_port, request("list_sessions"))[-1]
     assert [j["job"] for j in listing["interrupted_jobs"]] == ["jdead"]
+
+
+def test_an_interrupted_job_can_be_sent_again_as_reported(start_server, tmp_path):
+    """The client re-requests exactly what get_session reported, and the job runs."""
+    from engine.store import SessionStore
+
+    data_dir = tmp_path / "data"
+    server = start_server(real=True, data_dir=data_dir, backend="flaky-result")
+    assert ws_call(server.ws_port, request("generate", session="x", prompt="rain, a door slamming",
+                                           duration_s=2))[-1]["type"] == "done"
+    db_path = server.manager.store.db_path
+    server.stop()
+    store = SessionStore(db_path)
+    store.add_job("jgone", session="x", status="queued", request={
+        "v": 1, "type": "edit", "id": "r9", "session": "x",
+        "change": {"op": "set_loudness", "event_id": "e1", "target_lufs": -18.0}})
+    store.close()
+    again = start_server(real=True, data_dir=data_dir, backend="flaky-result")
+    reported = ws_call(again.ws_port, request("get_session", session="x"))[-1]["interrupted_jobs"]
+    assert [j["job"] for j in reported] == ["jgone"]
+    redone = ws_call(again.ws_port, reported[0]["request"])
+    assert redone[-1]["type"] == "done" and redone[-1]["id"] == "r9", redone[-1]
+    assert redone[-1]["version"] == 2
+    assert [e["target_lufs"] for e in redone[-1]["manifest"]["events"] if e["id"] == "e1"] == [-18.0]
+
+
+def test_a_mistyped_backend_does_not_stick_to_the_session(start_server):
+    server = start_server(real=True, backend="flaky-result")
+    typo = ws_call(server.ws_port, request("generate", session="t", prompt="rain", duration_s=1, backend="flakey"))[-1]
+    assert (typo["type"], typo["field"]) == ("error", "backend")
+    retry = ws_call(server.ws_port, request("generate", session="t", prompt="rain", duration_s=1))[-1]
+    assert retry["type"] == "done", retry
+    info = ws_call(server.ws_port, request("get_session", session="t"))[-1]["info"]
+    assert info["backend"] == "" and info["current_version"] == retry["version"]
 
 
 def test_video_cue_path_is_validated(start_server, tmp_path):

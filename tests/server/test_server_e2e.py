@@ -263,3 +263,82 @@ def test_video_cue_renders_a_new_session_version(start_server, tmp_path):
     assert done["manifest"]["anchor_s"] == 5.0 and done["version"] == 1
     info = ws_call(server.ws_port, request("get_session", session="foley"))[-1]["info"]
     assert "video cue flashes.mp4" in info["versions"][0]["instruction"]
+
+
+def test_sessions_folder_linked_outside_the_data_dir_is_refused_at_start(start_server, tmp_path):
+    """Stems are announced by their real paths and DAW scripts refuse paths outside stem_root
+    (the data dir): a sessions/ link elsewhere is refused at start, in one line, rather than
+    failing every job after its first stem was written."""
+    from engine.errors import InvalidInputError
+
+    data_dir, bigdisk = tmp_path / "data", tmp_path / "bigdisk"
+    data_dir.mkdir()
+    bigdisk.mkdir()
+    (data_dir / "sessions").symlink_to(bigdisk, target_is_directory=True)
+    with pytest.raises(InvalidInputError) as caught:
+        start_server(real=True, data_dir=data_dir, backend="counting")
+    assert caught.value.field == "data_dir" and "point the data dir there" in str(caught.value)
+    assert list(bigdisk.iterdir()) == []
+    # Pointing the data dir at the big disk itself is the supported way.
+    server = start_server(real=True, data_dir=bigdisk, backend="counting")
+    assert ws_call(server.ws_port, request("generate", session="s", prompt="a bell", duration_s=1.0))[-1]["type"] == "done"
+
+
+def test_a_taken_port_is_one_clear_error(start_server, tmp_path):
+    from engine.errors import InvalidInputError
+    from server.app import AudioAgentServer, ServerConfig
+
+    server = start_server()
+    for name, port in (("ws_port", server.ws_port), ("osc_port", server.osc_port)):
+        ports = {"ws_port": 0, "osc_port": 0, name: port}
+        config = ServerConfig(host="127.0.0.1", data_dir=tmp_path / name, **ports)
+        with pytest.raises(InvalidInputError) as caught:
+            AudioAgentServer(config).start()
+        assert caught.value.field == name and f":{port}" in str(caught.value)
+        assert "--" + name.replace("_", "-") in str(caught.value)
+    assert ping_ok(server)
+
+
+def test_server_with_llm_planner_plans_and_edits_through_the_model(start_server, monkeypatch):
+    """`serve --planner llm`: generate and free-text edits go to the OpenAI-compatible endpoint."""
+    from tests.fake_openai_server import FakeOpenAIServer
+
+    rain = {"id": "e1", "description": "Heavy rain on a tin roof", "start_s": 0.0, "end_s": 4.0, "target_lufs": -30.0}
+    door = {"id": "e2", "description": "A wooden door slams", "start_s": 1.0, "end_s": 2.0, "target_lufs": -18.0}
+    with FakeOpenAIServer() as fake:
+        for name, value in {"AUDIO_AGENT_LLM_BASE_URL": fake.base_url, "AUDIO_AGENT_LLM_API_KEY": "k",
+                            "AUDIO_AGENT_LLM_FALLBACK": "false", "AUDIO_AGENT_LLM_MAX_RETRIES": "0"}.items():
+            monkeypatch.setenv(name, value)
+        fake.add_json({"duration_s": 4.0, "events": [rain, door]})
+        fake.add_json({"duration_s": 4.0, "events": [rain, {**door, "description": "A heavy metal door slams"}]})
+        server = start_server(real=True, backend="counting", planner="llm", llm_model="scene-planner")
+        made = ws_call(server.ws_port, request("generate", session="llm", prompt="rain, a door", duration_s=4.0))
+        assert made[-1]["type"] == "done", made[-1]
+        assert [e["description"] for e in made[1]["events"]] == [rain["description"], door["description"]]
+        CountingGenerator.calls.clear()
+        edited = ws_call(server.ws_port, request("edit", session="llm", instruction="make the door metal"))
+        assert edited[-1]["type"] == "done", edited[-1]
+        assert edited[1]["diff"] == {"e1": "unchanged", "e2": "changed"}
+        assert CountingGenerator.calls == ["A heavy metal door slams"]
+        bodies = fake.chat_requests
+        assert [b["model"] for b in bodies] == ["scene-planner", "scene-planner"]
+        assert "make the door metal" in json.dumps(bodies[1]["messages"])
+        assert ws_call(server.ws_port, request("ping"))[-1]["planner"] == "llm"
+
+
+def test_server_honours_the_engine_settings(start_server, monkeypatch):
+    """README 'Settings' (env or config.toml) apply to DAW requests as they do to `render`."""
+    monkeypatch.setenv("AUDIO_AGENT_TARGET_LUFS", "-20")
+    monkeypatch.setenv("AUDIO_AGENT_SAMPLE_RATE", "44100")
+    monkeypatch.setenv("AUDIO_AGENT_MAX_DURATION_S", "30")
+    server = start_server(real=True, backend="counting")
+    messages = ws_call(server.ws_port, request("generate", session="cfg", prompt="a kettle whistling", duration_s=3.0))
+    done = messages[-1]
+    assert done["type"] == "done", done
+    assert done["manifest"]["sample_rate"] == 44100
+    for stem in stems_of(messages).values():
+        assert stem["target_lufs"] == -20.0
+        assert sf.info(stem["stem_path"]).samplerate == 44100
+        assert abs(measured_lufs(stem["stem_path"]) + 20.0) < 1.0
+    too_long = ws_call(server.ws_port, request("generate", session="cfg", prompt="rain", duration_s=60.0))[-1]
+    assert (too_long["type"], too_long["field"]) == ("error", "duration_s")

@@ -50,6 +50,12 @@ def test_generate_streams_accepted_plan_stems_done(start_server):
     ({"Host": "evil.example.com"}, 403),  # DNS rebinding: attacker's name resolving to 127.0.0.1
     ({"Host": "127.0.0.1", "Origin": "https://evil.example.com"}, 403),
     ({"Host": "127.0.0.1", "Origin": "null"}, 403),
+    ({"Host": "[::1]:8765", "Origin": "http://[::1]:3000"}, 101),
+    ({"Host": "LOCALHOST:8765", "Origin": "HTTP://LOCALHOST"}, 101),
+    ({"Host": "[::1"}, 403),  # unparseable: refused, not a 500
+    ({"Host": "127.0.0.1", "Origin": "http://[::1"}, 403),
+    ({"Host": "localhost.evil.example"}, 403),
+    ({"Host": "127.0.0.1", "Origin": "http://localhost.evil.example"}, 403),
 ])
 def test_host_and_origin_checks(start_server, headers, status):
     server = start_server()
@@ -172,3 +178,101 @@ def test_client_library_exit_codes_and_events_file(start_server, tmp_path):
     assert all(line.endswith("}") for line in lines)
     kinds = [json.loads(line)["type"] for line in lines]
     assert kinds[0] == "accepted" and kinds.count("done") == 1 and kinds.count("error") == 2
+
+
+def test_a_handshake_refused_after_the_token_check_leaves_no_auth_behind(start_server):
+    """The token check runs before websockets validates the upgrade; if the upgrade then fails,
+    nothing may remain that a later connection without a token could inherit."""
+    import gc
+    import time
+
+    server = start_server(token="s3cret")
+    lines = ["GET / HTTP/1.1", "Host: 127.0.0.1", "Upgrade: websocket", "Connection: Upgrade",
+             "Sec-WebSocket-Version: 13", "Authorization: Bearer s3cret"]  # no Sec-WebSocket-Key
+    with socket.create_connection(("127.0.0.1", server.ws_port), timeout=10) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        assert sock.recv(4096).split(b" ", 2)[1] == b"400"
+    deadline = time.monotonic() + 10  # the server tears the connection down on its own loop
+    while server.websocket._authed and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.02)
+    assert len(server.websocket._authed) == 0
+    reply = ws_call(server.ws_port, request("list_sessions", id="sneaky"))[-1]
+    assert (reply["type"], reply["code"]) == ("error", "unauthorized")
+
+
+def test_bound_to_another_loopback_address_with_a_token(tmp_path):
+    """127.0.0.2 is loopback too: Host must name it (or localhost), and the token still rules."""
+    from server.app import AudioAgentServer, ServerConfig
+    from tests.server.conftest import FakeManager
+
+    config = ServerConfig(host="127.0.0.2", ws_port=0, osc_port=0, data_dir=tmp_path, token="t0k")
+    with AudioAgentServer(config, manager=FakeManager(tmp_path)) as server:
+        url = f"ws://127.0.0.2:{server.ws_port}"
+
+        async def scenario():
+            async with connect(url, additional_headers={"Authorization": "Bearer t0k"}) as ws:
+                await ws.send(json.dumps(request("ping", id="in")))
+                pong = (await collect(ws))[-1]
+            async with connect(url) as ws:
+                await ws.send(json.dumps(request("ping", id="out")))
+                refused = (await collect(ws))[-1]
+            return pong, refused
+
+        pong, refused = asyncio.run(scenario())
+        assert (pong["type"], refused["code"]) == ("pong", "unauthorized")
+        for host, status in [(f"127.0.0.2:{server.ws_port}", 101), ("127.0.0.3", 403), ("rebind.example", 403)]:
+            key = base64.b64encode(os.urandom(16)).decode()
+            head = ["GET / HTTP/1.1", f"Host: {host}", "Upgrade: websocket", "Connection: Upgrade",
+                    f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
+            with socket.create_connection(("127.0.0.2", server.ws_port), timeout=10) as sock:
+                sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+                assert int(sock.recv(4096).split(b" ", 2)[1]) == status, host
+
+
+def test_without_a_token_a_connection_must_authenticate_first_and_soon(start_server):
+    server = start_server(token="s3cret")
+    server.websocket.auth_timeout_s = 0.3
+
+    async def scenario():
+        async with connect(f"ws://127.0.0.1:{server.ws_port}") as silent:
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(silent.recv(), 10)
+            silent_code = silent.close_code
+        async with connect(f"ws://127.0.0.1:{server.ws_port}") as garbled:
+            await garbled.send("{not json")
+            reply = json.loads(await asyncio.wait_for(garbled.recv(), 10))
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(garbled.recv(), 10)
+            return silent_code, reply, garbled.close_code
+
+    silent_code, reply, garbled_code = asyncio.run(scenario())
+    assert silent_code == 1008
+    assert (reply["code"], garbled_code) == ("bad_json", 1008)
+    pong = ws_call(server.ws_port, request("ping", id="ok"), headers={"Authorization": "Bearer s3cret"})[-1]
+    assert pong["type"] == "pong"
+
+
+def test_half_sent_handshakes_and_frames_do_not_hold_up_others(start_server):
+    """Slowloris-style peers (a handshake without its blank line, a frame header without its
+    payload) each wait on their own; everyone else is still served."""
+    server = start_server()
+    key = base64.b64encode(os.urandom(16)).decode()
+    upgrade = ("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n")
+    stalled = []
+    try:
+        for _ in range(20):
+            half = socket.create_connection(("127.0.0.1", server.ws_port), timeout=10)
+            half.sendall(upgrade.encode())  # never finished
+            stalled.append(half)
+        framed = socket.create_connection(("127.0.0.1", server.ws_port), timeout=10)
+        framed.sendall((upgrade + "\r\n").encode())
+        assert b" 101 " in framed.recv(4096)
+        framed.sendall(bytes([0x81, 0xFE, 0x10]))  # text frame, 16-bit length cut short, no mask/payload
+        stalled.append(framed)
+        assert ping_ok(server)
+    finally:
+        for sock in stalled:
+            sock.close()
+    assert ping_ok(server)
