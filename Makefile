@@ -1,6 +1,8 @@
 # Two front doors: `make demo` renders a scene on the embedded defaults, `make test` runs the suite.
-# Both create .venv on a fresh machine. torch is installed first, pinned to the CPU build, so that
-# resolving the project's dependencies never fetches a CUDA wheel.
+# Both create .venv on a fresh machine. torch is installed first, pinned (TORCH_SPEC), so that
+# resolving the project's dependencies never pulls another torch. Where pip sees a CPU build of
+# that release (a local wheel, or PyTorch's CPU index via PIP_EXTRA_INDEX_URL, see README) it takes
+# it; from PyPI alone, Linux gets the CUDA build.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin

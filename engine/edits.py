@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from engine.errors import InvalidInputError, NotFoundError
+from engine.errors import InvalidInputError, NotFoundError, PlanValidationError
 from engine.plan import DEFAULT_LIMITS, Event, Plan, PlanLimits, next_event_id, validate_plan
 
 EditOp = Literal["move", "set_loudness", "replace_text", "delete", "add"]
@@ -66,6 +66,13 @@ def _replace(plan: Plan, event_id: str, new: Event | None) -> Plan:
 def _moved(event: Event, edit: EventEdit, duration_s: float) -> Event:
     _require(edit.start_s, "start_s", "move")
     start_s = float(edit.start_s)  # type: ignore[arg-type]
+    if edit.end_s is None and not 0 <= start_s < duration_s:
+        # Said in the user's terms: validation would only complain about a zero-length event.
+        raise PlanValidationError(
+            f"start_s={start_s:g}: an event must start inside the scene, in [0, {duration_s:g}) s",
+            field="start_s",
+            value=start_s,
+        )
     if edit.end_s is not None:
         return event.model_copy(update={"start_s": start_s, "end_s": float(edit.end_s)})
     # Keep the length (so the stem is reused) unless it would run past the scene end.

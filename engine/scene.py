@@ -488,6 +488,7 @@ def render_scene(
             cancel.raise_if_cancelled()
         # A render from the cache counts as a hit: no generator call was made for it.
         finish(job.event.id, _render_one(job, out, cache_hit=job.event.id not in generated_ids))
+        job.raw = None  # the stem's samples are kept for the mix; the raw take is not needed
         report("render", (index + 1) / len(to_render))
     if not to_render:
         report("render", 1.0)

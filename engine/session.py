@@ -301,6 +301,10 @@ class SessionManager:
 
     # -- factories (one instance per name: models load once) ---------------------------------
 
+    def planner(self, name: str | None = None) -> Planner:
+        """The planner requests without an explicit choice use (the server's default)."""
+        return self._planner(name or "")
+
     def _planner(self, name: str) -> Planner:
         with self._factory_lock:
             if name not in self._planners:

@@ -237,13 +237,15 @@ class Dispatcher:
 
     def _prepare_video(self, request: Any) -> Any:
         path = check_video_path(request.video_path, max_bytes=self.config.max_video_bytes)
-        try:
-            from engine.video.cue import plan_from_video
-        except ImportError as error:
-            raise AudioAgentError(
-                f"video cues are not available in this build ({error})", field="video_path"
-            ) from None
-        result = plan_from_video(path, start_s=request.start_s, end_s=request.end_s, hint=request.hint)
+        from engine.video.cue import plan_from_video
+
+        # A server started with the LLM planner lets its (vision-capable) model name the hits;
+        # with the rule planner the offline onset planner answers.
+        default_planner = getattr(self.manager, "planner", None)
+        planner = default_planner() if callable(default_planner) else None
+        result = plan_from_video(
+            path, start_s=request.start_s, end_s=request.end_s, hint=request.hint, planner=planner
+        )
         prepare_plan = getattr(self.manager, "prepare_plan", None)
         if prepare_plan is None:
             raise AudioAgentError("this engine cannot render a given plan as a session version", field="video_path")

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
+import os
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from engine.errors import AudioAgentError, InvalidInputError
 
@@ -26,8 +28,17 @@ COMMAND_MODULES = [
 ]
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line too, like every other error (DAW scripts show stderr as is).
+
+    Subcommand parsers are made with the parent's class, so this covers all of them."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"audio-agent: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="audio-agent",
         description="Plan sound scenes as timed events and render each as a stem.",
     )
@@ -41,7 +52,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # inside the try: a reader that went away is handled below
+        return code
+    except BrokenPipeError:
+        # `audio-agent ... | head`: the reader closed the pipe. Stop quietly, like other tools,
+        # and point stdout at /dev/null so the interpreter's final flush cannot fail again.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+            pass
+        return 141  # 128 + SIGPIPE, what a shell reports for a killed writer
     except InvalidInputError as error:
         print(f"audio-agent: error: {error}", file=sys.stderr)
         return 2

@@ -63,6 +63,10 @@ _SCHEMA_LOCK = threading.Lock()
 
 # A plan whose last event ends this close to the scene end counts as reaching it.
 END_TOLERANCE_S = 0.05
+NOT_CONFIGURED = (
+    "no LLM endpoint configured: set AUDIO_AGENT_LLM_BASE_URL (or OPENAI_BASE_URL) for a local "
+    "or hosted OpenAI-compatible server, or OPENAI_API_KEY for OpenAI"
+)
 
 
 # What a bad answer can raise while being read: shown to the model once, then a fallback.
@@ -191,6 +195,9 @@ class LLMPlanner:
         ]
 
     def _answer(self, call: _Call, run_fallback: Any) -> PlanResult:
+        if self._client is None and not llm_configured(self.settings):
+            # Without an endpoint or a key the call can only fail (after retries): say why now.
+            return self._fall_back(NOT_CONFIGURED, call.notes, run_fallback)
         try:
             plan = self._plan_with_repair(call)
         except _Failure as failure:

@@ -1,17 +1,36 @@
 """Settings and client construction for the LLM planner (any OpenAI-compatible endpoint).
 
-Settings come from the environment (prefix AUDIO_AGENT_LLM_, plus the standard OPENAI_BASE_URL
-and OPENAI_API_KEY) or from keyword arguments. No key is ever written in code; a local server
-that needs no key gets a placeholder so the openai client accepts the call.
+Settings come from keyword arguments, then the environment (prefix AUDIO_AGENT_LLM_, plus the
+standard OPENAI_BASE_URL and OPENAI_API_KEY), then the ``[llm]`` table of the engine's TOML
+config file (engine.settings.config_file), e.g.::
+
+    [llm]
+    base_url = "http://127.0.0.1:8080/v1"
+    model = "qwen2.5-7b-instruct"
+
+No key is ever written in code; a local server that needs no key gets a placeholder so the
+openai client accepts the call.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from engine.settings import config_file
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package
+    import tomli as tomllib  # type: ignore[no-redef]
 
 Variant = Literal["loudness", "plain"]
 StructuredOutput = Literal["auto", "json_schema", "plain"]
@@ -53,6 +72,32 @@ class LLMSettings(BaseSettings):
     fallback: bool = True
     # A folder with your own planner_prompt.md / planner_prompt_loudness.md (default: presets/).
     prompt_dir: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Keyword arguments beat the environment, which beats the config file's [llm] table.
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        table = _config_table("llm")
+        if table:
+            sources.append(InitSettingsSource(settings_cls, init_kwargs=table))
+        return tuple(sources)
+
+
+def _config_table(name: str) -> dict[str, Any]:
+    """One table of the engine's config file ({} when there is no file or no such table)."""
+    path = config_file()
+    if path is None:
+        return {}
+    with path.open("rb") as handle:
+        table = tomllib.load(handle).get(name, {})
+    return table if isinstance(table, dict) else {}
 
 
 def llm_configured(settings: LLMSettings | None = None) -> bool:

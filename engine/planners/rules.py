@@ -274,10 +274,21 @@ def _parse_loudness(plan: Plan, text: str, planner: RulePlanner) -> EventEdit | 
         text,
         re.I,
     )
-    if not match:
+    # "turn down the rain", "bring up the thunder a bit": the particle comes first.
+    particle_first = re.match(
+        r"^(?:turn|bring)\s+(up|down)\s+(.+?)"
+        r"(?:\s+(?:much|a bit|slightly|a little|a touch|way|far|a lot|by\s+\d+(?:\.\d+)?\s*(?:db|lu)))?$",
+        text,
+        re.I,
+    )
+    if match:
+        reference, direction = match.group(1), match.group(2)
+    elif particle_first:
+        reference, direction = particle_first.group(2), particle_first.group(1)
+    else:
         return None
-    event = match_event(plan, match.group(1))
-    sign = 1.0 if match.group(2).lower() in ("louder", "up") else -1.0
+    event = match_event(plan, reference)
+    sign = 1.0 if direction.lower() in ("louder", "up") else -1.0
     current = event.target_lufs if event.target_lufs is not None else planner.base_lufs
     target = _clamp_lufs(current + sign * _step_lu(text))
     return EventEdit(op="set_loudness", event_id=event.id, target_lufs=target)

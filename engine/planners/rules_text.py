@@ -10,8 +10,12 @@ from dataclasses import dataclass
 
 # Connectives that put the next clause after the previous one.
 _SEQUENTIAL = r"followed by|and then|after that|afterwards|after which|then|before|after|;"
-# Connectives that make clauses sound together.
-_SIMULTANEOUS = r"along with|together with|accompanied by|while|as|with|amid|over|and"
+# Sequential connectives after which a bare verb continues the previous subject ("and then
+# idles"); after "followed by" a bare plural is a new source ("followed by footsteps").
+_SUBJECT_CARRIERS = frozenset({"then", "and then", "after that", "afterwards", "after which"})
+# Connectives that make clauses sound together. ("over" is not one: "flies over the city",
+# "walks over gravel" and "is knocked over" are far more common than "talks over music".)
+_SIMULTANEOUS = r"along with|together with|accompanied by|while|as|with|amid|and"
 
 _NUMBER = r"(\d+(?:\.\d+)?)"
 _UNIT = r"\s*(?:seconds?|secs?|s)\b"
@@ -52,7 +56,27 @@ _ONE_SHOT = re.compile(
 )
 
 _SUBJECT_START = re.compile(r"^(?:a|an|the|someone|somebody|he|she|they|people|man|woman)\b", re.I)
-_ARTICLE_START = re.compile(r"^(?:a|an|the|some|several|many|two|three|his|her|their)\b", re.I)
+_ARTICLE_START = re.compile(
+    r"^(?:a|an|the|some|several|many|two|three|his|her|their|its|this|these|those|my|our|your)\b",
+    re.I,
+)
+# Words that can follow a verb with no subject of its own ("... and drives away", "... and
+# closes the door"); a part whose second word is anything else reads as "<noun> <verb>"
+# ("... and leaves rustle", "... and its hatch opens").
+_VERB_FOLLOWERS = frozenset(
+    "a an the some his her its their my our your it them him me us this that "
+    "away off down up out in into inside outside back on onto around by past over through "
+    "across along toward towards to at with from for under behind forward home nearby "
+    "again twice once repeatedly shut open closed apart upstairs downstairs".split()
+)
+# Plural nouns common in scene prompts that also end in -s: never read as a subjectless verb
+# ("a door opens then footsteps" is two sources, not "a door footsteps").
+_PLURAL_SOURCES = frozenset(
+    "footsteps steps screams cheers whispers voices shots gunshots explosions sirens bells "
+    "drums waves birds dogs cats cars horns claps knocks clicks beeps chimes sparks crickets "
+    "insects leaves drops drips raindrops bubbles thuds bangs hooves wings gulls frogs "
+    "engines trucks trains keys coins dishes glasses plates doors windows guns kids children".split()
+)
 
 
 @dataclass(frozen=True)
@@ -91,8 +115,16 @@ def extract_time(text: str) -> tuple[TimeSpec, str]:
     return TimeSpec(start_s, length_s, end_s), text
 
 
+# "in a quiet room", "into a quiet campsite": the word describes the place, not the sound.
+_QUIET_SETTING = re.compile(
+    r"\b(?:in|into|at|inside|through|across|near|on|over)\s+(?:a|an|the)\s+(?:very\s+)?quiet\b",
+    re.I,
+)
+
+
 def loudness_offset_lu(text: str) -> float:
     """LU offset from loudness words: quieter -8, louder +6, doubled-ish by 'very'."""
+    text = _QUIET_SETTING.sub(" ", text)
     scale = 1.5 if _VERY.search(text) else 1.0
     if _QUIETER.search(text):
         return -8.0 * scale
@@ -126,7 +158,9 @@ def make_clause(raw: str) -> Clause | None:
 
 def _split_keep(pattern: str, text: str) -> list[tuple[str, str]]:
     """Split on connectives; return (connective before the part, part) pairs."""
-    regex = re.compile(rf"\s*(?:,\s*)?\b({pattern})\b\s*|\s*(;)\s*", re.I)
+    # \x01 joins the words of a protected time expression ("between\x012\x01and\x015 s"), so it
+    # counts as part of a word here: connectives inside a time are not split on.
+    regex = re.compile(rf"\s*(?:,\s*)?(?<![\w\x01])({pattern})(?![\w\x01])\s*|\s*(;)\s*", re.I)
     parts: list[tuple[str, str]] = []
     last_end, connective = 0, ""
     for match in regex.finditer(text):
@@ -137,15 +171,37 @@ def _split_keep(pattern: str, text: str) -> list[tuple[str, str]]:
     return [(c, p) for c, p in parts if p.strip()]
 
 
+def _words(text: str) -> list[str]:
+    return [w for w in re.split(r"[\s\x01]+", text.strip().lower().strip(" ,.;:!?")) if w]
+
+
+def _verb_led(part: str) -> bool:
+    """'drives away', 'closes the door', 'sneezes': a verb whose subject came earlier."""
+    words = _words(part)
+    if not words:
+        return False
+    first = words[0]
+    if _ARTICLE_START.match(first) or first in _PLURAL_SOURCES or first in _VERB_FOLLOWERS:
+        return False
+    if not first.endswith("s") or first.endswith("ss"):
+        return False
+    if len(words) == 1:
+        return True
+    second = words[1]
+    return second in _VERB_FOLLOWERS or second.endswith("ly")
+
+
+def _gerund_led(part: str) -> bool:
+    """'talking', 'laughing loudly': an -ing verb whose subject came earlier."""
+    words = _words(part)
+    return bool(words) and words[0].endswith("ing") and (
+        len(words) == 1 or words[1] in _VERB_FOLLOWERS or words[1].endswith("ly")
+    )
+
+
 def _is_verb_continuation(part: str, previous: str) -> bool:
     """'A man enters his car and drives away': the part after 'and' continues the same subject."""
-    words = part.strip().split()
-    if not words or not _SUBJECT_START.match(previous.strip()):
-        return False
-    first = words[0].lower()
-    next_word = words[1].lower() if len(words) > 1 else ""
-    looks_verb = first.endswith("s") and not first.endswith("ss") and not next_word.endswith("ing")
-    return looks_verb and not _ARTICLE_START.match(first)
+    return bool(_SUBJECT_START.match(previous.strip())) and _verb_led(part)
 
 
 def _looks_like_clause(piece: str) -> bool:
@@ -170,6 +226,8 @@ def split_scene(prompt: str) -> list[list[str]]:
         text = f"{first} then {second}" if lead.group(1).lower() == "after" else f"{second} then {first}"
     groups: list[list[str]] = []
     for connective, part in _split_keep(_SEQUENTIAL, _protect_times(text)):
+        if connective in _SUBJECT_CARRIERS:
+            part = _carry_subject(part, groups)
         group = _split_simultaneous(part)
         if connective == "after" and groups:
             # "A after B": B happens first.
@@ -186,18 +244,41 @@ def split_scene(prompt: str) -> list[list[str]]:
 def _split_simultaneous(part: str) -> list[str]:
     clauses: list[str] = []
     for connective, piece in _split_keep(_SIMULTANEOUS, part):
-        if connective == "and" and clauses and _is_verb_continuation(piece, clauses[-1]):
-            clauses.append(f"{_subject(clauses[-1])} {piece.strip()}\x00seq")
+        previous = clauses[-1] if clauses else ""
+        if connective == "and" and previous and _is_verb_continuation(piece, previous):
+            clauses.append(f"{_subject(previous)} {piece.strip()}\x00seq")
+        elif connective == "and" and previous and _continues_texture(piece, previous):
+            # "Fire crackles and pops", "a man answering and talking": one source, one event.
+            clauses[-1] = f"{previous.strip()} and {piece.strip()}"
         else:
             clauses.append(piece)
     return clauses
+
+
+def _continues_texture(piece: str, previous: str) -> bool:
+    if previous.endswith("\x00seq") or "," in previous:
+        return False
+    if _gerund_led(piece):
+        return any(w.endswith("ing") for w in _words(previous)[1:])
+    return _verb_led(piece) and _looks_like_clause(previous)
+
+
+def _carry_subject(part: str, groups: list[list[str]]) -> str:
+    """'An engine revs and then idles': the part after 'then' gets the earlier subject."""
+    earlier = [clause for group in groups for clause in group if clause.strip()]
+    if not earlier or not _verb_led(part):
+        return part
+    previous = earlier[-1].replace("\x00seq", "").split(",")[-1].strip()
+    if not previous or not (_SUBJECT_START.match(previous) or _looks_like_clause(previous)):
+        return part
+    return f"{_subject(previous)} {part.strip()}"
 
 
 def _split_commas(group: list[str]) -> list[list[str]]:
     """Within a group, a comma-separated run of clauses becomes consecutive groups."""
     out: list[list[str]] = [[]]
     for clause in group:
-        pieces = [p for p in re.split(r"\s*,\s*", clause) if p.strip()]
+        pieces = _attach_modifiers([p for p in re.split(r"\s*,\s*", clause) if p.strip()])
         if not pieces:
             continue
         if not all(_looks_like_clause(p) for p in pieces):
@@ -221,6 +302,18 @@ def _split_commas(group: list[str]) -> list[list[str]]:
         if current:
             final.append(current)
     return final
+
+
+def _attach_modifiers(pieces: list[str]) -> list[str]:
+    """'water drips, continuous': a piece of only bed or loudness words qualifies its neighbour."""
+    out: list[str] = []
+    for piece in pieces:
+        bare = _VERY.sub(" ", _LOUDER.sub(" ", _QUIETER.sub(" ", _BED.sub(" ", piece))))
+        if out and not re.search(r"[A-Za-z]", re.sub(r"\b(?:and|but)\b", " ", bare, flags=re.I)):
+            out[-1] = f"{out[-1]}, {piece.strip()}"
+        else:
+            out.append(piece)
+    return out
 
 
 # Time expressions contain words like "after"/"and" that must not be read as connectives.

@@ -70,3 +70,11 @@ def test_bad_edits_name_the_field() -> None:
     with pytest.raises(PlanValidationError, match="at least one event"):
         apply_edit(apply_edit(PLAN, EventEdit(op="delete", event_id="e1")),
                    EventEdit(op="delete", event_id="e2"))
+
+
+@pytest.mark.parametrize("start_s", [10.0, 12.0, -2.0])
+def test_move_outside_the_scene_says_so_in_terms_of_start(start_s: float) -> None:
+    with pytest.raises(PlanValidationError) as info:
+        apply_edit(PLAN, EventEdit(op="move", event_id="e2", start_s=start_s))
+    assert info.value.field == "start_s"
+    assert f"start_s={start_s:g}" in str(info.value) and "[0, 10)" in str(info.value)

@@ -60,6 +60,21 @@ def test_settings_read_our_prefix_first_then_the_openai_variables(clean_env):
     assert "sk-openai" not in repr(settings)  # keys never end up in logs
 
 
+def test_settings_come_from_the_config_file_llm_table_under_the_environment(clean_env, tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text('target_lufs = -20.0\n[llm]\nbase_url = "http://from-file/v1"\n'
+                      'model = "file-model"\ntimeout_s = 5\nmax_retries = 1\n')
+    clean_env.setenv("AUDIO_AGENT_CONFIG", str(config))
+    settings = LLMSettings()
+    assert (settings.base_url, settings.model, settings.timeout_s, settings.max_retries) == (
+        "http://from-file/v1", "file-model", 5.0, 1)
+    assert llm_configured()
+    clean_env.setenv("AUDIO_AGENT_LLM_MODEL", "env-model")
+    assert LLMSettings().model == "env-model"  # the environment beats the file
+    assert LLMSettings(model="kw-model").model == "kw-model"  # ... and arguments beat both
+    assert create_planner("llm", model="cli-model").settings.base_url == "http://from-file/v1"
+
+
 def test_a_base_url_alone_counts_as_configured_and_gets_a_placeholder_key():
     settings = LLMSettings(base_url="http://127.0.0.1:9/v1")
     assert llm_configured(settings)
@@ -84,6 +99,20 @@ def test_create_planner_passes_the_cli_model_and_env_variant(clean_env):
     assert LLMPlanner(variant="loudness").variant == "loudness"
     with pytest.raises(InvalidInputError, match="variant='loud'"):
         LLMPlanner(variant="loud")  # type: ignore[arg-type]
+
+
+def test_no_endpoint_configured_says_so_at_once_instead_of_calling(clean_env, tmp_path):
+    from engine.errors import PlannerError
+
+    empty = tmp_path / "config.toml"
+    empty.write_text("")
+    clean_env.setenv("AUDIO_AGENT_CONFIG", str(empty))
+    with pytest.raises(PlannerError, match="no LLM endpoint configured") as info:
+        LLMPlanner(fallback=False).plan("rain", duration_s=4.0)
+    assert "OPENAI_BASE_URL" in str(info.value)
+    result = create_planner("llm").plan("rain then thunder", duration_s=4.0)
+    assert result.fell_back and result.planner == "rules"
+    assert any("no LLM endpoint configured" in note for note in result.notes)
 
 
 def test_empty_prompt_and_bad_duration_fail_before_any_call():

@@ -165,6 +165,23 @@ def test_true_peak_sees_intersample_peaks():
     assert render.true_peak_dbtp(wave, SR) == pytest.approx(0.0, abs=0.3)
 
 
+def test_true_peak_and_limiter_work_block_by_block_with_the_same_result(monkeypatch):
+    # Long beds are oversampled a block at a time (memory); blocks much smaller than the clip,
+    # with the loudest intersample peak right at a block seam, must give the same figures.
+    clip = noise(0.5, channels=2, scale=0.2, seed=3)
+    seam = 4000
+    clip[:, seam - 2 : seam + 2] = np.array([0.9, -0.9, 0.9, -0.9], dtype=np.float32)
+    whole_peak = render.true_peak_dbtp(clip, SR)
+    whole_limited = render.limit_true_peak(clip * 2.0, sample_rate=SR)
+    assert render.TRUE_PEAK_BLOCK_FRAMES > clip.shape[1]  # the above ran as one block
+    monkeypatch.setattr(render, "TRUE_PEAK_BLOCK_FRAMES", seam)
+    assert render.true_peak_dbtp(clip, SR) == pytest.approx(whole_peak, abs=1e-5)
+    assert whole_peak == pytest.approx(true_peak_ref(clip), abs=0.3)
+    blocked_limited = render.limit_true_peak(clip * 2.0, sample_rate=SR)
+    np.testing.assert_allclose(blocked_limited, whole_limited, atol=1e-6)
+    assert true_peak_ref(blocked_limited) <= -1.0
+
+
 def test_limiter_leaves_quiet_audio_alone():
     quiet = noise(1.0, scale=0.01)
     np.testing.assert_array_equal(render.limit_true_peak(quiet, sample_rate=SR), quiet)

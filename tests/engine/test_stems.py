@@ -159,3 +159,24 @@ def test_mono_vector_is_accepted(tmp_path):
     path = stems.write_stem(tmp_path / "m.wav", np.zeros(100, dtype=np.float32), sample_rate=SR)
     assert sf.info(path).channels == 1
     assert stems.read_bext(path)["coding_history"].startswith("A=PCM,F=48000,W=24,M=mono")
+
+
+@pytest.mark.parametrize("subtype", ["PCM_24", "FLOAT"])
+def test_a_third_party_bwf_reader_sees_the_time_reference(tmp_path, subtype):
+    # FFmpeg's WAV demuxer (through PyAV) parses bext the way DAW importers do: this checks the
+    # chunk is found and decoded by code that is not ours, for both sample formats.
+    av = pytest.importorskip("av")
+    reference = 12 * SR + 345  # 12.0072 s on the timeline
+    path = stems.write_stem(
+        tmp_path / "spot.wav", audio(frames=2400), sample_rate=SR, subtype=subtype,
+        time_reference_samples=reference, description="A door slams",
+    )
+    with av.open(str(path)) as container:
+        metadata = dict(container.metadata)
+        stream = container.streams.audio[0]
+        assert (stream.sample_rate, stream.channels) == (SR, 2)
+        frames = sum(frame.samples for frame in container.decode(stream))
+    assert int(metadata["time_reference"]) == reference
+    assert metadata["comment"] == "A door slams"
+    assert metadata["encoded_by"] == "Audio-Agent"
+    assert frames == 2400

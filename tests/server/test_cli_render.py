@@ -335,3 +335,74 @@ def test_new_anchor_in_same_folder_writes_correctly_stamped_stems(tmp_path, caps
     assert stamp == round((4 + second.start_s) * 48000)
     assert read_bext(first.stem_path)["time_reference_samples"] == round(first.start_s * 48000)
     capsys.readouterr()
+
+
+# -- packaging ------------------------------------------------------------------------------
+
+
+def test_a_regular_install_ships_presets_and_daw_scripts(tmp_path):
+    """A wheel (what a non-editable `pip install .` installs) carries presets/ and daw_scripts/
+    at the place the code looks for them: beside engine/ and server/ in site-packages."""
+    import shutil
+    import zipfile
+
+    pytest.importorskip("setuptools", minversion="70.1")  # builds wheels without `wheel`
+    from engine.planners.llm_prompt import PRESETS_DIR, PROMPT_FILES
+    from server.commands.install_daw import SCRIPTS_ROOT
+
+    root = Path(__file__).resolve().parents[2]
+    assert (PRESETS_DIR.parent, SCRIPTS_ROOT.parent) == (root, root)  # where the code looks
+    source = tmp_path / "src"
+    source.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, source / name)
+    for name in ("engine", "server", "presets", "daw_scripts"):
+        shutil.copytree(root / name, source / name, ignore=ignore)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+         "--no-index", "-w", str(tmp_path / "dist"), str(source)],
+        capture_output=True, text=True, timeout=240,
+    )
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("audio_agent-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for variant_file in PROMPT_FILES.values():
+        assert f"presets/{variant_file}" in names
+    for data_file in ("presets/models.toml", "presets/vta.toml"):
+        assert data_file in names
+    scripts = [p for p in SCRIPTS_ROOT.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    assert scripts
+    for path in scripts:
+        assert path.relative_to(root).as_posix() in names
+
+
+def test_a_reader_that_closes_the_pipe_gets_no_traceback(tmp_path):
+    # `audio-agent plan ... | head -1`: stdout's reader is gone before the plan is written.
+    script = Path(sys.executable).parent / "audio-agent"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "server.cli"]
+    process = subprocess.Popen(
+        [*command, "plan", "rain then a door slams", "--duration", "5"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    process.stderr.close()
+    assert process.wait(timeout=120) == 141
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["render", "rain", "--duration", "abc", "--out", "x"], ["render", "rain", "--out", "x"],
+     ["plan", "rain"], ["no-such-command"]],
+)
+def test_usage_errors_are_one_line_too(capsys, argv):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    captured = capsys.readouterr()
+    assert info.value.code == 2 and captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("audio-agent: error: "), captured.err
+    assert "--help" in lines[0]

@@ -342,3 +342,28 @@ def test_server_honours_the_engine_settings(start_server, monkeypatch):
         assert abs(measured_lufs(stem["stem_path"]) + 20.0) < 1.0
     too_long = ws_call(server.ws_port, request("generate", session="cfg", prompt="rain", duration_s=60.0))[-1]
     assert (too_long["type"], too_long["field"]) == ("error", "duration_s")
+
+
+def test_server_with_llm_planner_spots_video_cues_with_the_vision_model(start_server, tmp_path, monkeypatch):
+    """`serve --planner llm`: a video_cue sends keyframes to the model, whose hits land on onsets."""
+    from tests.fake_openai_server import FakeOpenAIServer
+
+    synth = pytest.importorskip("tests.engine.video.synth")
+    video, times = synth.flashes(tmp_path / "flashes.mp4", [0.5, 1.3, 2.2])
+    with FakeOpenAIServer() as fake:
+        for name, value in {"AUDIO_AGENT_LLM_BASE_URL": fake.base_url, "AUDIO_AGENT_LLM_API_KEY": "k",
+                            "AUDIO_AGENT_LLM_MAX_RETRIES": "0"}.items():
+            monkeypatch.setenv(name, value)
+        fake.add_json({"hits": [{"time_s": 0.52, "description": "A glass shatters"},
+                                {"time_s": 1.28, "description": "A glass shatters"}]})
+        server = start_server(real=True, backend="counting", planner="llm", llm_model="vision-model")
+        messages = ws_call(server.ws_port, request("video_cue", session="foley-llm", video_path=str(video),
+                                                   start_s=0.0, end_s=3.0, anchor_s=0.0), timeout_s=60)
+        assert messages[-1]["type"] == "done", messages[-1]
+        plan = next(m for m in messages if m["type"] == "plan")
+        assert [e["description"] for e in plan["events"]] == ["A glass shatters", "A glass shatters"]
+        # Each hit sits on a detected flash, not on the model's rough time.
+        starts = sorted(e["start_s"] for e in plan["events"])
+        assert all(min(abs(s - t) for t in times[:2]) <= 0.1 for s in starts)
+        sent = json.dumps(fake.chat_requests[0]["messages"])
+        assert '"image_url"' in sent and fake.chat_requests[0]["model"] == "vision-model"
