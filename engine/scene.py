@@ -231,15 +231,7 @@ def _generate(
     unique: dict[str, GenerationRequest] = {}
     for job in jobs:
         unique.setdefault(job.key, job.request)
-    try:
-        results = list(generator.generate(list(unique.values()), progress=progress, cancel=cancel))
-    except CancelledError:
-        raise
-    except Exception as error:  # a backend crash costs these events, not the whole scene
-        return {job.event.id: f"{type(error).__name__}: {error}" for job in jobs}
-    if len(results) != len(unique):
-        message = f"generator returned {len(results)} results for {len(unique)} requests"
-        return {job.event.id: message for job in jobs}
+    results = _generate_isolating_failures(generator, list(unique.values()), progress, cancel)
     by_key = dict(zip(unique, results))
     errors: dict[str, str] = {}
     for job in jobs:
@@ -253,6 +245,49 @@ def _generate(
             errors[job.event.id] = str(error)
     progress("generate", 1.0)
     return errors
+
+
+def _call_generator(
+    generator: Generator,
+    requests: Sequence[GenerationRequest],
+    progress: ProgressFn,
+    cancel: CancelToken | None,
+) -> list[GenerationResult] | str:
+    """One generator call: its results, or why the whole call broke (a crash, a wrong count)."""
+    try:
+        results = list(generator.generate(requests, progress=progress, cancel=cancel))
+    except CancelledError:
+        raise
+    except Exception as error:  # a backend crash costs these events, not the whole scene
+        return f"{type(error).__name__}: {error}"
+    if len(results) != len(requests):
+        return f"generator returned {len(results)} results for {len(requests)} requests"
+    return results
+
+
+def _generate_isolating_failures(
+    generator: Generator,
+    requests: Sequence[GenerationRequest],
+    progress: ProgressFn,
+    cancel: CancelToken | None,
+) -> list[GenerationResult]:
+    """All requests in one batched call; if that call breaks as a whole, each request again
+    alone, so the event that breaks the backend fails alone and the others still get stems.
+    (Per-request errors a backend reports itself are final: it already isolated them.)"""
+    results = _call_generator(generator, requests, progress, cancel)
+    if not isinstance(results, str):
+        return results
+    if len(requests) == 1:
+        return [GenerationResult(error=results)]
+    total = len(requests)
+    retried: list[GenerationResult] = []
+    for index, request in enumerate(requests):
+        def report(stage: str, fraction: float, index: int = index) -> None:
+            progress(stage, (index + min(max(fraction, 0.0), 1.0)) / total)
+
+        single = _call_generator(generator, [request], report, cancel)
+        retried.append(GenerationResult(error=single) if isinstance(single, str) else single[0])
+    return retried
 
 
 @dataclass(frozen=True)

@@ -788,6 +788,7 @@ function Run:apply_change(stem, change)
         self:replace_source(item, stem) -- a new length means a new file
       end
       self:move_item(item, stem)
+      self:regain_item(item, stem) -- a move may carry a loudness change too (shifts by the delta)
     elseif change == "regained" then
       self:regain_item(item, stem)
     end

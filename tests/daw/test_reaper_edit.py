@@ -216,3 +216,24 @@ def test_a_failed_run_puts_the_projects_event_records_back(reaper, client, scrip
     client.send({"type": "error", "id": "r2", "code": "planner_failed", "message": "no plan", "field": None})
     reaper.run_deferred()
     assert reaper.proj_ext == ext_before  # a later edit must not start from numbers never applied
+
+
+def test_a_move_that_also_changes_loudness_shifts_position_and_volume(reaper, client, scripts_dir, scene):
+    """An LLM edit can move an event and change its loudness at once: the diff says 'moved',
+    and the item must get both the new position and the gain change (kept relative)."""
+    session = scene["session"]
+    items = reaper.items_of_session(session)
+    items["door"].values["D_VOL"] *= 10 ** (-1 / 20)  # the user's own -1 dB trim
+    before_vol = items["door"].values["D_VOL"]
+    reaper.user_inputs.append((True, "door a second later and 4 dB louder"))
+    reaper.run_script(EDIT, scripts_dir)
+    client.send({"type": "plan", "id": "r2", "job": "j2", "session": session, "version": 2, "duration_s": 12.0,
+                 "events": [], "diff": {"door": "moved"}})
+    door = {**scene["stems"]["door"], "start_s": 5.5, "end_s": 7.0, "gain_db": 6.5, "change": "moved",
+            "cache_hit": True}
+    client.send(door)
+    client.send(done(list({**scene["stems"], "door": door}.values()), version=2))
+    reaper.run_deferred()
+    after = reaper.items_of_session(session)["door"]
+    assert math.isclose(after.values["D_POSITION"], 10.0 + 5.5)
+    assert math.isclose(after.values["D_VOL"], before_vol * 10 ** (4 / 20))

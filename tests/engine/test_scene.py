@@ -266,6 +266,28 @@ def test_generator_crash_fails_its_events_not_the_call(tmp_path):
     assert "CUDA out of memory" in manifest.failed[0].error
 
 
+def test_a_batch_crash_caused_by_one_event_fails_only_that_event(tmp_path):
+    """The backend raises for the whole batch when one prompt breaks it: each request is tried
+    alone, the culprit fails alone, the other events still get their stems."""
+
+    class CrashesOnDoor(FakeGenerator):
+        def generate(self, requests, *, progress=None, cancel=None):
+            if any("door" in request.description for request in requests):
+                self.calls.append(list(requests))
+                raise GeneratorError("tensor shape mismatch")
+            return super().generate(requests, progress=progress, cancel=cancel)
+
+    generator = CrashesOnDoor()
+    manifest = render_scene(demo_plan(), generator=generator, out_dir=tmp_path)
+    door = [e.id for e in demo_plan().events if "door" in e.description]
+    assert [f.id for f in manifest.failed] == door
+    assert "tensor shape mismatch" in manifest.failed[0].error
+    assert {e.id for e in manifest.events} == {e.id for e in demo_plan().events} - set(door)
+    assert all(Path(e.stem_path).is_file() for e in manifest.events)
+    # One batched call, then one call per request.
+    assert [len(batch) for batch in generator.calls] == [3, 1, 1, 1]
+
+
 def test_cancel_between_events_leaves_no_manifest(tmp_path):
     token = CancelToken()
 

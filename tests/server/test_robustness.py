@@ -222,6 +222,22 @@ def test_generator_raising_mid_batch_keeps_reused_stems(start_server):
     assert ping_ok(server)
 
 
+def test_generator_raising_mid_batch_still_delivers_the_other_new_stems(start_server):
+    """A fresh generate where the whole batch raises because of one prompt: the engine retries
+    each event alone, so the other events are rendered and delivered, one message each."""
+    server = start_server(real=True, backend="flaky-raise")
+    messages = ws_call(server.ws_port, request("generate", session="m", prompt="rain, followed by a bomb about to explode",
+                                               duration_s=4))
+    done = messages[-1]
+    assert done["type"] == "done", done
+    delivered = [m for m in messages if m["type"] == "stem_ready"]
+    assert [m["description"] for m in delivered] == ["Rain"]
+    assert not delivered[0]["cache_hit"]
+    assert [f["description"] for f in done["manifest"]["failed"]] == ["A bomb about to explode"]
+    assert "backend crashed mid-batch" in done["manifest"]["failed"][0]["error"]
+    assert ping_ok(server)
+
+
 def test_cancel_mid_render(start_server, tmp_path):
     manager = FakeManager(tmp_path / "data")
     manager.stem_delay_s = 0.3
