@@ -92,10 +92,15 @@ def default_session_manager(config: ServerConfig) -> Any:
 
     def planner_factory(name: str | None) -> Any:
         key = name or config.planner
+        rules = create_planner("rules", base_lufs=settings.target_lufs)
         if key == "rules":
-            return create_planner(key, base_lufs=settings.target_lufs)
-        if key == "llm" and config.llm_model:
-            return create_planner(key, model=config.llm_model)
+            return rules
+        if key == "llm":
+            # Its fallback plans at the server's loudness target, like `--planner rules` would.
+            options: dict[str, Any] = {"fallback": rules}
+            if config.llm_model:
+                options["model"] = config.llm_model
+            return create_planner(key, **options)
         return create_planner(key)
 
     max_bytes = int(config.cache_max_mb * 1024 * 1024) if config.cache_max_mb else None

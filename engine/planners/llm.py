@@ -113,8 +113,8 @@ class LLMPlanner:
         client: Any = None,
     ) -> None:
         """``model`` overrides settings.model; ``variant`` overrides settings.variant
-        ("loudness" by default); ``fallback`` is a planner to use on failure, False for none,
-        or None for the rule planner when settings.fallback is on. ``client`` is an openai
+        ("loudness" by default); ``fallback`` is the planner to use on failure (None: the rule
+        planner), False for none; settings.fallback still switches falling back on or off. ``client`` is an openai
         client to reuse (built from settings when omitted)."""
         settings = settings or LLMSettings()
         if model:
@@ -325,7 +325,9 @@ class LLMPlanner:
     # ----------------------------------------------------------------- fallback
     def _fallback_planner(self) -> Planner | None:
         option = self._fallback_option
-        if option is False or (option is None and not self.settings.fallback):
+        # A planner given by the caller says which fallback to use, not whether: the user's
+        # fallback setting still decides that (True forces one on).
+        if option is False or (option is not True and not self.settings.fallback):
             return None
         if option is None or option is True:
             from engine.planners.rules import RulePlanner

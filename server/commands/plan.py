@@ -76,14 +76,19 @@ def _reseed(result: PlanResult, seed: int) -> PlanResult:
 
 def make_plan(args: argparse.Namespace, settings: EngineSettings) -> PlanResult:
     prompt = check_planning_args(args, settings)
-    if settings.planner == "rules":
-        planner = create_planner("rules", base_lufs=settings.target_lufs, seed=args.seed)
-    elif settings.planner == "llm" and args.llm_model:
-        planner = create_planner("llm", model=args.llm_model)
+    rules = create_planner("rules", base_lufs=settings.target_lufs, seed=args.seed)
+    if settings.planner == "llm":
+        # The fallback answers with the same loudness target and seed salt as `--planner rules`.
+        options: dict[str, object] = {"fallback": rules}
+        if args.llm_model:
+            options["model"] = args.llm_model
+        planner = create_planner("llm", **options)
+    elif settings.planner == "rules":
+        planner = rules
     else:
         planner = create_planner(settings.planner)
     result = planner.plan(prompt, duration_s=args.duration, limits=settings.limits())
-    if settings.planner != "rules" and args.seed:
+    if result.planner != "rules" and args.seed:
         result = _reseed(result, args.seed)
     return result
 

@@ -486,3 +486,19 @@ def test_a_custom_prompt_dir_replaces_the_presets(server, tmp_path):
     make_planner(server, variant="plain", prompt_dir=tmp_path).plan("rain", duration_s=10.0)
     assert system_prompt(server.chat_requests[0]).startswith("Custom plain planner.")
     assert "At most 3 at once." in system_prompt(server.chat_requests[0])
+
+
+def test_a_given_fallback_planner_still_obeys_the_fallback_setting(server):
+    """A caller-supplied fallback says which planner answers, not whether: with the user's
+    fallback setting off, the failure is an error."""
+    from engine.planners.rules import RulePlanner
+
+    server.add_error(500, "down")
+    settings = LLMSettings(base_url=server.base_url, api_key="k", model="m", max_retries=0,
+                           fallback=False)
+    with pytest.raises(PlannerError):
+        LLMPlanner(settings=settings, fallback=RulePlanner()).plan("rain", duration_s=10.0)
+    server.add_error(500, "down")
+    result = make_planner(server, max_retries=0, fallback=RulePlanner(base_lufs=-18.0)).plan(
+        "a dog barks", duration_s=5.0)
+    assert result.fell_back and result.plan.events[0].target_lufs == -18.0

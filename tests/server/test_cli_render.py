@@ -278,14 +278,20 @@ def test_llm_model_is_passed_to_the_llm_planner(monkeypatch, capsys):
 
     seen = {}
 
+    class StandIn(RulePlanner):
+        name = "llm"  # answers like an LLM planner would, so --seed offsets its seeds
+
     def fake_create(name, **options):
         seen[name] = options
-        return RulePlanner()
+        return RulePlanner(**options) if name == "rules" else StandIn()
 
     monkeypatch.setattr(plan_command, "create_planner", fake_create)
     assert main(["plan", "a kettle whistles", "--duration", "5", "--planner", "llm",
-                 "--llm-model", "qwen2.5-7b-instruct", "--seed", "7"]) == 0
-    assert seen == {"llm": {"model": "qwen2.5-7b-instruct"}}
+                 "--llm-model", "qwen2.5-7b-instruct", "--seed", "7", "--target-lufs", "-18"]) == 0
+    assert seen["llm"]["model"] == "qwen2.5-7b-instruct"
+    # The fallback carries the CLI's loudness target and seed salt.
+    fallback = seen["llm"]["fallback"]
+    assert (fallback.base_lufs, fallback.seed) == (-18.0, 7)
     plan = json.loads(capsys.readouterr().out)
     # --seed offsets the LLM plan's seeds (the rule planner salts its own instead).
     assert plan["events"][0]["seed"] == (RulePlanner().plan("a kettle whistles", duration_s=5)
