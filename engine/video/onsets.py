@@ -47,6 +47,7 @@ class OnsetOptions:
     floor: float = 0.005  # smallest novelty that counts, in mean |grey diff| (0..1)
     cut_threshold: float = 0.35  # half L1 histogram distance (0..1)
     cut_persist_s: float = 0.2  # a cut's new histogram must still hold this much later
+    flash_max_s: float = 0.15  # a change that reverts within this (lightning, muzzle flash) is no cut
     span_floor: float = 0.006  # smoothed motion energy that counts as "moving"
     min_span_s: float = 0.5
 
@@ -100,23 +101,36 @@ def detect_cuts(
 ) -> list[int]:
     """Frame indices that start a new shot.
 
-    Frame i starts a shot when it differs from frame i-1 and the mean histogram of the
-    cut_persist_s after it differs from the mean of the cut_persist_s before it; a flash
-    changes one frame and leaves both windows alike.
+    Frame i starts a shot when it differs from frame i-1 and the picture has settled into
+    something new: the mean histogram of cut_persist_s starting flash_max_s after i differs
+    from that of cut_persist_s ending flash_max_s before i. Skipping flash_max_s either side
+    means a flash of a few frames (lightning, a muzzle flash) sits outside both windows, so
+    neither its start nor its end reads as a cut.
     """
     if len(frames) < 2:
         return []
     hists = grey_histograms(frames)
     step = np.array([0.0, *_hist_distance(hists[1:], hists[:-1])])
+    skip_s, persist_s = options.flash_max_s, options.cut_persist_s
     cuts = []
     for index in np.flatnonzero(step >= options.cut_threshold):
-        before = int(np.searchsorted(times_s, times_s[index] - options.cut_persist_s))
-        after = int(np.searchsorted(times_s, times_s[index] + options.cut_persist_s))
-        mean_before = hists[min(before, index - 1) : index].mean(axis=0)
-        mean_after = hists[index : max(after, index + 1)].mean(axis=0)
+        time_s = times_s[index]
+        mean_before = _settled_mean(hists, times_s, time_s - skip_s - persist_s, time_s - skip_s,
+                                    fallback=slice(index - 1, index))
+        mean_after = _settled_mean(hists, times_s, time_s + skip_s, time_s + skip_s + persist_s,
+                                   fallback=slice(index, index + 1))
         if _hist_distance(mean_after, mean_before) >= options.cut_threshold:
             cuts.append(int(index))
     return cuts
+
+
+def _settled_mean(
+    hists: np.ndarray, times_s: np.ndarray, from_s: float, to_s: float, *, fallback: slice
+) -> np.ndarray:
+    """Mean histogram of the frames in [from_s, to_s); the fallback frames where there are none
+    (a cut right at the start or end of the range)."""
+    lo, hi = np.searchsorted(times_s, [from_s, to_s])
+    return hists[lo:hi].mean(axis=0) if hi > lo else hists[fallback].mean(axis=0)
 
 
 def _without_cuts(motion: np.ndarray, cuts: list[int]) -> np.ndarray:

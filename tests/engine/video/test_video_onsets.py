@@ -51,6 +51,25 @@ def test_cuts_are_cuts_not_hits(cut_video):
     np.testing.assert_allclose(found, truth, atol=1e-6)
 
 
+@pytest.mark.parametrize("flash_frames", [2, 3])
+def test_a_flash_of_a_few_frames_is_a_hit_not_cuts(video_dir, flash_frames):
+    """Lightning or a muzzle flash lasts 2-3 frames at 25 fps: it starts a hit, and neither its
+    start nor its end may read as a change of shot."""
+    times = synth.regular_times(3.0)
+    first = 30  # 1.2 s
+
+    def frame(index, _t):
+        image = np.full((synth.SIZE_PX, synth.SIZE_PX, 3), 20, np.uint8)
+        if first <= index < first + flash_frames:
+            image[:] = 235
+        return image
+
+    path = synth.encode(video_dir / f"flash{flash_frames}.mp4", frame, times)
+    analysis, _found = _detected(path)
+    assert analysis.cuts == []
+    assert analysis.hits and abs(analysis.hits[0].time_s - times[first]) <= TOLERANCE_S
+
+
 def test_variable_frame_rate_keeps_event_times(vfr_video):
     path, truth = vfr_video
     _, found = _detected(path)
