@@ -51,6 +51,7 @@ class Manifest(BaseModel):
     failed: list[FailedEvent] = []
     mix_path: str | None = None
     mix_true_peak_dbtp: float | None = None
+    cues_path: str | None = None  # cues.mid: a marker per event (render --cue-markers)
     backend: str = ""
     planner: str = ""
     notes: list[str] = []

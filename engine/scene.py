@@ -35,6 +35,7 @@ from engine import render
 from engine.errors import CancelledError, InvalidInputError
 from engine.generators import GenerationRequest, GenerationResult, Generator
 from engine.manifest import FailedEvent, Manifest, ManifestEvent, write_manifest
+from engine.midi import write_cue_markers
 from engine.plan import Event, Plan, validate_plan
 from engine.progress import CancelToken, ProgressFn, no_progress
 from engine.stems import SUBTYPES, write_stem
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 RENDER_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 MIX_NAME = "mix.wav"
+CUES_NAME = "cues.mid"
 ALIGNED_DIR = "aligned"
 ORIGINATOR = "Audio-Agent"
 FADE_IN_MS = 5.0
@@ -486,8 +488,12 @@ def render_scene(
     backend_name: str = "",
     planner_name: str = "",
     notes: Sequence[str] = (),
+    cue_markers_bpm: float | None = None,
 ) -> Manifest:
     """Render ``plan`` into ``out_dir`` and return the manifest written there (see module doc).
+
+    With ``cue_markers_bpm`` a cues.mid beside the manifest holds a marker per event at that
+    tempo (engine.midi), for DAWs that should show the layout without an Audio-Agent script.
 
     ``cache`` is an engine.cache.RenderCache (or None); ``reuse`` maps event id to that event's
     entry in a previous manifest. Stages reported to ``progress``: "generate", "render", "mix".
@@ -536,5 +542,9 @@ def render_scene(
         report("mix", 1.0)
     backend = backend_name or getattr(generator, "name", "")
     manifest = _manifest(plan, jobs, done, errors, out, mix, backend, planner_name, notes)
+    if cue_markers_bpm is not None:
+        cues = write_cue_markers(out.folder / CUES_NAME, manifest.events, anchor_s=anchor_s,
+                                 tempo_bpm=cue_markers_bpm)
+        manifest = manifest.model_copy(update={"cues_path": str(cues)})
     write_manifest(manifest, out.folder / MANIFEST_NAME)
     return manifest

@@ -17,6 +17,7 @@ from engine.cache import RenderCache
 from engine.errors import InvalidInputError
 from engine.generators import Generator, create_generator
 from engine.manifest import Manifest, ManifestEvent, read_manifest
+from engine.midi import check_tempo_bpm
 from engine.plan import TIME_EPS_S, Plan
 from engine.planners import PlanResult
 from engine.scene import MANIFEST_NAME, prepare_out_dir, render_scene
@@ -126,6 +127,7 @@ def render_result(
     use_cache: bool,
     subtype: str = "PCM_24",
     aligned: bool = False,
+    cue_markers_bpm: float | None = None,
 ) -> Manifest:
     """Render a planned scene into ``out`` with a progress display (shared by render, video-cue)."""
     display = ProgressDisplay(sys.stderr)
@@ -147,6 +149,7 @@ def render_result(
             backend_name=settings.backend,
             planner_name=result.planner,
             notes=result.notes,
+            cue_markers_bpm=cue_markers_bpm,
         )
     finally:
         display.close()
@@ -158,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     settings = settings_from(args, backend=args.backend, sample_rate=args.sample_rate)
     check_anchor(args)
+    cue_markers_bpm = check_tempo_bpm(args.tempo) if args.cue_markers else None
     out = prepare_out_dir(args.out)  # fail on a bad --out before planning or loading a model
     generator = _make_generator(settings.backend, args.model)
     result = make_plan(args, settings)
@@ -171,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
         use_cache=not args.no_cache,
         subtype="FLOAT" if args.float else "PCM_24",
         aligned=args.aligned,
+        cue_markers_bpm=cue_markers_bpm,
     )
     print(summary(manifest, time.perf_counter() - started), file=sys.stderr)
     for note in manifest.notes:
@@ -218,5 +223,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--float", action="store_true", help="32-bit float stems (default 24-bit)")
     parser.add_argument(
         "--no-cache", action="store_true", help="do not read or fill the raw render cache"
+    )
+    parser.add_argument(
+        "--cue-markers", action="store_true",
+        help="also write cues.mid: a MIDI marker per event, importable into any DAW",
+    )
+    parser.add_argument(
+        "--tempo", type=float, default=120.0, metavar="BPM",
+        help="tempo the cues.mid ticks are written at (default 120; match your session)",
     )
     parser.set_defaults(handler=run)

@@ -130,6 +130,27 @@ def test_render_options_reach_the_files(tmp_path, capsys):
     assert -20.0 in [event["target_lufs"] for event in data["events"]]
 
 
+def test_cue_markers_file_marks_every_event(tmp_path, capsys):
+    import mido
+
+    out = tmp_path / "cues"
+    code = main(["render", "rain on a tin roof, then a dog barks", "--duration", "6", "--out", str(out),
+                 "--backend", FAKE, "--anchor", "4", "--cue-markers", "--tempo", "90"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    data = check_render(out, captured.out)
+    assert data["cues_path"] == str(out.resolve() / "cues.mid")
+    midi = mido.MidiFile(data["cues_path"])
+    tempo, now_s, markers = 500000, 0.0, {}
+    for message in midi.tracks[0]:
+        now_s += mido.tick2second(message.time, midi.ticks_per_beat, tempo)
+        tempo = message.tempo if message.type == "set_tempo" else tempo
+        if message.type == "marker":
+            markers[message.text.split(":")[0]] = now_s
+    assert mido.tempo2bpm(tempo) == pytest.approx(90.0)
+    assert markers == {e["id"]: pytest.approx(4 + e["start_s"], abs=1e-3) for e in data["events"]}
+
+
 def test_second_render_into_same_folder_reuses_stems(tmp_path, capsys):
     out = tmp_path / "again"
     argv = ["render", "wind through pines", "--duration", "4", "--out", str(out), "--backend", FAKE]
@@ -193,6 +214,7 @@ def test_plan_prints_a_valid_plan_without_rendering(tmp_path, capsys, monkeypatc
         (["--seed", "-4"], "seed"),
         (["PROMPT="], "prompt"),
         (["OUT=file"], "out_dir"),
+        (["--cue-markers", "--tempo", "0"], "tempo_bpm"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, field):
