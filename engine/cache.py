@@ -14,10 +14,8 @@ spurious SystemError when threads parse at once (cpython#106905); libsndfile has
 from __future__ import annotations
 
 import json
-import os
 import re
 import sqlite3
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -28,6 +26,7 @@ from typing import Callable, Iterable
 import numpy as np
 import soundfile as sf
 
+from engine.atomic import atomic_file
 from engine.errors import InvalidInputError
 from engine.generators import GenerationRequest, Generator
 
@@ -167,18 +166,9 @@ class RenderCache:
                 field="audio",
                 value=audio.shape,
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=".put-", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                sf.write(handle, data.T, int(sample_rate), subtype="FLOAT", format="WAV")
-                handle.flush()
-                os.fsync(handle.fileno())
-                size_bytes = os.fstat(handle.fileno()).st_size
-            os.replace(tmp_name, path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
+        with atomic_file(path) as handle:
+            sf.write(handle, data.T, int(sample_rate), subtype="FLOAT", format="WAV")
+            size_bytes = handle.tell()
         now = time.time()
         with self._lock:
             self._db.execute(

@@ -7,11 +7,11 @@ without knowing where the engine ran.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
+
+from engine.atomic import atomic_file
 
 
 class ManifestEvent(BaseModel):
@@ -65,20 +65,9 @@ class Manifest(BaseModel):
 
 def write_manifest(manifest: Manifest, path: Path) -> None:
     """Atomically write ``manifest`` as JSON (temp file in the same folder, then os.replace)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(manifest.model_dump(mode="json"), indent=2)
-    fd, tmp_name = tempfile.mkstemp(prefix=".manifest-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # mkstemp creates 0600; the manifest is read by DAW scripts, possibly as another user.
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as handle:
+        handle.write(text.encode("utf-8"))
 
 
 def read_manifest(path: Path) -> Manifest:

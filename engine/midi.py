@@ -9,13 +9,12 @@ reading the file converts ticks back to the same seconds.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
 import mido
 
+from engine.atomic import atomic_file
 from engine.errors import InvalidInputError
 from engine.manifest import ManifestEvent
 
@@ -64,15 +63,6 @@ def write_cue_markers(
 ) -> Path:
     """Write the markers file atomically (temp file in the same folder, then os.replace)."""
     midi = cue_markers_midi(events, anchor_s=anchor_s, tempo_bpm=tempo_bpm)
-    fd, tmp_name = tempfile.mkstemp(prefix=".cues-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            midi.save(file=handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as handle:
+        midi.save(file=handle)
     return path

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, ClassVar
 
 from pydantic import Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -26,6 +28,11 @@ from pydantic_settings import (
 
 from engine.errors import InvalidInputError
 from engine.plan import MAX_TARGET_LUFS, MIN_TARGET_LUFS, PlanLimits
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package
+    import tomli as tomllib  # type: ignore[no-redef]
 
 CONFIG_ENV = "AUDIO_AGENT_CONFIG"
 DEFAULT_CONFIG = Path("~/.config/audio-agent/config.toml")
@@ -43,6 +50,48 @@ def config_file() -> Path | None:
         return path
     default = DEFAULT_CONFIG.expanduser()
     return default if default.is_file() else None
+
+
+def read_toml(path: Path, *, field: str, what: str) -> dict[str, Any]:
+    """A TOML file as a dict; InvalidInputError naming ``field`` and the file when unreadable."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise InvalidInputError(
+            f"{path}: cannot read {what}: {error}", field=field, value=str(path)
+        ) from None
+
+
+def config_table(name: str) -> dict[str, Any]:
+    """One ``[name]`` table of the config file ({} when there is no file or no such table)."""
+    path = config_file()
+    if path is None:
+        return {}
+    table = read_toml(path, field="config", what="config").get(name, {})
+    return table if isinstance(table, dict) else {}
+
+
+class TableSettings(BaseSettings):
+    """Settings of one module: keyword arguments beat the environment, which beats the
+    ``[config_table_name]`` table of the config file (pydantic-settings' own TOML source
+    fails on a file without that table, so the table is read here)."""
+
+    config_table_name: ClassVar[str] = ""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        table = config_table(cls.config_table_name)
+        if table:
+            sources.append(InitSettingsSource(settings_cls, init_kwargs=table))
+        return tuple(sources)
 
 
 class EngineSettings(BaseSettings):

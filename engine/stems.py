@@ -14,12 +14,12 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
+from engine.atomic import atomic_file
 from engine.errors import InvalidInputError
 
 SUBTYPES = ("PCM_24", "FLOAT")
@@ -186,20 +186,9 @@ def write_stem(
     riff_size = 4 + len(head) + data_size
     if riff_size >= 2**32:
         raise InvalidInputError("audio: too long for a RIFF WAV file", field="audio")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    try:
-        # mkstemp makes owner-only files; stems are ordinary media files others may read.
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(b"RIFF" + struct.pack("<I", riff_size) + b"WAVE" + head)
-            _write_data(handle, payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, final)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_file(final) as handle:
+        handle.write(b"RIFF" + struct.pack("<I", riff_size) + b"WAVE" + head)
+        _write_data(handle, payload)
     return final
 
 

@@ -16,7 +16,6 @@ import logging
 import math
 import os
 import threading
-import tomllib
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +25,12 @@ import numpy as np
 import soxr
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from engine.errors import AudioAgentError, GeneratorError, InvalidInputError
 from engine.generators import GenerationRequest, GenerationResult
 from engine.progress import CancelToken, ProgressFn
+from engine.settings import TableSettings, read_toml
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +83,7 @@ class ModelPreset(BaseModel):
 def load_model_preset(backend: str, *, path: Path | None = None) -> ModelPreset:
     """Read and validate ``[backend]`` of presets/models.toml; errors name the bad key."""
     source = path or PRESETS_PATH
-    try:
-        table = tomllib.loads(source.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        message = f"{source}: cannot read model presets: {exc}"
-        raise InvalidInputError(message, field="presets", value=str(source)) from exc
+    table = read_toml(source, field="presets", what="model presets")
     section = table.get(backend)
     if not isinstance(section, dict):
         raise InvalidInputError(f"{source}: no [{backend}] section", field="backend", value=backend)
@@ -104,7 +100,7 @@ def load_model_preset(backend: str, *, path: Path | None = None) -> ModelPreset:
 # --------------------------------------------------------------------------- placement settings
 
 
-class DiffusionSettings(BaseSettings):
+class DiffusionSettings(TableSettings):
     """Where and how the diffusion backends run when their caller does not say.
 
     The server and the CLI build backends by name alone, so this is how a user picks the GPU,
@@ -120,39 +116,12 @@ class DiffusionSettings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(env_prefix="AUDIO_AGENT_DIFFUSION_", extra="ignore")
+    config_table_name: ClassVar[str] = "diffusion"
 
     device: str = "auto"
     dtype: str = "auto"
     cpu_offload: bool = False
     max_batch: int = Field(default=8, gt=0)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        table = _config_table("diffusion")
-        if table:
-            sources.append(InitSettingsSource(settings_cls, init_kwargs=table))
-        return tuple(sources)
-
-
-def _config_table(name: str) -> dict[str, Any]:
-    from engine.settings import config_file
-
-    path = config_file()
-    if path is None:
-        return {}
-    try:
-        table = tomllib.loads(path.read_text(encoding="utf-8")).get(name, {})
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise InvalidInputError(f"{path}: cannot read config: {exc}", field="config", value=str(path)) from exc
-    return table if isinstance(table, dict) else {}
 
 
 def diffusion_settings(**given: Any) -> DiffusionSettings:

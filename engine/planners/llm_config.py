@@ -15,22 +15,12 @@ openai client accepts the call.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import ClassVar, Literal
 
 from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import (
-    BaseSettings,
-    InitSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
+from pydantic_settings import SettingsConfigDict
 
-from engine.settings import config_file
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package
-    import tomli as tomllib  # type: ignore[no-redef]
+from engine.settings import TableSettings
 
 Variant = Literal["loudness", "plain"]
 StructuredOutput = Literal["auto", "json_schema", "plain"]
@@ -39,8 +29,10 @@ StructuredOutput = Literal["auto", "json_schema", "plain"]
 _NO_KEY = "no-key-configured"
 
 
-class LLMSettings(BaseSettings):
+class LLMSettings(TableSettings):
     """How to reach the planner model and how hard to try."""
+
+    config_table_name: ClassVar[str] = "llm"
 
     model_config = SettingsConfigDict(
         env_prefix="AUDIO_AGENT_LLM_", populate_by_name=True, extra="ignore"
@@ -72,32 +64,6 @@ class LLMSettings(BaseSettings):
     fallback: bool = True
     # A folder with your own planner_prompt.md / planner_prompt_loudness.md (default: presets/).
     prompt_dir: Path | None = None
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Keyword arguments beat the environment, which beats the config file's [llm] table.
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        table = _config_table("llm")
-        if table:
-            sources.append(InitSettingsSource(settings_cls, init_kwargs=table))
-        return tuple(sources)
-
-
-def _config_table(name: str) -> dict[str, Any]:
-    """One table of the engine's config file ({} when there is no file or no such table)."""
-    path = config_file()
-    if path is None:
-        return {}
-    with path.open("rb") as handle:
-        table = tomllib.load(handle).get(name, {})
-    return table if isinstance(table, dict) else {}
 
 
 def llm_configured(settings: LLMSettings | None = None) -> bool:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -31,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.errors import InvalidInputError
+from engine.settings import read_toml
 
 AUDIO_TOKEN_COUNT = 500
 MARKERS = ("<VID>", "</VID>", "<AUD>", "</AUD>")
@@ -71,12 +71,7 @@ class VTAConfig:
 def load_vta_config(path: str | Path | None = None, **overrides: Any) -> VTAConfig:
     """VTAConfig from a TOML file ([vta] table; default presets/vta.toml) and keyword overrides."""
     path = Path(path) if path is not None else PRESET_PATH
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8")).get("vta", {})
-    except (OSError, tomllib.TOMLDecodeError) as error:
-        raise InvalidInputError(
-            f"vta_config={str(path)!r}: {error}", field="vta_config", value=str(path)
-        ) from None
+    data = read_toml(path, field="vta_config", what="the VTA config").get("vta", {})
     data.update(overrides)
     known = {f.name for f in fields(VTAConfig)}
     unknown = sorted(set(data) - known)
