@@ -23,7 +23,6 @@ from pydantic_settings import (
     InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
 from engine.errors import InvalidInputError
@@ -63,18 +62,22 @@ def read_toml(path: Path, *, field: str, what: str) -> dict[str, Any]:
 
 
 def config_table(name: str) -> dict[str, Any]:
-    """One ``[name]`` table of the config file ({} when there is no file or no such table)."""
+    """One ``[name]`` table of the config file, or its top-level keys for name "" ({} when
+    there is no file or no such table)."""
     path = config_file()
     if path is None:
         return {}
-    table = read_toml(path, field="config", what="config").get(name, {})
+    data = read_toml(path, field=CONFIG_ENV, what="config")
+    if not name:
+        return {key: value for key, value in data.items() if not isinstance(value, dict)}
+    table = data.get(name, {})
     return table if isinstance(table, dict) else {}
 
 
 class TableSettings(BaseSettings):
     """Settings of one module: keyword arguments beat the environment, which beats the
-    ``[config_table_name]`` table of the config file (pydantic-settings' own TOML source
-    fails on a file without that table, so the table is read here)."""
+    ``[config_table_name]`` table of the config file ("" for its top-level keys).
+    pydantic-settings' own TOML source fails on a file without the table, so it is read here."""
 
     config_table_name: ClassVar[str] = ""
 
@@ -94,10 +97,11 @@ class TableSettings(BaseSettings):
         return tuple(sources)
 
 
-class EngineSettings(BaseSettings):
+class EngineSettings(TableSettings):
     """Defaults every entry point (CLI, server, benchmarks) starts from."""
 
     model_config = SettingsConfigDict(env_prefix="AUDIO_AGENT_", extra="ignore")
+    config_table_name: ClassVar[str] = ""  # the file's top-level keys
 
     sample_rate: int = Field(default=48000, ge=8000, le=384000)
     target_lufs: float = Field(default=-23.0, ge=MIN_TARGET_LUFS, le=MAX_TARGET_LUFS)
@@ -108,22 +112,6 @@ class EngineSettings(BaseSettings):
     data_dir: Path = Path("~/.local/share/audio-agent")
     max_overlap: int = Field(default=3, ge=1, le=16)
     max_duration_s: float = Field(default=600.0, gt=0.0)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Keyword arguments beat the environment, which beats the file.
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        path = config_file()
-        if path is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
-        return tuple(sources)
 
     def limits(self) -> PlanLimits:
         return PlanLimits(max_overlap=self.max_overlap, max_duration_s=self.max_duration_s)
@@ -148,5 +136,3 @@ def load_settings(**overrides: object) -> EngineSettings:
             field=name,
             value=value,
         ) from None
-    except ValueError as error:  # malformed TOML
-        raise InvalidInputError(f"config file: {error}", field=CONFIG_ENV) from None

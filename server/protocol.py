@@ -178,35 +178,21 @@ class AuthRequest(_Message):
     token: Annotated[str, Field(max_length=512)]
 
 
-Request = Annotated[
-    Union[
-        GenerateRequest,
-        EditRequest,
-        UndoRequest,
-        RedoRequest,
-        CancelRequest,
-        GetSessionRequest,
-        ListSessionsRequest,
-        PingRequest,
-        VideoCueRequest,
-        AuthRequest,
-    ],
-    Field(discriminator="type"),
-]
+_REQUEST_MODELS = (
+    GenerateRequest,
+    EditRequest,
+    UndoRequest,
+    RedoRequest,
+    CancelRequest,
+    GetSessionRequest,
+    ListSessionsRequest,
+    PingRequest,
+    VideoCueRequest,
+    AuthRequest,
+)
+Request = Annotated[Union[_REQUEST_MODELS], Field(discriminator="type")]  # type: ignore[valid-type]
 REQUEST_TYPES: dict[str, type[_Message]] = {
-    model.model_fields["type"].default: model
-    for model in (
-        GenerateRequest,
-        EditRequest,
-        UndoRequest,
-        RedoRequest,
-        CancelRequest,
-        GetSessionRequest,
-        ListSessionsRequest,
-        PingRequest,
-        VideoCueRequest,
-        AuthRequest,
-    )
+    model.model_fields["type"].default: model for model in _REQUEST_MODELS
 }
 # Requests that start a job (answered by accepted{job}, then notifications, then done or error).
 JOB_TYPES = frozenset({"generate", "edit", "undo", "redo", "video_cue"})
