@@ -21,7 +21,8 @@ How a description becomes audio:
 3. The family's recipe in ``procedural_dsp`` renders at a working rate no higher than the
    family needs, then the result is resampled to the requested rate and cut to exactly
    round(length_s * sample_rate) frames. Beds (rain, wind, water, fire, crowd, pad) are stereo
-   with slightly decorrelated channels; everything else is mono.
+   with slightly decorrelated channels; everything else is mono. Beds longer than BED_TILE_S
+   are one BED_TILE_S render looped with a long equal-power crossfade, to bound memory.
 
 Samples depend only on (description, seed, length, rate): the random generator is seeded from
 a hash of (seed, description), so one request always renders the same audio.
@@ -42,10 +43,18 @@ import soxr
 from engine.generators import GenerationRequest, GenerationResult
 from engine.generators import procedural_dsp as dsp
 from engine.progress import CancelToken, ProgressFn
+from engine.render import fit_to_length
 
 # Bump whenever a recipe, the keyword table or the level rule changes samples: it is part of
 # every cache key made for this backend.
-DSP_VERSION = 1
+DSP_VERSION = 2
+
+# Beds longer than this are rendered once at this length and looped with a long crossfade:
+# a 600 s rain bed rendered whole peaks near 4 GB, tiled it stays near 0.4 GB, and a
+# stationary texture does not reveal a one-minute loop.
+BED_FAMILIES = frozenset({"rain", "wind", "water", "fire", "crowd", "pad"})
+BED_TILE_S = 60.0
+BED_TILE_CROSSFADE_MS = 2000.0
 
 MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 384000
@@ -215,6 +224,10 @@ def render_sketch(description: str, *, length_s: float, sample_rate: int = 48000
     if isinstance(checked, str):
         raise ValueError(checked)
     family = classify_family(description)
+    if family in BED_FAMILIES and length_s > BED_TILE_S:
+        tile = render_sketch(description, length_s=BED_TILE_S, sample_rate=sample_rate, seed=seed)
+        return fit_to_length(tile, frames=checked.frames, sample_rate=checked.sample_rate,
+                             crossfade_ms=BED_TILE_CROSSFADE_MS)
     traits = describe_traits(description)
     rng = _rng_for(seed, description)
     cap = _WORK_RATE.get(family)
