@@ -10,6 +10,7 @@ Backends are imported lazily by name so the offline default never imports diffus
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
@@ -99,5 +100,25 @@ def _factory(name: str) -> GeneratorFactory:
 
 
 def create_generator(name: str, **options: Any) -> Generator:
-    """Build the backend called ``name`` with backend-specific keyword options."""
-    return _factory(name)(**options)
+    """Build the backend called ``name`` with backend-specific keyword options.
+
+    An option the backend does not take is an InvalidInputError naming it (not a TypeError
+    from deep inside a constructor)."""
+    factory = _factory(name)
+    refused = [option for option in options if not _accepts(factory, option)]
+    if refused:
+        option = refused[0]
+        raise InvalidInputError(
+            f"{option}={options[option]!r}: backend {name!r} takes no such option",
+            field=option,
+            value=options[option],
+        )
+    return factory(**options)
+
+
+def _accepts(factory: GeneratorFactory, option: str) -> bool:
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin or C callable: let it decide
+        return True
+    return option in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())

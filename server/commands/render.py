@@ -62,15 +62,10 @@ def check_anchor(args: argparse.Namespace) -> None:
         )
 
 
-def _make_generator(backend: str, model: str | None) -> Generator:
-    if model is None:
-        return create_generator(backend)
-    try:
-        return create_generator(backend, model=model)
-    except TypeError:  # the backend has no weights to point at (procedural)
-        raise InvalidInputError(
-            f"model={model!r}: backend {backend!r} takes no --model", field="model", value=model
-        ) from None
+def _make_generator(args: argparse.Namespace, backend: str) -> Generator:
+    """The backend with the model options given on the command line (procedural takes none)."""
+    given = {"model": args.model, "steps": args.steps, "guidance": args.guidance}
+    return create_generator(backend, **{k: v for k, v in given.items() if v is not None})
 
 
 def open_cache(settings: EngineSettings, enabled: bool) -> RenderCache | None:
@@ -163,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     check_anchor(args)
     cue_markers_bpm = check_tempo_bpm(args.tempo) if args.cue_markers else None
     out = prepare_out_dir(args.out)  # fail on a bad --out before planning or loading a model
-    generator = _make_generator(settings.backend, args.model)
+    generator = _make_generator(args, settings.backend)
     result = make_plan(args, settings)
     print_notes(result)
     manifest = render_result(
@@ -223,6 +218,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--float", action="store_true", help="32-bit float stems (default 24-bit)")
     parser.add_argument(
         "--no-cache", action="store_true", help="do not read or fill the raw render cache"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=None, metavar="N",
+        help="denoising steps for a model backend (default: presets/models.toml)",
+    )
+    parser.add_argument(
+        "--guidance", type=float, default=None, metavar="X",
+        help="classifier-free guidance scale for a model backend (default: presets/models.toml)",
     )
     parser.add_argument(
         "--cue-markers", action="store_true",

@@ -325,6 +325,26 @@ def test_model_option_on_a_backend_without_weights_is_bad_input(tmp_path, capsys
                  "--backend", FAKE, "--model", "/models/x"])
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "model=" in lines[0]
+    code = main(["render", "rain", "--duration", "2", "--out", str(tmp_path / "m"),
+                 "--backend", "procedural", "--steps", "10"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "steps=10" in lines[0] and "procedural" in lines[0]
+
+
+def test_steps_and_guidance_reach_a_model_backend(tmp_path, capsys, monkeypatch):
+    import server.commands.render as render_command
+
+    seen = {}
+
+    def fake_create(name, **options):
+        seen.update(options)
+        return FakeGenerator(name=FAKE)
+
+    monkeypatch.setattr(render_command, "create_generator", fake_create)
+    code = main(["render", "rain", "--duration", "2", "--out", str(tmp_path / "g"), "--backend", "auffusion",
+                 "--model", "/models/auffusion", "--steps", "12", "--guidance", "4.5"])
+    assert code == 0, capsys.readouterr().err
+    assert seen == {"model": "/models/auffusion", "steps": 12, "guidance": 4.5}
 
 
 def test_progress_is_a_redrawn_bar_on_a_terminal():
