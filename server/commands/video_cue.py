@@ -13,7 +13,7 @@ import time
 
 from engine.generators import create_generator
 from engine.scene import MANIFEST_NAME, prepare_out_dir
-from engine.settings import EngineSettings
+from engine.settings import load_settings
 from engine.video.cue import CueOptions, cue_plan
 from server.commands.render import check_anchor, render_result, summary
 
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     check_anchor(args)
     given = {"backend": args.backend, "sample_rate": args.sample_rate}
     overrides = {key: value for key, value in given.items() if value is not None}
-    settings = EngineSettings(**overrides)
+    settings = load_settings(**overrides)
     out = prepare_out_dir(args.out)
     generator = create_generator(settings.backend)
     options = CueOptions(cuts=args.cuts, beds=not args.no_beds)

@@ -105,3 +105,12 @@ def test_cli_reports_a_bad_video_in_one_line(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert "missing.mp4" in err and len(err.splitlines()) == 1
+
+
+def test_cli_reports_a_bad_setting_in_one_line(flash_video, tmp_path, capsys):
+    path, _ = flash_video
+    code = main(["video-cue", str(path), "--start", "0", "--end", "1", "--out", str(tmp_path / "o"),
+                 "--sample-rate", "5", "--no-cache"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("audio-agent: error: sample_rate=5")
