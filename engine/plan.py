@@ -15,15 +15,21 @@ from typing import Any, Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from engine.errors import InvalidInputError, PlanValidationError
+from engine.errors import PlanValidationError
 
-# Loudness outside this window is either inaudible next to other stems or cannot be reached
-# without clipping a 24-bit file; -70 LUFS is the BS.1770 absolute gate.
-MIN_TARGET_LUFS = -70.0
-MAX_TARGET_LUFS = -5.0
-MAX_DESCRIPTION_CHARS = 300
-MAX_EVENTS = 64
-MAX_PROMPT_CHARS = 4000  # prompts and edit instructions
+# The numbers live in engine.limits (one home for every limit); re-exported here because
+# planners and clients read them next to the Plan they constrain.
+from engine.limits import (
+    DEFAULT_MAX_OVERLAP,
+    MAX_DESCRIPTION_CHARS,
+    MAX_DURATION_S,
+    MAX_EVENTS,
+    MAX_PROMPT_CHARS,
+    MAX_TARGET_LUFS,
+    MIN_TARGET_LUFS,
+    check_text,
+)
+
 EVENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Two times closer than this are the same time (float noise from planners and JSON round trips).
 TIME_EPS_S = 1e-6
@@ -69,8 +75,8 @@ class Plan(BaseModel):
 class PlanLimits:
     """Rules a plan must satisfy; the server and CLI may tighten or loosen them by settings."""
 
-    max_overlap: int = 3
-    max_duration_s: float = 600.0
+    max_overlap: int = DEFAULT_MAX_OVERLAP
+    max_duration_s: float = MAX_DURATION_S
     max_events: int = MAX_EVENTS
     max_description_chars: int = MAX_DESCRIPTION_CHARS
 
@@ -127,19 +133,6 @@ def _check_event(index: int, event: Event, duration_s: float, limits: PlanLimits
             )
     if not 0 <= event.seed < 2**32:
         raise _fail(f"{prefix}.seed", event.seed, "must be in [0, 2**32)")
-
-
-def check_text(field_name: str, value: object, *, max_chars: int = MAX_PROMPT_CHARS) -> str:
-    """A prompt or instruction: non-empty text of bounded length, returned stripped."""
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidInputError(f"{field_name}: must not be empty", field=field_name, value=value)
-    if len(value) > max_chars:
-        raise InvalidInputError(
-            f"{field_name}: {len(value)} characters; the limit is {max_chars}",
-            field=field_name,
-            value=len(value),
-        )
-    return value.strip()
 
 
 def max_concurrent(events: Iterable[Event]) -> tuple[int, float]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ import soundfile as sf
 from engine import render
 from engine.errors import CancelledError, InvalidInputError
 from engine.generators import GenerationRequest, GenerationResult, Generator
+from engine.limits import check_position_s, check_sample_rate
 from engine.manifest import FailedEvent, Manifest, ManifestEvent, write_manifest
 from engine.midi import write_cue_markers
 from engine.plan import Event, Plan, validate_plan
@@ -84,22 +84,14 @@ def _check_args(
 ) -> Plan:
     if not isinstance(plan, Plan):
         plan = validate_plan(plan)
-    if not isinstance(sample_rate, int) or not 8000 <= sample_rate <= 384000:
-        raise InvalidInputError(
-            f"sample_rate={sample_rate!r}: must be an integer in [8000, 384000] Hz",
-            field="sample_rate",
-            value=sample_rate,
-        )
+    check_sample_rate(sample_rate)
     if subtype not in SUBTYPES:
         raise InvalidInputError(
             f"subtype={subtype!r}: choose one of {', '.join(SUBTYPES)}",
             field="subtype",
             value=subtype,
         )
-    if not math.isfinite(anchor_s) or anchor_s < 0:
-        raise InvalidInputError(
-            f"anchor_s={anchor_s!r}: must be a finite number >= 0", field="anchor_s", value=anchor_s
-        )
+    check_position_s(anchor_s)
     if not plan.events:
         raise InvalidInputError("events: a plan needs at least one event", field="events", value=[])
     return plan

@@ -16,7 +16,6 @@ user text; ``session_dir_name`` maps any of them to one safe folder name inside 
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 import threading
 import unicodedata
@@ -28,6 +27,14 @@ from engine.cache import RenderCache
 from engine.edits import EventEdit, apply_edit, stable_seed
 from engine.errors import InvalidInputError, NotFoundError
 from engine.generators import Generator
+from engine.limits import (
+    SESSION_SLUG_CHARS,
+    check_duration_s,
+    check_position_s,
+    check_seed,
+    check_session_name,
+    check_text,
+)
 from engine.manifest import Manifest, ManifestEvent
 from engine.plan import (
     DEFAULT_LIMITS,
@@ -35,7 +42,6 @@ from engine.plan import (
     Plan,
     PlanDiff,
     PlanLimits,
-    check_text,
     diff_plans,
     validate_plan,
 )
@@ -45,8 +51,7 @@ from engine.store import JobRow, SessionRow, SessionStore, VersionRow
 
 DB_NAME = "audio_agent.sqlite"
 SESSIONS_DIR = "sessions"
-MAX_SESSION_NAME_CHARS = 200
-SLUG_CHARS = 40
+SLUG_CHARS = SESSION_SLUG_CHARS
 
 VersionKind = Literal["generate", "edit", "undo", "redo", "video_cue"]
 OnStem = Callable[[ManifestEvent, ChangeKind], None]
@@ -62,8 +67,6 @@ _REDO = re.compile(
     r"^\s*(?:please\s+)?(?:redo(?:\s+(?:that|it|this))?)\s*(?:,?\s*please)?[\s.!]*$",
     re.IGNORECASE,
 )
-# Control characters (NUL above all) never make sense in a name and break file APIs.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def route_instruction(instruction: str) -> Literal["undo", "redo"] | None:
@@ -73,22 +76,6 @@ def route_instruction(instruction: str) -> Literal["undo", "redo"] | None:
     if _REDO.match(instruction):
         return "redo"
     return None
-
-
-def check_session_name(name: object) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidInputError("session: must be a non-empty name", field="session", value=name)
-    if len(name) > MAX_SESSION_NAME_CHARS:
-        raise InvalidInputError(
-            f"session: {len(name)} characters; the limit is {MAX_SESSION_NAME_CHARS}",
-            field="session",
-            value=name[:40] + "...",
-        )
-    if _CONTROL.search(name):
-        raise InvalidInputError(
-            f"session={name!r}: must not contain control characters", field="session", value=name
-        )
-    return name
 
 
 def session_dir_name(name: str) -> str:
@@ -186,25 +173,6 @@ class _Current:
     row: VersionRow
     plan: Plan
     manifest: Manifest
-
-
-def _check_number(
-    field_name: str, value: object, *, minimum: float, maximum: float, open_min: bool = False
-) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidInputError(
-            f"{field_name}={value!r}: must be a finite number", field=field_name, value=value
-        )
-    number = float(value)
-    too_small = number <= minimum if open_min else number < minimum
-    if too_small or number > maximum:
-        bracket = "(" if open_min else "["
-        raise InvalidInputError(
-            f"{field_name}={value!r}: must be in {bracket}{minimum:g}, {maximum:g}]",
-            field=field_name,
-            value=value,
-        )
-    return number
 
 
 def _reseeded(plan: Plan, salt: int) -> Plan:
@@ -415,15 +383,10 @@ class SessionManager:
         """Plan a new scene for ``session`` (created if new; an existing one gets a new version)."""
         name = check_session_name(session)
         text = check_text("prompt", prompt)
-        duration = _check_number(
-            "duration_s", duration_s, minimum=0.0, maximum=self.limits.max_duration_s, open_min=True
-        )
-        anchor = _check_number("anchor_s", anchor_s, minimum=0.0, maximum=1e7)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
-                                 or not 0 <= seed < 2**32):
-            raise InvalidInputError(
-                f"seed={seed!r}: must be an integer in [0, 2**32)", field="seed", value=seed
-            )
+        duration = check_duration_s(duration_s, maximum=self.limits.max_duration_s)
+        anchor = check_position_s(anchor_s)
+        if seed is not None:
+            check_seed(seed)
         row = self.store.get_session(name)
         planner_name = planner if planner is not None else (row.planner if row else "")
         backend_name = backend if backend is not None else (row.backend if row else "")
@@ -454,7 +417,7 @@ class SessionManager:
         plan = validate_plan(result.plan, limits=self.limits)
         if anchor_s is None:
             anchor_s = row.anchor_s if row else 0.0
-        anchor = _check_number("anchor_s", anchor_s, minimum=0.0, maximum=1e7)
+        anchor = check_position_s(anchor_s)
         backend_name = backend if backend is not None else (row.backend if row else "")
         return self._pending(
             name, row, kind=kind, plan=plan, result=result, instruction=instruction,

@@ -26,7 +26,21 @@ from pydantic_settings import (
 )
 
 from engine.errors import InvalidInputError
-from engine.plan import MAX_TARGET_LUFS, MIN_TARGET_LUFS, PlanLimits
+from engine.limits import (
+    DEFAULT_CEILING_DBTP,
+    DEFAULT_MAX_OVERLAP,
+    DEFAULT_SAMPLE_RATE,
+    DEFAULT_TARGET_LUFS,
+    MAX_CEILING_DBTP,
+    MAX_DURATION_S,
+    MAX_OVERLAP_SETTING,
+    MAX_SAMPLE_RATE,
+    MAX_TARGET_LUFS,
+    MIN_CEILING_DBTP,
+    MIN_SAMPLE_RATE,
+    MIN_TARGET_LUFS,
+)
+from engine.plan import PlanLimits
 
 try:
     import tomllib
@@ -103,15 +117,17 @@ class EngineSettings(TableSettings):
     model_config = SettingsConfigDict(env_prefix="AUDIO_AGENT_", extra="ignore")
     config_table_name: ClassVar[str] = ""  # the file's top-level keys
 
-    sample_rate: int = Field(default=48000, ge=8000, le=384000)
-    target_lufs: float = Field(default=-23.0, ge=MIN_TARGET_LUFS, le=MAX_TARGET_LUFS)
-    ceiling_dbtp: float = Field(default=-1.0, ge=-20.0, le=0.0)
+    sample_rate: int = Field(default=DEFAULT_SAMPLE_RATE, ge=MIN_SAMPLE_RATE, le=MAX_SAMPLE_RATE)
+    target_lufs: float = Field(default=DEFAULT_TARGET_LUFS, ge=MIN_TARGET_LUFS, le=MAX_TARGET_LUFS)
+    ceiling_dbtp: float = Field(
+        default=DEFAULT_CEILING_DBTP, ge=MIN_CEILING_DBTP, le=MAX_CEILING_DBTP
+    )
     backend: str = "procedural"
     planner: str = "rules"
     cache_dir: Path = Path("~/.cache/audio-agent")
     data_dir: Path = Path("~/.local/share/audio-agent")
-    max_overlap: int = Field(default=3, ge=1, le=16)
-    max_duration_s: float = Field(default=600.0, gt=0.0)
+    max_overlap: int = Field(default=DEFAULT_MAX_OVERLAP, ge=1, le=MAX_OVERLAP_SETTING)
+    max_duration_s: float = Field(default=MAX_DURATION_S, gt=0.0)
 
     def limits(self) -> PlanLimits:
         return PlanLimits(max_overlap=self.max_overlap, max_duration_s=self.max_duration_s)

@@ -18,18 +18,23 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from engine.errors import AudioAgentError, InvalidInputError
+from engine.limits import (
+    MAX_DATAGRAM_BYTES,
+    MAX_DURATION_S,
+    MAX_FRAME_BYTES,
+    MAX_ID_CHARS,
+    MAX_PATH_CHARS,
+    MAX_POSITION_S,
+    MAX_PROMPT_CHARS,
+    MAX_SESSION_NAME_CHARS,
+    SEED_LIMIT,
+)
 from engine.plan import Event
 
 PROTOCOL_VERSION = 1
-# Limits on what a client may send. Frames carry small JSON requests; prompts are a sentence or a
-# paragraph, never a document. Server->client messages (manifests) may be larger.
-MAX_PROMPT_CHARS = 2000
-MAX_SESSION_CHARS = 128
-MAX_ID_CHARS = 128
-MAX_PATH_CHARS = 4096
-MAX_FRAME_BYTES = 64 * 1024
-MAX_DATAGRAM_BYTES = 8 * 1024
-MAX_DURATION_S = 600.0
+# Limits on what a client may send come from engine.limits, the one home of every limit, so the
+# wire never accepts what the engine refuses. Server->client messages (manifests) may be larger.
+MAX_SESSION_CHARS = MAX_SESSION_NAME_CHARS
 OSC_PREFIX = "/audioagent/"
 
 # Engine error codes (AudioAgentError.code) -> wire codes. One table, so a renamed engine error
@@ -79,8 +84,6 @@ class ProtocolError(InvalidInputError):
 
 # ---------------------------------------------------------------------------- field types
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-# Timeline and video positions: a feature film runs for hours, so only a sanity bound.
-MAX_POSITION_S = 1e7
 Seconds = Annotated[float, Field(ge=0.0, le=MAX_POSITION_S, allow_inf_nan=False)]
 Duration = Annotated[float, Field(gt=0.0, le=MAX_DURATION_S, allow_inf_nan=False)]
 SessionName = Annotated[str, Field(min_length=1, max_length=MAX_SESSION_CHARS, pattern=r"^[^\x00-\x1f\x7f]+$")]
@@ -105,7 +108,7 @@ class GenerateRequest(_Message):
     anchor_s: Seconds = 0.0
     planner: Annotated[str, Field(max_length=32)] | None = None
     backend: Annotated[str, Field(max_length=64)] | None = None
-    seed: Annotated[int, Field(ge=0, lt=2**32)] | None = None
+    seed: Annotated[int, Field(ge=0, lt=SEED_LIMIT)] | None = None
     notify_osc_port: Port | None = None
 
 

@@ -17,6 +17,7 @@ from engine.cache import RenderCache
 from engine.edits import EventEdit
 from engine.errors import CancelledError, InvalidInputError, NotFoundError
 from engine.generators import GenerationRequest, GenerationResult
+from engine.limits import MAX_SESSION_NAME_CHARS
 from engine.manifest import ManifestEvent
 from engine.plan import ChangeKind, Event, Plan
 from engine.planners import PlanResult
@@ -292,7 +293,7 @@ HOSTILE = [
     "LPT1.txt",
     "a/../../b",
     "~root",
-    "x" * 200,
+    "x" * MAX_SESSION_NAME_CHARS,
     "日本語のセッション",
     " spaced out ",
 ]
@@ -317,7 +318,7 @@ def test_hostile_session_names_stay_inside_data_dir(tmp_path, generator) -> None
         assert manager.get(name).name == name
     # Nothing was written anywhere but the data dir.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
-    for bad in ("", "   ", "a\x00b", "tab\there", "y" * 201):
+    for bad in ("", "   ", "a\x00b", "tab\there", "y" * (MAX_SESSION_NAME_CHARS + 1)):
         with pytest.raises(InvalidInputError) as info:
             manager.prepare_generate(bad, prompt="a bell rings", duration_s=1.0)
         assert info.value.field == "session"
