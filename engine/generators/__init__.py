@@ -72,6 +72,8 @@ _BUILTIN: dict[str, str] = {
     "auffusion": "engine.generators.auffusion:AuffusionGenerator",
     "stable-audio": "engine.generators.stable_audio:StableAudioGenerator",
     "audioldm2": "engine.generators.audioldm2:AudioLDM2Generator",
+    "library": "engine.library.backend:LibraryGenerator",  # the designer's own sound files
+    "hybrid": "engine.library.backend:HybridGenerator",  # library, else the fallback backend
 }
 _REGISTERED: dict[str, GeneratorFactory] = {}
 
