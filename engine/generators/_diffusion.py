@@ -65,6 +65,8 @@ class ModelPreset(BaseModel):
     mel_bins: int | None = Field(default=None, gt=0)
     hop_length: int | None = Field(default=None, gt=0)
     clip_frames: int | None = Field(default=None, gt=0)
+    # Trailing frames of each training image that were silence padding (cut before joining).
+    pad_frames: int | None = Field(default=None, ge=0)
     spec_min_value: float | None = Field(default=None, gt=0)
     spec_max_value: float | None = Field(default=None, gt=0)
     text_max_length: int | None = Field(default=None, gt=0)

@@ -1,17 +1,27 @@
 """Auffusion: text -> mel-spectrogram image (latent diffusion) -> HiFi-GAN -> 16 kHz waveform.
 
-We load the published checkpoint layout directly on current diffusers/transformers instead of
-the project's original pipeline file, which targets long-gone library versions:
+We load the published checkpoint layouts directly on current diffusers/transformers instead of
+the project's original pipeline file, which targets long-gone library versions. Two layouts:
 
+"adapter" (auffusion/auffusion, auffusion/auffusion-full):
     condition_config.json        list of {text_encoder_name, condition_adapter_name, ...}
     text_encoder_0/              CLIP (or T5) text encoder, with its tokenizer files
     condition_adapter_0/         config.json {condition_dim, cross_attention_dim} + condition_adapter.pt
     unet/ vae/ scheduler/        diffusers UNet2DConditionModel, AutoencoderKL, scheduler config
     vocoder/                     config.json + vocoder.pt (HiFi-GAN, see hifigan.py)
 
+"plain" (auffusion/auffusion-full-no-adapter): a stock Stable Diffusion folder (model_index.json,
+text_encoder/, tokenizer/, unet/, vae/, scheduler/) plus the same vocoder/. Upstream samples it
+with diffusers' StableDiffusionPipeline, so prompts are padded to the tokenizer's full length
+before encoding and the unconditional branch of guidance is the encoding of the empty prompt,
+where the adapter layout's unconditional is all zeros.
+
 The mel image is 3 identical channels of a log-mel spectrogram (256 bins x 1024 frames at hop
-160 = 10.24 s), flipped so low frequencies sit at the bottom, scaled to [0, 1]. Sampling:
-classifier-free guidance against an all-zero condition, DPM-Solver++ by default.
+160 = 10.24 s), flipped so low frequencies sit at the bottom, scaled to [0, 1]. Upstream trained
+on 10 s clips padded with 0.24 s of silence and trims its output to 10.0 s, so the last
+``pad_frames`` (24) frames of every image are learned silence: we segment, round and crossfade
+on the 10.0 s of content and cut the padding off each clip before joining. Sampling:
+classifier-free guidance, DPM-Solver++ by default.
 """
 
 from __future__ import annotations
@@ -39,6 +49,9 @@ from engine.generators.hifigan import HiFiGAN, load_hifigan
 
 CONDITION_CONFIG = "condition_config.json"
 ADAPTER_WEIGHTS = "condition_adapter.pt"
+MODEL_INDEX = "model_index.json"
+# diffusers pipeline classes whose folder is the plain layout (text_encoder/ + tokenizer/).
+PLAIN_PIPELINES = ("StableDiffusionPipeline",)
 
 
 class ConditionAdapter(nn.Module):
@@ -80,13 +93,27 @@ class _Condition:
         return self.adapter(states.to(self.adapter.proj.weight.dtype))
 
 
+class _PlainCondition:
+    """The plain (no-adapter) layout's text branch, as StableDiffusionPipeline encodes prompts:
+    padded to the full token count before the encoder, whose last hidden state is the context."""
+
+    def __init__(self, tokenizer: Any, encoder: nn.Module, *, max_length: int) -> None:
+        self.tokenizer, self.encoder, self.max_length = tokenizer, encoder, max_length
+        self.adapter = None
+
+    def embed(self, prompt: str, device: torch.device) -> torch.Tensor:
+        ids = self.tokenizer(prompt, padding="max_length", truncation=True, max_length=self.max_length,
+                             return_tensors="pt").input_ids
+        return self.encoder(ids.to(device)).last_hidden_state
+
+
 class AuffusionPipeline:
     """Our own sampling loop over the loaded Auffusion components."""
 
     def __init__(
         self,
         *,
-        conditions: list[_Condition],
+        conditions: Sequence[_Condition | _PlainCondition],
         unet: nn.Module,
         vae: nn.Module,
         scheduler: Any,
@@ -96,9 +123,16 @@ class AuffusionPipeline:
         spec_max_value: float,
         device: torch.device,
         dtype: torch.dtype,
+        pad_frames: int = 0,
+        empty_prompt_unconditional: bool = False,
     ) -> None:
         self.conditions, self.unet, self.vae, self.scheduler, self.vocoder = conditions, unet, vae, scheduler, vocoder
         self.clip_frames, self.device, self.dtype = clip_frames, device, dtype
+        if not 0 <= pad_frames < clip_frames:
+            raise InvalidInputError(f"pad_frames={pad_frames}: must be >= 0 and below clip_frames={clip_frames}",
+                                    field="pad_frames", value=pad_frames)
+        self.pad_frames = pad_frames
+        self.empty_prompt_unconditional = empty_prompt_unconditional
         self.log_min, self.log_max = math.log(spec_min_value), math.log(spec_max_value)
         self.mel_bins = int(vocoder.config["num_mels"])
         self.vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
@@ -110,10 +144,24 @@ class AuffusionPipeline:
 
     @property
     def clip_s(self) -> float:
+        """Length of one rendered image, padding included."""
         return self.clip_frames * self.vocoder.hop_length / self.vocoder.sampling_rate
 
+    @property
+    def content_samples(self) -> int:
+        """Waveform samples of one clip before its learned-silence padding."""
+        return (self.clip_frames - self.pad_frames) * self.vocoder.hop_length
+
+    @property
+    def content_s(self) -> float:
+        return self.content_samples / self.vocoder.sampling_rate
+
+    @property
+    def layout(self) -> str:
+        return "plain" if self.empty_prompt_unconditional else "adapter"
+
     def modules(self) -> list[nn.Module]:
-        encoders = [part for c in self.conditions for part in (c.encoder, c.adapter)]
+        encoders = [part for c in self.conditions for part in (c.encoder, c.adapter) if part is not None]
         return [*encoders, self.unet, self.vae, self.vocoder]
 
     def enable_model_cpu_offload(self, device: torch.device) -> None:
@@ -129,6 +177,12 @@ class AuffusionPipeline:
     def encode(self, prompts: Sequence[str]) -> torch.Tensor:
         rows = [torch.cat([c.embed(p, self.device) for c in self.conditions], dim=1) for p in prompts]
         return torch.cat(rows).to(self.device, self.unet.dtype)
+
+    def unconditional(self, condition: torch.Tensor) -> torch.Tensor:
+        """The context of guidance's unconditional branch, shaped like ``condition``."""
+        if not self.empty_prompt_unconditional:
+            return torch.zeros_like(condition)
+        return self.encode([""]).expand_as(condition)
 
     @torch.inference_mode()
     def sample(
@@ -149,7 +203,7 @@ class AuffusionPipeline:
         """
         condition = self.encode(prompts)
         guided = guidance > 1.0
-        context = torch.cat([torch.zeros_like(condition), condition]) if guided else condition
+        context = torch.cat([self.unconditional(condition), condition]) if guided else condition
         attention_kwargs = None
         if visual_tokens is not None:
             self._check_visual(visual_tokens, batch=len(prompts))
@@ -227,6 +281,58 @@ def _load_tokenizer(encoder_folder: Path, root: Path) -> Any:
     raise InvalidInputError(f"{encoder_folder}: no tokenizer files", field="model", value=str(encoder_folder))
 
 
+def checkpoint_layout(root: Path) -> str:
+    """"adapter" or "plain"; anything else is refused with what each layout needs."""
+    if (root / CONDITION_CONFIG).is_file():
+        return "adapter"
+    index_path = root / MODEL_INDEX
+    if index_path.is_file():
+        try:
+            pipeline_class = json.loads(index_path.read_text(encoding="utf-8")).get("_class_name")
+        except (ValueError, AttributeError) as exc:
+            raise InvalidInputError(f"{index_path}: not a JSON object: {exc}", field="model", value=str(root)) from exc
+        if pipeline_class not in PLAIN_PIPELINES:
+            message = (f"{index_path}: a {pipeline_class} checkpoint is not Auffusion; the plain layout is a "
+                       f"{' or '.join(PLAIN_PIPELINES)} folder with a vocoder/ beside it")
+            raise InvalidInputError(message, field="model", value=str(root))
+        missing = [name for name in ("text_encoder", "tokenizer", "unet", "vae", "scheduler", "vocoder")
+                   if not (root / name).is_dir()]
+        if missing:
+            raise InvalidInputError(f"{root}: plain Auffusion layout without {', '.join(missing)}/", field="model",
+                                    value=str(root))
+        return "plain"
+    message = (f"{root / CONDITION_CONFIG}: missing, and no {MODEL_INDEX} either; not an Auffusion checkpoint "
+               "(expected the adapter layout of auffusion/auffusion-full or the plain Stable Diffusion layout of "
+               "auffusion/auffusion-full-no-adapter)")
+    raise InvalidInputError(message, field="model", value=str(root))
+
+
+def _adapter_conditions(root: Path, dtype: torch.dtype, text_max_length: int) -> list[_Condition]:
+    conditions = []
+    for entry in json.loads((root / CONDITION_CONFIG).read_text(encoding="utf-8")):
+        encoder_folder = root / entry["text_encoder_name"]
+        conditions.append(
+            _Condition(
+                _load_tokenizer(encoder_folder, root),
+                _load_text_encoder(encoder_folder, dtype),
+                ConditionAdapter.from_folder(root / entry["condition_adapter_name"]).to(dtype),
+                max_length=int(entry.get("condition_max_length", text_max_length)),
+            )
+        )
+    return conditions
+
+
+def _plain_condition(root: Path, dtype: torch.dtype, text_max_length: int, unet: nn.Module) -> _PlainCondition:
+    encoder = _load_text_encoder(root / "text_encoder", dtype)
+    width = int(encoder.config.hidden_size)
+    if width != int(unet.config.cross_attention_dim):
+        message = (f"{root}: text encoder width {width} differs from the UNet's cross_attention_dim "
+                   f"{unet.config.cross_attention_dim}; the plain layout has no adapter to bridge them")
+        raise InvalidInputError(message, field="model", value=str(root))
+    tokenizer = _load_tokenizer(root / "tokenizer", root)
+    return _PlainCondition(tokenizer, encoder, max_length=min(text_max_length, int(tokenizer.model_max_length)))
+
+
 def load_auffusion(
     model: str,
     *,
@@ -238,26 +344,19 @@ def load_auffusion(
     spec_min_value: float,
     spec_max_value: float,
     text_max_length: int,
+    pad_frames: int = 0,
     cpu_offload: bool = False,
 ) -> AuffusionPipeline:
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
     root = checkpoint_folder(model, revision)
-    config_path = root / CONDITION_CONFIG
-    if not config_path.is_file():
-        raise InvalidInputError(f"{config_path}: missing; not an Auffusion checkpoint", field="model", value=model)
-    conditions = []
-    for entry in json.loads(config_path.read_text(encoding="utf-8")):
-        encoder_folder = root / entry["text_encoder_name"]
-        conditions.append(
-            _Condition(
-                _load_tokenizer(encoder_folder, root),
-                _load_text_encoder(encoder_folder, dtype),
-                ConditionAdapter.from_folder(root / entry["condition_adapter_name"]).to(dtype),
-                max_length=int(entry.get("condition_max_length", text_max_length)),
-            )
-        )
+    layout = checkpoint_layout(root)
     unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet", torch_dtype=dtype).eval().requires_grad_(False)
+    conditions: Sequence[_Condition | _PlainCondition]
+    if layout == "adapter":
+        conditions = _adapter_conditions(root, dtype, text_max_length)
+    else:
+        conditions = [_plain_condition(root, dtype, text_max_length, unet)]
     vae = AutoencoderKL.from_pretrained(root, subfolder="vae", torch_dtype=dtype).eval().requires_grad_(False)
     scheduler_config = json.loads((root / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
     pipeline = AuffusionPipeline(
@@ -271,6 +370,8 @@ def load_auffusion(
         spec_max_value=spec_max_value,
         device=device,
         dtype=dtype,
+        pad_frames=pad_frames,
+        empty_prompt_unconditional=layout == "plain",
     )
     if cpu_offload:
         pipeline.enable_model_cpu_offload(device)
@@ -281,22 +382,28 @@ def load_auffusion(
 
 
 class AuffusionGenerator(DiffusionGenerator):
-    """Backend "auffusion". Every sample is one native 10.24 s clip (the length the UNet was
-    trained on), so all events and all segments of long events share batches; events longer
-    than a clip are overlapping clips joined by crossfades."""
+    """Backend "auffusion". Every sample is one native 10.24 s image (the length the UNet was
+    trained on) of which the first 10.0 s are content, so all events and all segments of long
+    events share batches; events longer than 10.0 s are overlapping clips, each cut to its
+    content, joined by crossfades."""
 
     name = "auffusion"
 
-    def __init__(self, *, clip_frames: int | None = None, **options: Any) -> None:
+    def __init__(self, *, clip_frames: int | None = None, pad_frames: int | None = None, **options: Any) -> None:
         super().__init__(**options)
         frames = clip_frames if clip_frames is not None else self.preset.clip_frames
-        if not isinstance(frames, int) or frames <= 0:
+        if not isinstance(frames, int) or isinstance(frames, bool) or frames <= 0:
             message = f"clip_frames={frames!r}: must be a positive integer"
             raise InvalidInputError(message, field="clip_frames", value=frames)
-        self.clip_frames = frames
+        pad = pad_frames if pad_frames is not None else (self.preset.pad_frames or 0)
+        if not isinstance(pad, int) or isinstance(pad, bool) or not 0 <= pad < frames:
+            message = f"pad_frames={pad!r}: must be an integer >= 0 and below clip_frames={frames}"
+            raise InvalidInputError(message, field="pad_frames", value=pad)
+        self.clip_frames, self.pad_frames = frames, pad
 
     def _extra_identity(self) -> dict[str, Any]:
-        return {"clip_frames": self.clip_frames, "spec_range": [self.preset.spec_min_value, self.preset.spec_max_value]}
+        return {"clip_frames": self.clip_frames, "pad_frames": self.pad_frames,
+                "spec_range": [self.preset.spec_min_value, self.preset.spec_max_value]}
 
     def _load(self) -> AuffusionPipeline:
         return load_auffusion(
@@ -309,12 +416,15 @@ class AuffusionGenerator(DiffusionGenerator):
             spec_min_value=self.preset.spec_min_value or 1e-5,
             spec_max_value=self.preset.spec_max_value or 200.0,
             text_max_length=self.preset.text_max_length or 77,
+            pad_frames=self.pad_frames,
             cpu_offload=self.cpu_offload,
         )
 
     def _geometry(self, pipeline: AuffusionPipeline) -> Geometry:
-        clip_s = pipeline.clip_s
-        return Geometry(native_rate=pipeline.vocoder.sampling_rate, max_segment_s=clip_s, quantum_s=clip_s)
+        # Segments, rounding and the crossfade hop count content only: a 10.1 s event is two
+        # clips rather than one whose last 0.1 s is the learned silence.
+        content_s = pipeline.content_s
+        return Geometry(native_rate=pipeline.vocoder.sampling_rate, max_segment_s=content_s, quantum_s=content_s)
 
     def _group_key(self, job: SegmentJob) -> Hashable:
         return "clip"
@@ -324,4 +434,6 @@ class AuffusionGenerator(DiffusionGenerator):
     ) -> list[np.ndarray]:
         prompts = [job.description for job in jobs]
         waves = pipeline.sample(prompts, cpu_generators(jobs), steps=self.steps, guidance=self.guidance, on_step=on_step)
-        return [np.ascontiguousarray(wave, dtype=np.float32) for wave in waves]
+        # Cut the padding before joining, so crossfades blend content into content.
+        content = pipeline.content_samples
+        return [np.ascontiguousarray(wave[..., :content], dtype=np.float32) for wave in waves]

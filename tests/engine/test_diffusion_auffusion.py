@@ -1,6 +1,7 @@
 """Auffusion backend on a tiny random checkpoint saved in the published layout, on CPU.
 
-Tiny geometry: 16 mel bins, hop 10 at 2 kHz, clips of 32 frames = 0.16 s.
+Tiny geometry: 16 mel bins, hop 10 at 2 kHz, images of 32 frames = 0.16 s whose last 2 frames
+stand for the published model's learned-silence padding, so 30 frames = 0.15 s of content.
 """
 
 from __future__ import annotations
@@ -23,10 +24,15 @@ from engine.generators.auffusion import AuffusionGenerator  # noqa: E402
 from engine.generators.hifigan import HiFiGAN, load_hifigan  # noqa: E402
 from engine.progress import CancelToken  # noqa: E402
 from engine.render import fit_to_length  # noqa: E402
-from tests.engine.tiny_models import TINY_HIFIGAN, _weight_norm_layout, build_tiny_auffusion  # noqa: E402
+from tests.engine.tiny_models import (  # noqa: E402
+    TINY_HIFIGAN,
+    _weight_norm_layout,
+    build_tiny_auffusion,
+    build_tiny_auffusion_plain,
+)
 
-CLIP_S = 32 * 10 / 2000
-OPTIONS = {"steps": 3, "clip_frames": 32, "overlap_s": 0.04, "dtype": "float32", "device": "cpu"}
+CONTENT_S = 30 * 10 / 2000
+OPTIONS = {"steps": 3, "clip_frames": 32, "pad_frames": 2, "overlap_s": 0.04, "dtype": "float32", "device": "cpu"}
 
 
 @pytest.fixture(scope="module")
@@ -92,12 +98,12 @@ def test_long_event_is_segmented_and_crossfaded(checkpoint: Path, monkeypatch) -
                         lambda self, p, jobs, step: sizes.append(len(jobs)) or render(self, p, jobs, step))
     long_audio = _one(generator, "wind through trees", 0.5, 9)
     assert long_audio.shape == (1, 1000)
-    assert sizes == [4]  # (0.5 - 0.04) / (0.16 - 0.04) -> 4 overlapping clips in one call
+    assert sizes == [5]  # (0.5 - 0.04) / (0.15 - 0.04) -> 5 overlapping clips in one call
     # Until the first crossfade starts, the long event is exactly the first clip of that seed.
-    head = _one(generator, "wind through trees", CLIP_S, 9)
-    untouched = round((CLIP_S - 0.04) * 2000)
+    head = _one(generator, "wind through trees", CONTENT_S, 9)
+    untouched = round((CONTENT_S - 0.04) * 2000)
     np.testing.assert_allclose(long_audio[:, :untouched], head[:, :untouched], atol=1e-5)
-    assert not np.allclose(long_audio[:, untouched:320], head[:, untouched:320], atol=1e-4)
+    assert not np.allclose(long_audio[:, untouched:300], head[:, untouched:300], atol=1e-4)
 
 
 def test_progress_reaches_every_step_and_cancel_stops_between_steps(generator) -> None:
@@ -301,3 +307,101 @@ def test_asking_for_a_missing_gpu_is_refused_by_name(checkpoint: Path) -> None:
     with pytest.raises(InvalidInputError) as caught:
         create_generator("auffusion", model=str(checkpoint), device="cuda", clip_frames=32)
     assert caught.value.field == "device" and "no CUDA device" in str(caught.value)
+
+
+# --------------------------------------------------------------------------- content length and padding
+
+
+def _pad_is_silent(monkeypatch, calls: list[int]) -> None:
+    """Make every rendered image what the published model renders: its content (here a steady
+    level of 1.0, so joints can be read exactly) followed by the learned silence of the padding."""
+    from engine.generators.auffusion import AuffusionPipeline
+
+    def sample(self, prompts, generators, **_):
+        calls.append(len(prompts))
+        wave = np.ones((len(prompts), 1, self.clip_frames * self.vocoder.hop_length), dtype=np.float32)
+        wave[..., self.content_samples:] = 0.0
+        return wave
+
+    monkeypatch.setattr(AuffusionPipeline, "sample", sample)
+
+
+def test_an_event_between_content_and_image_length_does_not_end_in_the_padding(generator, monkeypatch) -> None:
+    # 0.155 s lies between the 0.15 s of content and the 0.16 s image. Rendered as one image and
+    # trimmed, its last 5 ms would be the padding's silence; it must be two clips instead.
+    calls: list[int] = []
+    _pad_is_silent(monkeypatch, calls)
+    audio = _one(generator, "a long creak", 0.155, 4)
+    assert audio.shape == (1, 310) and calls == [2]
+    assert np.abs(audio[:, -20:]).min() > 0.99
+    _one(generator, "a long creak", CONTENT_S, 4)
+    assert calls[-1] == 1  # exactly the content length still takes one image
+
+
+def test_long_events_do_not_dip_at_the_crossfades(generator, monkeypatch) -> None:
+    # Fading one clip out over its padding while the next fades in leaves a hole of up to -3 dB
+    # at every joint; content-to-content equal-power fades of a steady level never drop below it.
+    calls: list[int] = []
+    _pad_is_silent(monkeypatch, calls)
+    audio = _one(generator, "steady rain", 0.6, 8)
+    assert audio.shape == (1, 1200) and calls == [5]
+    assert np.abs(audio).min() > 0.99
+
+
+def test_generator_geometry_counts_content_and_refuses_bad_padding(checkpoint: Path, generator) -> None:
+    pipeline = generator.pipeline()
+    assert (pipeline.clip_s, pipeline.content_s) == (pytest.approx(0.16), pytest.approx(CONTENT_S))
+    geometry = generator._geometry(pipeline)
+    assert geometry.max_segment_s == geometry.quantum_s == pytest.approx(CONTENT_S)
+    for bad in (-1, 32, 1.5):
+        with pytest.raises(InvalidInputError) as caught:
+            create_generator("auffusion", model=str(checkpoint), **{**OPTIONS, "pad_frames": bad})
+        assert caught.value.field == "pad_frames"
+    other = create_generator("auffusion", model=str(checkpoint), **{**OPTIONS, "pad_frames": 4})
+    assert other.identity() != generator.identity()
+
+
+# --------------------------------------------------------------------------- the no-adapter layout
+
+
+@pytest.fixture(scope="module")
+def plain_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_auffusion_plain(tmp_path_factory.mktemp("tiny") / "auffusion-full-no-adapter")
+
+
+def test_plain_stable_diffusion_layout_renders_with_the_empty_prompt_as_unconditional(plain_checkpoint) -> None:
+    generator = create_generator("auffusion", model=str(plain_checkpoint), **OPTIONS)
+    audio = _one(generator, "a kitten mewing", 0.1, 3)
+    assert audio.shape == (1, 200) and np.isfinite(audio).all() and np.abs(audio).max() > 0
+    pipeline = generator.pipeline()
+    assert pipeline.layout == "plain"
+    with torch.inference_mode():
+        condition = pipeline.encode(["a kitten mewing", "rain"])
+        unconditional = pipeline.unconditional(condition)
+        empty = pipeline.encode([""])
+    # Prompts are padded to the full 77 tokens, as StableDiffusionPipeline encodes them.
+    assert condition.shape == (2, 77, 8)
+    # The unconditional is CLIP(""), not zeros, and the same row for every prompt of the batch.
+    assert torch.equal(unconditional[0], empty[0]) and torch.equal(unconditional[1], empty[0])
+    assert unconditional.abs().max() > 0
+
+
+def test_adapter_layout_keeps_its_all_zero_unconditional(generator) -> None:
+    pipeline = generator.pipeline()
+    with torch.inference_mode():
+        condition = pipeline.encode(["a kitten mewing"])
+    assert pipeline.layout == "adapter" and not pipeline.unconditional(condition).any()
+
+
+def test_a_broken_plain_layout_or_another_pipeline_is_refused_with_the_reason(plain_checkpoint, tmp_path) -> None:
+    other = shutil.copytree(plain_checkpoint, tmp_path / "sdxl")
+    (other / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionXLPipeline"}))
+    with pytest.raises(InvalidInputError) as wrong_class:
+        create_generator("auffusion", model=str(other), **OPTIONS).pipeline()
+    assert "StableDiffusionXLPipeline" in str(wrong_class.value) and "not Auffusion" in str(wrong_class.value)
+
+    no_vocoder = shutil.copytree(plain_checkpoint, tmp_path / "no-vocoder")
+    shutil.rmtree(no_vocoder / "vocoder")
+    with pytest.raises(InvalidInputError) as missing:
+        create_generator("auffusion", model=str(no_vocoder), **OPTIONS).pipeline()
+    assert "vocoder/" in str(missing.value) and missing.value.field == "model"

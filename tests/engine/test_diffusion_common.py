@@ -34,7 +34,10 @@ def test_shipped_presets_validate(backend: str) -> None:
 def test_auffusion_preset_geometry_is_the_published_one() -> None:
     preset = load_model_preset("auffusion")
     assert (preset.sample_rate, preset.mel_bins, preset.hop_length, preset.clip_frames) == (16000, 256, 160, 1024)
-    assert preset.clip_frames * preset.hop_length / preset.sample_rate == pytest.approx(preset.max_segment_s)
+    # Upstream's 10 s training clips padded with 0.24 s of silence: segments count the content.
+    assert preset.clip_frames * preset.hop_length / preset.sample_rate == pytest.approx(10.24)
+    content_s = (preset.clip_frames - preset.pad_frames) * preset.hop_length / preset.sample_rate
+    assert content_s == pytest.approx(10.0) == preset.max_segment_s == preset.length_quantum_s
 
 
 def test_bad_preset_names_the_key(tmp_path: Path) -> None:

@@ -75,32 +75,20 @@ def _weight_norm_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     return stored
 
 
-def build_tiny_auffusion(root: Path) -> Path:
-    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+def _tiny_clip_encoder(tokenizer, width: int):
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from engine.generators.auffusion import ConditionAdapter
-    from engine.generators.hifigan import HiFiGAN
-
-    root.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    tokenizer = clip_tokenizer()
-    encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+    return CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=width, intermediate_size=32, num_hidden_layers=1,
         num_attention_heads=2, max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1,
     ))
-    encoder.save_pretrained(root / "text_encoder_0")
-    tokenizer.save_pretrained(root / "text_encoder_0")
 
-    adapter = ConditionAdapter(condition_dim=16, cross_attention_dim=8)
-    (root / "condition_adapter_0").mkdir()
-    (root / "condition_adapter_0" / "config.json").write_text(
-        json.dumps({"condition_dim": 16, "cross_attention_dim": 8, "model_name": "tiny"}))
-    torch.save(adapter.state_dict(), root / "condition_adapter_0" / "condition_adapter.pt")
-    (root / "condition_config.json").write_text(json.dumps([{
-        "text_encoder_name": "text_encoder_0", "condition_adapter_name": "condition_adapter_0",
-        "condition_max_length": 77, "condition_dim": 16, "cross_attention_dim": 8,
-    }]))
+
+def _save_auffusion_image_parts(root: Path) -> None:
+    """UNet, VAE, scheduler and vocoder: the parts both Auffusion layouts share."""
+    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+
+    from engine.generators.hifigan import HiFiGAN
 
     UNet2DConditionModel(
         sample_size=16, in_channels=4, out_channels=4, block_out_channels=(8, 16), layers_per_block=1,
@@ -119,6 +107,46 @@ def build_tiny_auffusion(root: Path) -> Path:
     (root / "vocoder").mkdir()
     (root / "vocoder" / "config.json").write_text(json.dumps(TINY_HIFIGAN))
     torch.save({"generator": _weight_norm_layout(vocoder.state_dict())}, root / "vocoder" / "vocoder.pt")
+
+
+def build_tiny_auffusion(root: Path) -> Path:
+    """The adapter layout of auffusion/auffusion-full: text encoder -> condition adapter -> UNet."""
+    from engine.generators.auffusion import ConditionAdapter
+
+    root.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    tokenizer = clip_tokenizer()
+    _tiny_clip_encoder(tokenizer, 16).save_pretrained(root / "text_encoder_0")
+    tokenizer.save_pretrained(root / "text_encoder_0")
+
+    adapter = ConditionAdapter(condition_dim=16, cross_attention_dim=8)
+    (root / "condition_adapter_0").mkdir()
+    (root / "condition_adapter_0" / "config.json").write_text(
+        json.dumps({"condition_dim": 16, "cross_attention_dim": 8, "model_name": "tiny"}))
+    torch.save(adapter.state_dict(), root / "condition_adapter_0" / "condition_adapter.pt")
+    (root / "condition_config.json").write_text(json.dumps([{
+        "text_encoder_name": "text_encoder_0", "condition_adapter_name": "condition_adapter_0",
+        "condition_max_length": 77, "condition_dim": 16, "cross_attention_dim": 8,
+    }]))
+    _save_auffusion_image_parts(root)
+    return root
+
+
+def build_tiny_auffusion_plain(root: Path) -> Path:
+    """The plain layout of auffusion/auffusion-full-no-adapter: a Stable Diffusion folder whose
+    CLIP text encoder feeds the UNet directly, plus the vocoder."""
+    root.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    tokenizer = clip_tokenizer()
+    _tiny_clip_encoder(tokenizer, 8).save_pretrained(root / "text_encoder")
+    tokenizer.save_pretrained(root / "tokenizer")
+    (root / "model_index.json").write_text(json.dumps({
+        "_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.21.0",
+        "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+        "scheduler": ["diffusers", "PNDMScheduler"], "safety_checker": [None, None], "feature_extractor": [None, None],
+    }))
+    _save_auffusion_image_parts(root)
     return root
 
 
