@@ -32,16 +32,17 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import soxr
 
 from engine.generators import GenerationRequest, GenerationResult
-from engine.generators import procedural_dsp as dsp
+from engine.generators.procedural.primitives import lowpass
+from engine.generators.procedural.recipes import RECIPES
+from engine.generators.procedural.recipes.beds import sketch_neutral
+from engine.generators.procedural.text import Traits, classify_family, describe_traits
 from engine.progress import CancelToken, ProgressFn
 from engine.render import fit_to_length
 
@@ -59,59 +60,6 @@ BED_TILE_CROSSFADE_MS = 2000.0
 MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 384000
 
-# family -> keywords. Order matters only to break exact ties (see the module docstring).
-FAMILY_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("thunder", ("thunder", "thunderclap", "thunderstorm", "thunderbolt", "lightning")),
-    ("rain", ("rain", "rainy", "rainfall", "raindrop", "rainstorm", "drizzle", "downpour")),
-    ("wind", ("wind", "windy", "breeze", "gust", "gale", "blizzard", "storm", "stormy")),
-    ("water", ("water", "stream", "river", "brook", "creek", "waterfall", "ocean", "sea",
-               "wave", "surf", "shore", "beach", "tide", "drip", "droplet", "splash", "faucet",
-               "sink", "shower", "bubble", "pour", "fountain", "lake", "puddle", "leak",
-               "babbling brook", "babbling stream", "tap drip", "dripping tap", "running tap")),
-    ("fire", ("=fire", "fireplace", "campfire", "bonfire", "wildfire", "flame", "blaze", "burn",
-              "crackle", "embers", "torch")),
-    ("engine", ("engine", "car", "vehicle", "motor", "motorbike", "motorcycle", "scooter",
-                "moped", "truck", "lorry", "bus", "tractor", "diesel", "traffic", "plane",
-                "airplane", "aeroplane", "aircraft", "jet", "helicopter", "propeller", "drive",
-                "rev", "idle", "accelerate", "chainsaw", "lawnmower", "boat", "train")),
-    ("footsteps", ("footstep", "footfall", "step", "walk", "run", "jog", "stomp", "tiptoe",
-                   "stride", "march", "hooves", "hoof", "gallop", "stair")),
-    ("door", ("door", "doorway", "car door", "front door", "gate", "hinge", "creak", "creaky",
-              "squeak", "squeaky", "slam", "latch", "doorknob", "cupboard")),
-    ("impact", ("impact", "hit", "knock", "door knock", "thud", "thump", "bang", "punch",
-                "slap", "smash", "crash", "shatter", "glass", "break", "broke", "broken",
-                "drop", "fall", "collision", "clang", "clank", "tap", "rap", "whack", "kick",
-                "hammer", "car crash")),
-    ("gunshot", ("gun", "gunshot", "gunfire", "shot", "shoot", "rifle", "pistol", "shotgun",
-                 "revolver", "machine gun", "firearm", "bullet", "sniper", "fired", "firing",
-                 "opens fire", "fire a gun", "fires a gun", "fire a shot", "fires a shot")),
-    ("explosion", ("explosion", "explode", "blast", "bomb", "detonation", "detonate",
-                   "grenade", "firework", "dynamite", "boom", "cannon", "artillery")),
-    ("crowd", ("crowd", "people", "chatter", "chat", "talk", "conversation", "babble",
-               "murmur", "audience", "applause", "applaud", "clap", "cheer", "party",
-               "restaurant", "cafe", "market", "voices", "laughter", "laugh", "stadium",
-               "classroom", "walla")),
-    ("bird", ("bird", "songbird", "birdsong", "chirp", "tweet", "sparrow", "robin", "crow",
-              "raven", "owl", "hoot", "seagull", "gull", "duck", "quack", "pigeon", "dove",
-              "coo", "parrot", "cuckoo", "warble", "caw", "forest", "jungle", "dawn chorus")),
-    ("dog", ("dog", "bark", "puppy", "hound", "growl", "woof", "yap", "snarl", "whimper")),
-    ("cat", ("cat", "kitten", "kitty", "meow", "miaow", "purr")),
-    ("animal", ("animal", "cow", "moo", "cattle", "wolf", "wolves", "coyote", "lion", "tiger",
-                "bear", "horse", "neigh", "sheep", "lamb", "goat", "bleat", "frog", "toad",
-                "croak", "cricket", "insect", "cicada", "grasshopper", "pig", "oink")),
-    ("bell", ("bell", "church bell", "doorbell", "chime", "ding", "toll", "gong", "ring",
-              "triangle", "wind chime")),
-    ("alarm", ("alarm", "beep", "bleep", "siren", "buzzer", "horn", "honk", "phone",
-               "telephone", "ringtone", "notification", "fire alarm", "smoke alarm",
-               "alarm clock", "fire truck", "fire engine", "police car", "ambulance", "pip",
-               "blip", "microwave", "heart monitor")),
-    ("typing", ("typing", "type", "keyboard", "keystroke", "typewriter", "click",
-                "mouse click", "tick", "clock", "metronome")),
-    ("pad", ("pad", "music", "musical", "drone", "synth", "synthesizer", "chord", "score",
-             "soundtrack", "melody", "hum", "strings")),
-)
-FAMILIES: tuple[str, ...] = tuple(family for family, _ in FAMILY_KEYWORDS) + ("neutral",)
-
 # Highest working rate each family needs (None: the requested rate). Rendering a low rumble at
 # 16 kHz and resampling is both faster and identical to the ear.
 _WORK_RATE: dict[str, int | None] = {
@@ -119,69 +67,6 @@ _WORK_RATE: dict[str, int | None] = {
     "engine": 24000, "dog": 24000, "cat": 24000, "animal": 24000, "alarm": 24000,
     "water": 24000, "explosion": 32000,
 }
-
-_LOUD_WORDS = frozenset(
-    "loud louder loudly heavy heavier heavily strong violent violently huge massive intense "
-    "hard powerful fierce torrential raging big deafening roaring booming aggressive pounding "
-    "howling thunderous".split())
-_SOFT_WORDS = frozenset(
-    "soft softly gentle gently light lightly quiet quietly faint subtle distant low small calm "
-    "tiny muffled slight slightly whisper whispering weak delicate far".split())
-_DISTANT = re.compile(r"\b(distant|far|faraway|far-off|muffled|in the distance|behind)\b")
-
-
-def _last_word_forms(word: str) -> str:
-    """Regex for a word and its common inflections (plural, -ed, -er, -ing, doubled consonant)."""
-    if word.startswith("="):
-        return re.escape(word[1:]) + "(?:s|es)?"
-    if word.endswith("e"):
-        return re.escape(word[:-1]) + "(?:e|es|ed|er|ers|ing)"
-    if word.endswith("y"):
-        stem = re.escape(word[:-1])
-        return f"(?:{re.escape(word)}(?:s|ing)?|{stem}ies|{stem}ied)"
-    return re.escape(word) + f"(?:{re.escape(word[-1])}?(?:s|es|ed|er|ers|ing))?"
-
-
-@lru_cache(maxsize=None)
-def _compiled_table() -> tuple[tuple[str, tuple[tuple[re.Pattern[str], int], ...]], ...]:
-    table = []
-    for family, keywords in FAMILY_KEYWORDS:
-        patterns = []
-        for keyword in keywords:
-            words = keyword.split()
-            head = [re.escape(word) for word in words[:-1]]
-            body = r"\s+".join(head + [_last_word_forms(words[-1])])
-            patterns.append((re.compile(rf"\b{body}\b"), len(words)))
-        table.append((family, tuple(patterns)))
-    return tuple(table)
-
-
-def classify_family(description: str) -> str:
-    """The sketch family for a description (see the module docstring for the rule)."""
-    text = description.lower()
-    best: tuple[int, int, int] | None = None  # (-score, first position, table index)
-    best_family = "neutral"
-    for index, (family, patterns) in enumerate(_compiled_table()):
-        score, first = 0, len(text)
-        for pattern, weight in patterns:
-            found = pattern.search(text)
-            if found:
-                score += weight
-                first = min(first, found.start())
-        if score and (best is None or (-score, first, index) < best):
-            best, best_family = (-score, first, index), family
-    return best_family
-
-
-def describe_traits(description: str) -> dsp.Traits:
-    """Intensity (0.1..1) and distance from loudness words: each loud word +0.3, soft -0.3."""
-    text = description.lower()
-    words = re.findall(r"[a-z][a-z'-]*", text)
-    loud = sum(word in _LOUD_WORDS for word in words)
-    soft = sum(word in _SOFT_WORDS for word in words)
-    intensity = float(np.clip(0.6 + 0.3 * loud - 0.3 * soft, 0.1, 1.0))
-    return dsp.Traits(text=text, intensity=intensity, distant=bool(_DISTANT.search(text)))
-
 
 def _rng_for(seed: int, description: str) -> np.random.Generator:
     digest = hashlib.sha256(f"{int(seed)}\x00{description}".encode("utf-8")).digest()
@@ -233,11 +118,11 @@ def render_sketch(description: str, *, length_s: float, sample_rate: int = 48000
     cap = _WORK_RATE.get(family)
     work_rate = min(checked.sample_rate, cap) if cap else checked.sample_rate
     work_frames = math.ceil(checked.frames * work_rate / checked.sample_rate) + 1
-    audio = np.atleast_2d(dsp.RECIPES[family](rng, work_frames, work_rate, traits))
+    audio = np.atleast_2d(RECIPES[family](rng, work_frames, work_rate, traits))
     if not np.any(np.abs(audio) > 1e-9):  # e.g. a one-shot that could not fit: never silent
-        audio = dsp.neutral(rng, work_frames, work_rate, traits)
+        audio = sketch_neutral(rng, work_frames, work_rate, traits)
     if traits.distant:  # air and walls eat the top end first
-        audio = dsp.lowpass(audio, 1500.0, work_rate)
+        audio = lowpass(audio, 1500.0, work_rate)
     if work_rate != checked.sample_rate:
         audio = soxr.resample(audio.T, work_rate, checked.sample_rate).T
     if audio.shape[-1] < checked.frames:  # resampler rounding; normally we rendered extra
@@ -245,7 +130,7 @@ def render_sketch(description: str, *, length_s: float, sample_rate: int = 48000
     return _set_level(audio[:, : checked.frames], traits)
 
 
-def _set_level(audio: np.ndarray, traits: dsp.Traits) -> np.ndarray:
+def _set_level(audio: np.ndarray, traits: Traits) -> np.ndarray:
     """Peak-normalise to a level that follows the loudness words (render sets final LUFS)."""
     level = 10 ** (-1.0 / 20.0) * (0.3 + 0.7 * traits.intensity) * (0.6 if traits.distant else 1.0)
     audio = np.nan_to_num(audio.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
