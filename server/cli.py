@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "server.commands.video_cue",
     "server.commands.onsets",
     "server.commands.install_daw",
+    "server.commands.library",
 ]
 
 
