@@ -23,7 +23,8 @@ from pydantic_settings import SettingsConfigDict
 from engine.settings import TableSettings
 
 Variant = Literal["loudness", "plain"]
-StructuredOutput = Literal["auto", "json_schema", "plain"]
+# auto walks the ladder of llm_endpoint (json_schema first); a rung's name forces that rung.
+StructuredOutput = Literal["auto", "json_schema", "json_object_schema", "json_object", "plain"]
 
 # Sent when no key is configured: llama.cpp, vLLM and Ollama servers ignore it.
 _NO_KEY = "no-key-configured"
@@ -58,8 +59,17 @@ class LLMSettings(TableSettings):
     variant: Variant = "loudness"
     # Older conversation turns are dropped first once they exceed this (chars / 4).
     history_token_budget: int = Field(default=3000, ge=0)
-    # auto: ask for a json_schema response_format; if the endpoint answers 400, stop asking.
+    # auto: start at json_schema and step down only when the server refuses the
+    # response_format (see llm_endpoint); a rung's name forces that rung.
     structured_output: StructuredOutput = "auto"
+    # Output tokens per answer; None sizes them from the plan limits (at most 4096) and, when
+    # the server reported its context, to what is left of it.
+    max_tokens: int | None = Field(default=None, ge=64)
+    # The model's context in tokens when the server does not report it (Ollama, LM Studio).
+    context_tokens: int | None = Field(default=None, ge=256)
+    # Where what was learnt about endpoints is kept (default: <cache_dir>/llm_endpoints.json;
+    # os.devnull keeps it in memory only).
+    endpoint_cache: Path | None = None
     # When the model cannot produce a valid plan, let the rule planner answer instead of failing.
     fallback: bool = True
     # A folder with your own planner_prompt.md / planner_prompt_loudness.md (default: presets/).

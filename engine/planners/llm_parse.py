@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from engine.edits import stable_seed
-from engine.plan import Plan
+from engine.plan import DEFAULT_LIMITS, Plan, PlanLimits
 
 
 class ReplyFormatError(ValueError):
@@ -25,6 +25,7 @@ _REFUSAL = re.compile(
     r"I must decline)\b",
     re.I,
 )
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Keys models commonly use instead of ours (the paper-style start_time/end_time among them).
 _ALIASES = {
     "start": "start_s",
@@ -65,12 +66,14 @@ def extract_json(text: str) -> Any:
     if not stripped:
         raise ReplyFormatError("the answer was empty")
     candidates = [stripped] + [block.strip() for block in _FENCE.findall(stripped)]
+    # strict=False lets raw control characters (a newline, a tab) stand inside strings:
+    # llama-cpp-python's JSON grammar lets a model write them, and the object is still whole.
+    decoder = json.JSONDecoder(strict=False)
     for candidate in candidates:
         try:
-            return json.loads(candidate)
+            return decoder.decode(candidate)
         except ValueError:
             pass
-    decoder = json.JSONDecoder()
     for match in re.finditer(r"[{\[]", stripped):
         try:
             value, _ = decoder.raw_decode(stripped, match.start())
@@ -79,6 +82,19 @@ def extract_json(text: str) -> Any:
         if isinstance(value, dict) or (isinstance(value, list) and value):
             return value
     raise ReplyFormatError("the answer contains no JSON object")
+
+
+def extract_whole_json(text: str) -> Any:
+    """The answer as one JSON value: the whole text or its first fenced block, nothing
+    embedded (a cut-off answer may hold complete inner objects that are not the plan)."""
+    stripped = text.strip()
+    decoder = json.JSONDecoder(strict=False)
+    for candidate in [stripped] + [block.strip() for block in _FENCE.findall(stripped)][:1]:
+        try:
+            return decoder.decode(candidate)
+        except ValueError:
+            pass
+    raise ReplyFormatError("the answer is not one complete JSON value")
 
 
 def _unwrap(data: Any) -> dict[str, Any]:
@@ -114,7 +130,8 @@ def _event_fields(raw: Any, index: int) -> dict[str, Any]:
         if match:
             fields[name] = float(match.group(1))
     if isinstance(fields.get("description"), str):
-        fields["description"] = " ".join(fields["description"].split())
+        # Control characters a grammar let through become spaces, then runs of space one.
+        fields["description"] = " ".join(_CONTROL.sub(" ", fields["description"]).split())
     return fields
 
 
@@ -175,11 +192,24 @@ def plan_data(data: Any, *, duration_s: float, previous: Plan | None = None) -> 
     return {"duration_s": duration_s, "events": events}
 
 
-def response_format(*, with_loudness: bool) -> dict[str, Any]:
-    """The OpenAI ``response_format`` asking for a plan (strict JSON schema)."""
+# Characters of one event as JSON beyond its description ({"id": "e12", "description": "",
+# "start_s": 12.345, "end_s": 12.345, "target_lufs": -23.5}, ), with room for a model's spaces.
+_EVENT_JSON_CHARS = 110
+# JSON (digits, quotes, short keys) runs at about three characters per token.
+_JSON_CHARS_PER_TOKEN = 3
+MAX_ID_CHARS = 32
+
+
+def plan_schema(*, with_loudness: bool, limits: PlanLimits = DEFAULT_LIMITS) -> dict[str, Any]:
+    """The JSON schema of a plan answer, tight enough for small models under a grammar: at
+    least one event (an empty list is the likeliest valid-but-useless answer), at most
+    ``limits.max_events``, descriptions within ``limits.max_description_chars``. Grammar
+    converters do not all honour number bounds, so validate_plan still checks the numbers."""
     properties: dict[str, Any] = {
-        "id": {"type": "string"},
-        "description": {"type": "string"},
+        "id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},
+        "description": {
+            "type": "string", "minLength": 1, "maxLength": limits.max_description_chars,
+        },
         "start_s": {"type": "number"},
         "end_s": {"type": "number"},
     }
@@ -191,16 +221,53 @@ def response_format(*, with_loudness: bool) -> dict[str, Any]:
         "required": list(properties),
         "additionalProperties": False,
     }
-    schema = {
+    return {
         "type": "object",
         "properties": {
             "duration_s": {"type": "number"},
-            "events": {"type": "array", "items": event_schema},
+            "events": {
+                "type": "array", "items": event_schema, "minItems": 1,
+                "maxItems": limits.max_events,
+            },
         },
         "required": ["duration_s", "events"],
         "additionalProperties": False,
     }
-    return {
-        "type": "json_schema",
-        "json_schema": {"name": "scene_plan", "strict": True, "schema": schema},
-    }
+
+
+def response_format(
+    rung: str, *, with_loudness: bool, limits: PlanLimits = DEFAULT_LIMITS
+) -> dict[str, Any] | None:
+    """The ``response_format`` of one rung of the structured-output ladder (llm_endpoint):
+    None for "plain", which sends none."""
+    schema = plan_schema(with_loudness=with_loudness, limits=limits)
+    if rung == "json_schema":
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": "scene_plan", "strict": True, "schema": schema},
+        }
+    if rung == "json_object_schema":
+        return {"type": "json_object", "schema": schema}
+    if rung == "json_object":
+        return {"type": "json_object"}
+    if rung == "plain":
+        return None
+    raise ValueError(f"rung={rung!r}: unknown structured-output rung")
+
+
+def schema_note(*, with_loudness: bool, limits: PlanLimits = DEFAULT_LIMITS) -> str:
+    """Added to the system prompt when the server does not enforce the schema itself."""
+    schema = json.dumps(plan_schema(with_loudness=with_loudness, limits=limits),
+                        separators=(",", ":"))
+    return (
+        "Answer with the JSON object only: no code fences, no explanation before or after it. "
+        f"It must match this JSON schema: {schema}"
+    )
+
+
+def plan_max_tokens(*, with_loudness: bool, limits: PlanLimits = DEFAULT_LIMITS) -> int:
+    """Output tokens for the longest plan the limits allow, so a long answer is never cut
+    short by a server default (llama-cpp-python's completions default to 16 tokens)."""
+    per_event = _EVENT_JSON_CHARS + limits.max_description_chars - (0 if with_loudness else 22)
+    chars = 40 + limits.max_events * per_event
+    return -(-chars // _JSON_CHARS_PER_TOKEN) + 16

@@ -16,7 +16,7 @@ from engine.errors import PlannerError
 from engine.plan import Event, Plan, PlanLimits
 from engine.planners import PlanResult, Turn
 from engine.planners.llm import LLMPlanner, LLMSettings
-from engine.planners.llm_prompt import PLAIN_JSON_NOTE
+from engine.planners.llm_parse import schema_note
 from tests.fake_openai_server import FakeOpenAIServer
 
 RAIN = {"id": "e1", "description": "Heavy rain falls on a tin roof.", "start_s": 0.0,
@@ -45,7 +45,9 @@ class StubFallback:
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
+def clean_env(monkeypatch, tmp_path):
+    # What the planner learns about endpoints goes to a file of this test, not the user's cache.
+    monkeypatch.setenv("AUDIO_AGENT_LLM_ENDPOINT_CACHE", str(tmp_path / "llm_endpoints.json"))
     for name in ("AUDIO_AGENT_LLM_VARIANT", "AUDIO_AGENT_LLM_STRUCTURED_OUTPUT",
                  "AUDIO_AGENT_LLM_FALLBACK", "AUDIO_AGENT_LLM_TEMPERATURE"):
         monkeypatch.delenv(name, raising=False)
@@ -320,7 +322,8 @@ def test_auth_errors_are_not_retried(server):
     assert len(server.chat_requests) == 1
 
 
-def test_json_schema_rejection_switches_to_plain_json_and_is_remembered(server):
+def test_a_refused_json_schema_steps_down_one_rung_and_is_remembered(server):
+    """The full ladder, per server, is in test_llm_endpoints.py; this is the plain 400 case."""
     server.add_error(400, "response_format json_schema is not supported")
     server.add_json(GOOD)
     server.add_json(GOOD)
@@ -329,22 +332,21 @@ def test_json_schema_rejection_switches_to_plain_json_and_is_remembered(server):
 
     assert not result.fell_back
     assert result.notes == (
-        "the endpoint rejected a json_schema response_format; asked for plain JSON",
+        "the endpoint refused response_format json_schema (HTTP 400: response_format "
+        "json_schema is not supported); using json_object with a schema from now on",
     )
     first, second = server.chat_requests
     assert first["response_format"]["type"] == "json_schema"
-    assert "response_format" not in second
-    assert system_prompt(second).endswith(PLAIN_JSON_NOTE)
-    assert not system_prompt(first).endswith(PLAIN_JSON_NOTE)
+    assert second["response_format"]["type"] == "json_object"
+    assert second["response_format"]["schema"] == first["response_format"]["json_schema"]["schema"]
 
     planner.plan("rain again", duration_s=10.0)
-    third = server.chat_requests[2]
-    assert "response_format" not in third and system_prompt(third).endswith(PLAIN_JSON_NOTE)
+    assert server.chat_requests[2]["response_format"]["type"] == "json_object"
 
     # A new planner for the same endpoint and model (the server makes one per request) knows.
     server.add_json(GOOD)
     result = make_planner(server).plan("rain once more", duration_s=10.0)
-    assert result.notes == () and "response_format" not in server.chat_requests[3]
+    assert result.notes == () and server.chat_requests[3]["response_format"]["type"] == "json_object"
     server.add_json(GOOD)
     make_planner(server, model="another-model").plan("rain", duration_s=10.0)
     assert server.chat_requests[4]["response_format"]["type"] == "json_schema"
@@ -362,7 +364,8 @@ def test_plain_mode_never_sends_a_response_format(server):
     server.add_json(GOOD)
     make_planner(server, structured_output="plain", temperature=None).plan("rain", duration_s=10.0)
     (sent,) = server.chat_requests
-    assert "response_format" not in sent and system_prompt(sent).endswith(PLAIN_JSON_NOTE)
+    assert "response_format" not in sent
+    assert system_prompt(sent).endswith(schema_note(with_loudness=True))
     assert "temperature" not in sent
 
 
