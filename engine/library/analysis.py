@@ -36,7 +36,7 @@ class Analysis:
 def read_audio(path: Path, *, max_s: float = MAX_ANALYSIS_S) -> tuple[np.ndarray, int]:
     """float32 (channels, frames) of at most ``max_s`` seconds, and the file's rate."""
     try:
-        with sf.SoundFile(str(path)) as handle:
+        with open(path, "rb") as raw, sf.SoundFile(raw) as handle:
             rate = int(handle.samplerate)
             frames = int(min(handle.frames, max_s * rate)) if handle.frames > 0 else int(max_s * rate)
             data = handle.read(frames=frames, dtype="float32", always_2d=True)

@@ -32,6 +32,7 @@ FORMATS = {"WAV": "WAV", "WAVEX": "WAV", "RF64": "WAV", "AIFF": "AIFF", "FLAC": 
 MAX_TEXT_CHUNK_BYTES = 256 * 1024  # a bext/iXML body larger than this is not metadata
 BEXT_FIXED_BYTES = 602  # description .. reserved, before the coding history
 MAX_FIELD_CHARS = 2000  # per text field stored in the index
+MIN_LENGTH_S = 0.01  # shorter than this is a broken file or a stray header, not a sound
 
 # iXML / ASWG element names (lower case) whose text we keep, and what each feeds.
 _IXML_FIELDS = {
@@ -90,9 +91,9 @@ class FileMeta:
     def search_text(self, path: Path) -> dict[str, str]:
         """The four full-text columns: name, category, description, tags."""
         ucs = self.ucs
-        name = ucs.fx_name if ucs is not None else re.sub(r"[_\-.]+", " ", path.stem)
+        name = ucs.fx_name if ucs is not None else _clean(re.sub(r"[_\-.]+", " ", path.stem))
         category = cat_id_words(self.cat_id) if self.cat_id else ""
-        folders = " ".join(re.sub(r"[_\-.]+", " ", part) for part in path.parent.parts[-3:])
+        folders = _clean(" ".join(re.sub(r"[_\-.]+", " ", part) for part in path.parent.parts[-3:]))
         tags = [self.title, *self.keywords, self.creator, self.library, folders]
         if ucs is not None:
             tags += [ucs.user_data, ucs.source_id]
@@ -108,7 +109,9 @@ def _clean(text: Any) -> str:
     if isinstance(text, bytes):
         text = text.decode("latin-1")
     # Control characters (a hostile tag may hold newlines or escapes) become spaces.
-    return re.sub(r"[\x00-\x1f\x7f]+", " ", str(text)).strip()[:MAX_FIELD_CHARS]
+    # Undecodable bytes of a file name (surrogate escapes) become U+FFFD: SQLite stores UTF-8.
+    text = str(text).encode("utf-8", "replace").decode("utf-8")
+    return re.sub(r"[\x00-\x1f\x7f]+", " ", text).strip()[:MAX_FIELD_CHARS]
 
 
 def read_metadata(path: Path) -> FileMeta:
@@ -120,10 +123,13 @@ def read_metadata(path: Path) -> FileMeta:
     if size == 0:
         raise UnreadableFile("empty file (0 bytes)")
     try:
-        info = sf.info(str(path))
+        with open(path, "rb") as handle:  # a handle: names that are not UTF-8 work too
+            info = sf.info(handle)
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
         # libsndfile repeats the path in its message; the report line names it already.
         reason = re.sub(r"^Error opening .*?: ", "", _clean(error), flags=re.S)
+        if reason.startswith("File does not exist"):  # libsndfile's words for "no decoder took it"
+            reason = "format not recognised"
         raise UnreadableFile(f"not a readable audio file: {reason[:200]}") from None
     fmt = FORMATS.get(info.format)
     if fmt is None:
@@ -133,7 +139,9 @@ def read_metadata(path: Path) -> FileMeta:
             f"no usable audio ({info.channels} channel(s), {info.samplerate} Hz, {info.frames} frames)"
         )
     meta = FileMeta(fmt, int(info.channels), int(info.samplerate), int(info.frames))
-    meta.ucs = parse_ucs_name(path.stem)
+    if meta.length_s < MIN_LENGTH_S:
+        raise UnreadableFile(f"too short to use ({meta.frames} frames)")
+    meta.ucs = parse_ucs_name(_clean(path.stem))
     _read_tags(path, meta)
     if fmt == "WAV":
         _read_riff_chunks(path, meta)
@@ -159,7 +167,8 @@ def _read_tags(path: Path, meta: FileMeta) -> None:
     import mutagen  # imported here: rendering without a library never needs it
 
     try:
-        tagged = mutagen.File(str(path))
+        with open(path, "rb") as handle:
+            tagged = mutagen.File(handle)
     except Exception:  # noqa: BLE001 - a broken tag block costs only the tags
         return
     tags = getattr(tagged, "tags", None)
