@@ -134,7 +134,8 @@ def check_sample_rate(value: object, *, field: str = "sample_rate") -> int:
 def check_text(field: str, value: object, *, max_chars: int = MAX_PROMPT_CHARS) -> str:
     """A prompt or instruction: non-empty text of bounded length, returned stripped."""
     if not isinstance(value, str) or not value.strip():
-        raise InvalidInputError(f"{field}: must not be empty", field=field, value=value)
+        shown = value if not isinstance(value, str) else value[:40]
+        raise InvalidInputError(f"{field}={shown!r}: must not be empty", field=field, value=value)
     if len(value) > max_chars:
         raise InvalidInputError(
             f"{field}: {len(value)} characters; the limit is {max_chars}", field=field, value=len(value)

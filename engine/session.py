@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Literal
 
 from engine.cache import RenderCache
-from engine.edits import EventEdit, apply_edit, stable_seed
+from engine.edits import EventEdit, apply_edit
 from engine.errors import InvalidInputError, NotFoundError
 from engine.generators import Generator
 from engine.limits import (
@@ -47,6 +47,7 @@ from engine.plan import (
 )
 from engine.planners import Planner, PlanResult, Turn
 from engine.progress import CancelToken, ProgressFn
+from engine.seeds import DEFAULT_SEED, plan_prompt, seed_plan
 from engine.store import JobRow, SessionRow, SessionStore, VersionRow
 
 DB_NAME = "audio_agent.sqlite"
@@ -110,6 +111,7 @@ class PendingVersion:
     reply: str = ""  # the assistant's answer, stored as a turn
     fell_back: bool = False
     session_planner: str = ""  # planner setting to store on the session ("" = default)
+    seed: int | None = None  # request seed to store on the session (engine.seeds); None: keep
 
     @property
     def duration_s(self) -> float:
@@ -173,14 +175,6 @@ class _Current:
     row: VersionRow
     plan: Plan
     manifest: Manifest
-
-
-def _reseeded(plan: Plan, salt: int) -> Plan:
-    events = tuple(
-        event.model_copy(update={"seed": stable_seed(event.description, salt=salt)})
-        for event in plan.events
-    )
-    return plan.model_copy(update={"events": events})
 
 
 def _describe_change(change: EventEdit) -> str:
@@ -390,15 +384,14 @@ class SessionManager:
         row = self.store.get_session(name)
         planner_name = planner if planner is not None else (row.planner if row else "")
         backend_name = backend if backend is not None else (row.backend if row else "")
-        result = self._planner(planner_name).plan(
-            text, duration_s=duration, history=self._history(row), limits=self.limits
+        result = plan_prompt(
+            self._planner(planner_name), text, duration_s=duration, seed=seed,
+            limits=self.limits, history=self._history(row),
         )
-        plan = validate_plan(result.plan, limits=self.limits)
-        if seed is not None:
-            plan = _reseeded(plan, seed)
         return self._pending(
-            name, row, kind="generate", plan=plan, result=result, instruction=text,
+            name, row, kind="generate", plan=result.plan, result=result, instruction=text,
             backend=backend_name, anchor_s=anchor, session_planner=planner_name,
+            seed=seed or DEFAULT_SEED,
         )
 
     def prepare_plan(
@@ -410,11 +403,12 @@ class SessionManager:
         kind: VersionKind = "video_cue",
         anchor_s: float | None = None,
         backend: str | None = None,
+        seed: int | None = None,
     ) -> PendingVersion:
         """A plan made elsewhere (e.g. engine.video.cue.plan_from_video) as the next version."""
         name = check_session_name(session)
         row = self.store.get_session(name)
-        plan = validate_plan(result.plan, limits=self.limits)
+        plan = seed_plan(validate_plan(result.plan, limits=self.limits), seed)
         if anchor_s is None:
             anchor_s = row.anchor_s if row else 0.0
         anchor = check_position_s(anchor_s)
@@ -422,7 +416,7 @@ class SessionManager:
         return self._pending(
             name, row, kind=kind, plan=plan, result=result, instruction=instruction,
             backend=backend_name, anchor_s=anchor,
-            session_planner=row.planner if row else "",
+            session_planner=row.planner if row else "", seed=seed or DEFAULT_SEED,
         )
 
     def prepare_edit(
@@ -464,6 +458,8 @@ class SessionManager:
             )
             plan = validate_plan(result.plan, limits=self.limits)
             words = text
+        # New and changed events get the session's seed; kept ones keep theirs (and their stems).
+        plan = seed_plan(plan, row.seed, previous=current.plan)
         return self._pending(
             name, row, kind="edit", plan=plan, result=result, instruction=words,
             backend=row.backend, anchor_s=row.anchor_s, session_planner=row.planner,
@@ -517,6 +513,7 @@ class SessionManager:
         anchor_s: float,
         session_planner: str,
         current: _Current | None = None,
+        seed: int | None = None,
     ) -> PendingVersion:
         if row is None:
             # Settings stay at their defaults until a version commits (commit_version stores
@@ -541,6 +538,7 @@ class SessionManager:
             reply=result.reply or f"Planned {len(plan.events)} event(s).",
             fell_back=result.fell_back,
             session_planner=session_planner,
+            seed=seed,
         )
 
     # -- phase 2: render ---------------------------------------------------------------------
@@ -632,6 +630,7 @@ class SessionManager:
             anchor_s=pending.anchor_s,
             planner=pending.session_planner,
             backend=pending.backend,
+            seed=pending.seed,
         )
         self._set_live(pending.session, manifest)
         return SessionVersion(

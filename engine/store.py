@@ -66,7 +66,13 @@ CREATE INDEX jobs_by_session ON jobs (session, created);
 CREATE INDEX jobs_by_status ON jobs (status);
 """
 
-_MIGRATIONS: tuple[str, ...] = (_V1,)
+# v2: the seed of the request that made a session's current scene (engine.seeds: edits mix it
+# into the seeds of the events they change).
+_V2 = """
+ALTER TABLE sessions ADD COLUMN seed INTEGER NOT NULL DEFAULT 0
+"""
+
+_MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
@@ -84,6 +90,7 @@ class SessionRow:
     planner: str
     backend: str
     anchor_s: float
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -267,12 +274,13 @@ class SessionStore:
         anchor_s: float | None = None,
         planner: str | None = None,
         backend: str | None = None,
+        seed: int | None = None,
     ) -> list[int]:
         """Store a new version, make it current and append its turns, in one transaction.
 
         Versions after the current one (the redo branch) are dropped with their turns, as a DAW
-        does after undo-then-edit. ``anchor_s``/``planner``/``backend`` (when given) become the
-        session's settings. Returns the dropped version numbers.
+        does after undo-then-edit. ``anchor_s``/``planner``/``backend``/``seed`` (when given)
+        become the session's settings. Returns the dropped version numbers.
         """
         now = time.time()
         with self._tx() as db:
@@ -301,8 +309,8 @@ class SessionStore:
             db.execute(
                 "UPDATE sessions SET current_version = ?, updated = ?,"
                 " anchor_s = COALESCE(?, anchor_s), planner = COALESCE(?, planner),"
-                " backend = COALESCE(?, backend) WHERE name = ?",
-                (version, now, anchor_s, planner, backend, name),
+                " backend = COALESCE(?, backend), seed = COALESCE(?, seed) WHERE name = ?",
+                (version, now, anchor_s, planner, backend, seed, name),
             )
         return dropped
 

@@ -15,13 +15,16 @@ import stat
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from engine.errors import AudioAgentError, GeneratorError, InvalidInputError
+from engine.errors import AudioAgentError, InvalidInputError
 from server import protocol as p
 from server.jobs import Job, JobManager
 from server.osc import OscProtocol, is_loopback, start_osc
 from server.websocket import WebSocketTransport
+
+if TYPE_CHECKING:
+    from engine.session import SessionManager
 
 log = logging.getLogger("audio_agent.server")
 SERVER_VERSION = "0.1.0"
@@ -63,53 +66,16 @@ class ServerConfig:
                 raise InvalidInputError(f"{name}={getattr(self, name)}: not a port", field=name)
 
 
-def default_session_manager(config: ServerConfig) -> Any:
-    """The real engine: SessionManager over the data dir, a shared render cache, lazy backends."""
-    from engine.cache import RenderCache
-    from engine.generators import create_generator
-    from engine.planners import create_planner
-    from engine.session import SessionManager
+def default_session_manager(config: ServerConfig) -> SessionManager:
+    """The real engine, built by the composition root (engine.compose) from the same settings
+    `audio-agent render` honours (README "Settings"), with the server's own choices on top."""
+    from engine.compose import build_session_manager
     from engine.settings import load_settings
 
-    # The same settings `audio-agent render` honours (README "Settings"): loudness target, true-peak
-    # ceiling, sample rate and plan limits apply to DAW requests too.
-    settings = load_settings()
-    generators: dict[str, Any] = {}
-    lock = threading.Lock()
-
-    def generator_factory(name: str | None) -> Any:
-        # One instance per backend for the server's life: loading a model is the slow part.
-        key = name or config.backend
-        with lock:
-            if key not in generators:
-                try:
-                    generators[key] = create_generator(key)
-                except ImportError as error:  # a backend whose optional deps are missing
-                    raise GeneratorError(
-                        f"backend={key!r}: cannot be loaded here ({error})", field="backend", value=key
-                    ) from None
-            return generators[key]
-
-    def planner_factory(name: str | None) -> Any:
-        key = name or config.planner
-        rules = create_planner("rules", base_lufs=settings.target_lufs)
-        if key == "rules":
-            return rules
-        if key == "llm":
-            # Its fallback plans at the server's loudness target, like `--planner rules` would.
-            options: dict[str, Any] = {"fallback": rules}
-            if config.llm_model:
-                options["model"] = config.llm_model
-            return create_planner(key, **options)
-        return create_planner(key)
-
     max_bytes = int(config.cache_max_mb * 1024 * 1024) if config.cache_max_mb else None
-    data_dir = config.data_dir.expanduser()
-    cache = RenderCache(data_dir / "cache", max_bytes=max_bytes)
-    return SessionManager(
-        data_dir=data_dir, planner_factory=planner_factory, generator_factory=generator_factory, cache=cache,
-        limits=settings.limits(), sample_rate=settings.sample_rate,
-        default_target_lufs=settings.target_lufs, ceiling_dbtp=settings.ceiling_dbtp,
+    return build_session_manager(
+        load_settings(), data_dir=config.data_dir, planner=config.planner, backend=config.backend,
+        llm_model=config.llm_model, cache_max_bytes=max_bytes,
     )
 
 

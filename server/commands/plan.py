@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 
-from engine.errors import InvalidInputError
-from engine.planners import PlanResult, create_planner
+from engine.compose import build_planner
+from engine.limits import check_duration_s, check_seed, check_text
+from engine.planners import PlanResult
+from engine.seeds import plan_prompt
 from engine.settings import EngineSettings, load_settings
 
 
@@ -27,7 +28,9 @@ def add_planning_args(parser: argparse.ArgumentParser) -> None:
         "--llm-model", default=None, metavar="NAME", help="model name for --planner llm"
     )
     parser.add_argument(
-        "--seed", type=int, default=0, metavar="N", help="vary the renders of the same prompt"
+        "--seed", type=int, default=0, metavar="N",
+        help="vary the renders of the same prompt (default 0; a seed gives the same stems "
+        "here and through the server)",
     )
     parser.add_argument(
         "--target-lufs",
@@ -47,50 +50,19 @@ def settings_from(args: argparse.Namespace, **extra: object) -> EngineSettings:
 
 def check_planning_args(args: argparse.Namespace, settings: EngineSettings) -> str:
     """Reject bad input before any work; returns the stripped prompt."""
-    prompt = args.prompt.strip()
-    if not prompt:
-        raise InvalidInputError("prompt='': describe the scene to plan", field="prompt", value="")
-    duration = args.duration
-    if not math.isfinite(duration) or not 0 < duration <= settings.max_duration_s:
-        raise InvalidInputError(
-            f"duration_s={duration!r}: must be in (0, {settings.max_duration_s:g}] s",
-            field="duration_s",
-            value=duration,
-        )
-    if not 0 <= args.seed < 2**32:
-        raise InvalidInputError(
-            f"seed={args.seed}: must be in [0, 2**32)", field="seed", value=args.seed
-        )
+    prompt = check_text("prompt", args.prompt)
+    check_duration_s(args.duration, maximum=settings.max_duration_s)
+    check_seed(args.seed)
     return prompt
 
 
-def _reseed(result: PlanResult, seed: int) -> PlanResult:
-    # The rule planner salts its seeds itself; for the LLM planner --seed offsets every event.
-    events = tuple(
-        event.model_copy(update={"seed": (event.seed + seed) % 2**32})
-        for event in result.plan.events
-    )
-    plan = result.plan.model_copy(update={"events": events})
-    return PlanResult(plan, result.planner, result.fell_back, result.notes, result.reply)
-
-
 def make_plan(args: argparse.Namespace, settings: EngineSettings) -> PlanResult:
+    """Plan as the server does (engine.compose builds the planner, engine.seeds applies --seed),
+    so the same prompt, seed and settings give the same plan from every front door."""
     prompt = check_planning_args(args, settings)
-    rules = create_planner("rules", base_lufs=settings.target_lufs, seed=args.seed)
-    if settings.planner == "llm":
-        # The fallback answers with the same loudness target and seed salt as `--planner rules`.
-        options: dict[str, object] = {"fallback": rules}
-        if args.llm_model:
-            options["model"] = args.llm_model
-        planner = create_planner("llm", **options)
-    elif settings.planner == "rules":
-        planner = rules
-    else:
-        planner = create_planner(settings.planner)
-    result = planner.plan(prompt, duration_s=args.duration, limits=settings.limits())
-    if result.planner != "rules" and args.seed:
-        result = _reseed(result, args.seed)
-    return result
+    planner = build_planner(settings.planner, settings=settings, llm_model=args.llm_model)
+    return plan_prompt(planner, prompt, duration_s=args.duration, seed=args.seed,
+                       limits=settings.limits())
 
 
 def print_notes(result: PlanResult) -> None:

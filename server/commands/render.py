@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from engine import compose
 from engine.cache import RenderCache
 from engine.errors import InvalidInputError
-from engine.generators import Generator, create_generator
+from engine.generators import Generator
 from engine.manifest import Manifest, ManifestEvent, read_manifest
 from engine.midi import check_tempo_bpm
 from engine.plan import TIME_EPS_S, Plan
@@ -65,17 +66,13 @@ def check_anchor(args: argparse.Namespace) -> None:
 def _make_generator(args: argparse.Namespace, backend: str) -> Generator:
     """The backend with the model options given on the command line (procedural takes none)."""
     given = {"model": args.model, "steps": args.steps, "guidance": args.guidance}
-    return create_generator(backend, **{k: v for k, v in given.items() if v is not None})
+    return compose.build_generator(backend, **{k: v for k, v in given.items() if v is not None})
 
 
 def open_cache(settings: EngineSettings, enabled: bool) -> RenderCache | None:
     if not enabled:
         return None
-    try:
-        return RenderCache(settings.resolved_cache_dir())
-    except OSError as error:
-        print(f"warning: render cache disabled ({error})", file=sys.stderr)
-        return None
+    return compose.open_cache(settings.resolved_cache_dir(), required=False)
 
 
 def previous_stems(out: Path, plan: Plan, anchor_s: float) -> dict[str, ManifestEvent]:

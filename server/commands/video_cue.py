@@ -11,7 +11,7 @@ import argparse
 import sys
 import time
 
-from engine.generators import create_generator
+from engine.compose import build_generator
 from engine.scene import MANIFEST_NAME, prepare_out_dir
 from engine.settings import load_settings
 from engine.video.cue import CueOptions, cue_plan
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {key: value for key, value in given.items() if value is not None}
     settings = load_settings(**overrides)
     out = prepare_out_dir(args.out)
-    generator = create_generator(settings.backend)
+    generator = build_generator(settings.backend)
     options = CueOptions(cuts=args.cuts, beds=not args.no_beds)
     result = cue_plan(args.video, start_s=args.start, end_s=args.end, hint=args.hint,
                       planner=None if args.planner == "onsets" else args.planner, options=options)

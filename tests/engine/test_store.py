@@ -183,3 +183,25 @@ def test_concurrent_reservations_are_unique(store: SessionStore) -> None:
     for thread in threads:
         thread.join()
     assert sorted(numbers) == list(range(1, 101))
+
+
+def test_a_version_1_database_is_upgraded_keeping_its_sessions(tmp_path: Path) -> None:
+    """A data dir written before sessions stored their seed opens with seed 0 for old sessions."""
+    from engine.store import _V1
+
+    path = tmp_path / "old.sqlite"
+    raw = sqlite3.connect(path)
+    raw.executescript(_V1)
+    raw.execute("INSERT INTO sessions (name, created, updated, backend) VALUES ('old', 1, 1, 'x')")
+    raw.execute("PRAGMA user_version = 1")
+    raw.commit()
+    raw.close()
+    store = SessionStore(path)
+    assert store.schema_version == SCHEMA_VERSION
+    row = store.require_session("old")
+    assert (row.backend, row.seed) == ("x", 0)
+    store.reserve_version("old")
+    store.commit_version("old", version=1, kind="generate", plan_json="{}", manifest_json="{}", seed=7)
+    assert store.require_session("old").seed == 7
+    store.commit_version("old", version=2, kind="edit", plan_json="{}", manifest_json="{}")
+    assert store.require_session("old").seed == 7  # None keeps the session's seed

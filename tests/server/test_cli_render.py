@@ -295,29 +295,30 @@ def test_cli_reads_settings_from_environment(tmp_path, monkeypatch, capsys):
 
 
 def test_llm_model_is_passed_to_the_llm_planner(monkeypatch, capsys):
-    import server.commands.plan as plan_command
+    import engine.compose as compose
     from engine.planners.rules import RulePlanner
+    from engine.seeds import mix_seed
 
     seen = {}
 
     class StandIn(RulePlanner):
-        name = "llm"  # answers like an LLM planner would, so --seed offsets its seeds
+        name = "llm"  # answers like an LLM planner would
 
     def fake_create(name, **options):
         seen[name] = options
         return RulePlanner(**options) if name == "rules" else StandIn()
 
-    monkeypatch.setattr(plan_command, "create_planner", fake_create)
+    monkeypatch.setattr(compose, "create_planner", fake_create)
     assert main(["plan", "a kettle whistles", "--duration", "5", "--planner", "llm",
                  "--llm-model", "qwen2.5-7b-instruct", "--seed", "7", "--target-lufs", "-18"]) == 0
     assert seen["llm"]["model"] == "qwen2.5-7b-instruct"
-    # The fallback carries the CLI's loudness target and seed salt.
+    # The fallback carries the CLI's loudness target; planners are built unsalted.
     fallback = seen["llm"]["fallback"]
-    assert (fallback.base_lufs, fallback.seed) == (-18.0, 7)
+    assert (fallback.base_lufs, fallback.seed) == (-18.0, 0)
     plan = json.loads(capsys.readouterr().out)
-    # --seed offsets the LLM plan's seeds (the rule planner salts its own instead).
-    assert plan["events"][0]["seed"] == (RulePlanner().plan("a kettle whistles", duration_s=5)
-                                         .plan.events[0].seed + 7) % 2**32
+    # --seed is mixed into every planner's seeds by the one seed rule (engine.seeds).
+    unseeded = RulePlanner().plan("a kettle whistles", duration_s=5).plan.events[0].seed
+    assert plan["events"][0]["seed"] == mix_seed(unseeded, 7) != unseeded
 
 
 def test_model_option_on_a_backend_without_weights_is_bad_input(tmp_path, capsys):
@@ -332,7 +333,7 @@ def test_model_option_on_a_backend_without_weights_is_bad_input(tmp_path, capsys
 
 
 def test_steps_and_guidance_reach_a_model_backend(tmp_path, capsys, monkeypatch):
-    import server.commands.render as render_command
+    import engine.compose as render_command
 
     seen = {}
 

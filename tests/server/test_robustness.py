@@ -14,6 +14,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from engine.generators import GenerationResult, register_generator
+from engine.limits import MAX_PROMPT_CHARS
 from server import protocol as p
 from tests.server.conftest import FakeManager, OscPeer, collect, ping_ok, request, ws_call
 
@@ -113,7 +114,7 @@ def test_deeply_nested_json_gets_an_error_and_the_connection_stays(start_server,
 def test_huge_prompt_over_osc_is_named(start_server, osc_peer):
     server = start_server()
     peer = osc_peer(server.osc_port)
-    peer.send("/audioagent/generate", "h", "s", "x" * 3000, 4.0)
+    peer.send("/audioagent/generate", "h", "s", "x" * (MAX_PROMPT_CHARS + 1), 4.0)
     address, args = peer.recv()
     assert (address, args[1], args[3]) == ("/audioagent/error", "invalid_input", "prompt")
     assert ping_ok(server)
