@@ -4,9 +4,11 @@ Pure functions on float32 arrays shaped (channels, frames) with the sample rate 
 them. Nothing here touches files; engine/stems.py writes what these functions return.
 
 Loudness policy (why the numbers below are what they are):
-- A stem is normalised to its event's target loudness (BS.1770 integrated, via pyloudnorm),
+- A stem is normalised to its event's target loudness (BS.1770 integrated, engine/loudness.py,
+  checked against pyloudnorm in tests),
   then a look-ahead peak limiter holds its true peak at or below the stem ceiling
-  (-1 dBTP by default; it aims 0.3 dB lower, see CEILING_MARGIN_DB). Limiting lowers
+  (-1 dBTP by default; it aims 0.3 dB lower, see CEILING_MARGIN_DB; true peak is the 8x
+  reference of engine/truepeak.py). Limiting lowers
   loudness a little on transient-heavy sounds, so ``normalise_to_lufs`` measures again and
   applies make-up gain (then limits again) for a few rounds until the stem is within
   ``LOUDNESS_TOLERANCE_LU`` of its target: the ceiling wins over the target, and the target
@@ -30,19 +32,16 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-import pyloudnorm
-from scipy.ndimage import minimum_filter1d, uniform_filter1d
-from scipy.signal import firwin, resample_poly
 
+from engine import loudness, truepeak
 from engine.errors import InvalidInputError
 
-GATING_BLOCK_S = 0.4  # BS.1770 momentary block; shorter clips use the looped fallback
-TRUE_PEAK_OVERSAMPLING = 4  # BS.1770-4 Annex 2 for 48 kHz material
+GATING_BLOCK_S = loudness.GATING_BLOCK_S  # shorter clips use the looped fallback
 LOUDNESS_TOLERANCE_LU = 0.1  # make-up rounds stop once this close to the target
 MAKEUP_ROUNDS = 6
-# The limiter aims this far under the ceiling: a 4x true-peak estimate can read a few tenths
-# of a dB low on full-band material (8x reads up to ~0.2 dB higher on white noise), and
-# 24-bit rounding must not push the written file over the ceiling either.
+# The limiter aims this far under the ceiling: the 8x reference still reads a little under
+# the continuous waveform's peak (up to ~0.1 dB near 20 kHz), and 24-bit rounding must not
+# push the written file over the ceiling either.
 CEILING_MARGIN_DB = 0.3
 LIMITER_LOOKAHEAD_MS = 5.0  # gain is fully down this long before a peak arrives
 LIMITER_HOLD_MS = 20.0  # ... and stays down this long after it, so it does not flutter
@@ -153,7 +152,7 @@ def apply_fades(
 
 
 def measure_lufs(audio: np.ndarray, sample_rate: int) -> float | None:
-    """Integrated loudness in LUFS (BS.1770-4, pyloudnorm), or None for silence.
+    """Integrated loudness in LUFS (BS.1770-4, engine/loudness.py), or None for silence.
 
     Clips shorter than the 400 ms gating block are measured looped: tiled to at least 400 ms
     and measured with the same meter (see the module docstring).
@@ -166,104 +165,98 @@ def measure_lufs(audio: np.ndarray, sample_rate: int) -> float | None:
     block = int(math.ceil(GATING_BLOCK_S * sample_rate)) + 1
     if frames < block:
         array = np.tile(array, (1, int(math.ceil(block / frames))))
-    meter = pyloudnorm.Meter(sample_rate)
-    loudness = float(meter.integrated_loudness(array.T.astype(np.float64)))
-    return loudness if math.isfinite(loudness) else None
-
-
-# The 4x interpolation filter: scipy's resample_poly default design, made explicit so the
-# bound below describes the filter actually used.
-_TP_FILTER = firwin(
-    20 * TRUE_PEAK_OVERSAMPLING + 1, 1.0 / TRUE_PEAK_OVERSAMPLING, window=("kaiser", 5.0)
-).astype(np.float32)
-# No interpolated value can exceed the sample peak by more than the largest L1 norm of one
-# polyphase branch (about +7 dB): audio whose sample peak is that far under the ceiling can
-# skip the oversampling pass entirely.
-_TP_BOUND = TRUE_PEAK_OVERSAMPLING * max(
-    float(np.abs(_TP_FILTER[phase::TRUE_PEAK_OVERSAMPLING]).sum())
-    for phase in range(TRUE_PEAK_OVERSAMPLING)
-)
-
-
-# The 4x signal is made a block at a time: a 10-minute stereo bed at once would need several GB.
-# Each block carries enough neighbouring input on both sides for the filter, so the result is
-# the same as oversampling the whole clip.
-TRUE_PEAK_BLOCK_FRAMES = 1 << 18  # about 5.5 s at 48 kHz
-_TP_CONTEXT_FRAMES = len(_TP_FILTER) // TRUE_PEAK_OVERSAMPLING + 2
-
-
-def _oversampled_abs(array: np.ndarray) -> np.ndarray:
-    """|x| at 4x the rate, shaped (channels, frames, 4): per-frame intersample magnitudes."""
-    # float32 is ample for a peak estimate and about a third faster than float64 here.
-    up = resample_poly(array, TRUE_PEAK_OVERSAMPLING, 1, axis=1, window=_TP_FILTER)
-    frames = array.shape[1]
-    return np.abs(up[:, : frames * TRUE_PEAK_OVERSAMPLING]).reshape(
-        array.shape[0], frames, TRUE_PEAK_OVERSAMPLING
-    )
-
-
-def _intersample_envelope(array: np.ndarray) -> np.ndarray:
-    """Per frame, the largest 4x-oversampled magnitude over channels: shape (frames,)."""
-    frames = array.shape[1]
-    envelope = np.empty(frames, dtype=np.float32)
-    for start in range(0, frames, TRUE_PEAK_BLOCK_FRAMES):
-        stop = min(frames, start + TRUE_PEAK_BLOCK_FRAMES)
-        low = max(0, start - _TP_CONTEXT_FRAMES)
-        high = min(frames, stop + _TP_CONTEXT_FRAMES)
-        magnitudes = _oversampled_abs(array[:, low:high])[:, start - low : stop - low]
-        envelope[start:stop] = magnitudes.max(axis=(0, 2))
-    return envelope
+    value = loudness.integrated_lufs(array, int(sample_rate))
+    return value if math.isfinite(value) else None
 
 
 def true_peak_dbtp(audio: np.ndarray, sample_rate: int) -> float | None:
-    """True peak in dBTP from 4x oversampling (scipy resample_poly); None for silence."""
+    """True peak in dBTP against the 8x reference (engine/truepeak.py); None for silence."""
     array = _check_audio(audio)
     _check_rate(sample_rate)
-    if array.shape[1] == 0 or not np.any(array):
+    if array.shape[1] == 0:
         return None
-    peak = max(float(np.max(np.abs(array))), float(np.max(_intersample_envelope(array))))
-    return 20.0 * math.log10(peak)
+    return truepeak.to_dbtp(truepeak.true_peak(array))
 
 
 def limit_true_peak(
     audio: np.ndarray, *, sample_rate: int, ceiling_dbtp: float = -1.0
 ) -> np.ndarray:
-    """Look-ahead limiter holding the true peak at or below ``ceiling_dbtp``.
+    """Look-ahead limiter holding the true peak at or below ``ceiling_dbtp``; a new array.
 
-    Gain only moves around the peaks that need it: the needed gain per frame (from the 4x
-    oversampled peak) is held over a window of lookahead + hold, then smoothed with a moving
-    average no wider than that window, so the smoothed gain is never above what any frame
-    needs. A final static trim covers the residue of the oversampling estimate.
+    Gain only moves around the peaks that need it: the needed gain per frame (from the true
+    peak) is held over a window of lookahead + hold, then smoothed with a moving average no
+    wider than that window, so the smoothed gain is never above what any frame needs. A final
+    static trim covers what is left over.
     """
     array = _check_audio(audio)
     _check_rate(sample_rate)
-    return _limit(array, sample_rate, ceiling_dbtp)[0]
+    out, _, changed = _limit(array, sample_rate, ceiling_dbtp)
+    return out if changed else array.copy()
 
 
 def _limit(
     array: np.ndarray, sample_rate: int, ceiling_dbtp: float
-) -> tuple[np.ndarray, float | None]:
-    """(limited audio, its true peak in dBTP when already known, else None)."""
+) -> tuple[np.ndarray, float | None, bool]:
+    """(limited audio, its true peak in dBTP when already known, whether anything changed).
+
+    Unchanged audio comes back as the same array object (callers that hand it out copy it).
+    Work is only done where needed: a sample-peak check, then one true-peak pass that also
+    lists the frames over the ceiling, then gain only in the regions around those frames.
+    """
     ceiling = db_to_gain(ceiling_dbtp - CEILING_MARGIN_DB)
-    sample_peak = float(np.max(np.abs(array))) if array.size else 0.0
-    if sample_peak * _TP_BOUND <= ceiling:
-        return array.copy(), None
-    envelope = _intersample_envelope(array)
-    envelope = np.maximum(envelope, np.max(np.abs(array), axis=0))
-    if float(envelope.max()) <= ceiling:
-        return array.copy(), 20.0 * math.log10(float(envelope.max()))
-    needed = np.minimum(1.0, ceiling / np.maximum(envelope, 1e-12))
+    if array.size == 0:
+        return array, None, False
+    # No interpolated value exceeds the sample peak by more than the interpolator's largest
+    # phase L1 norm: audio that far under the ceiling needs no oversampling at all.
+    if float(np.max(np.abs(array))) * truepeak.interpolation_bound() <= ceiling:
+        return array, None, False
+    found = truepeak.scan(array, ceiling=ceiling)
+    if found.over_frames.size == 0:
+        return array, truepeak.to_dbtp(found.peak), False
+    out = array.copy()
+    spans = _gain_spans(out, found, ceiling, sample_rate)
+    # Outside the spans nothing changed (and nothing was over the ceiling); only the spans,
+    # with the interpolator's reach around them, can still be over after smoothing.
+    peak = max(truepeak.scan(out, start=a, stop=b).peak for a, b in spans)
+    if peak > ceiling:
+        out *= np.float32(ceiling / peak)
+    return out, None, True
+
+
+def _gain_spans(
+    out: np.ndarray, found: truepeak.PeakScan, ceiling: float, sample_rate: int
+) -> list[tuple[int, int]]:
+    """Apply the limiter gain in place around the over-ceiling frames; return the frame spans
+    (with the interpolator's reach) whose true peak may have changed."""
+    frames = out.shape[1]
     half = max(1, int(round((LIMITER_LOOKAHEAD_MS + LIMITER_HOLD_MS) * sample_rate / 2000.0)))
+    # Gain can differ from 1 only within the hold window plus the moving average's half width
+    # of an over frame; a little more keeps each span's edges at exactly 1 before filtering.
+    reach = half + half // 2 + 2
+    over = found.over_frames
+    needed_at = np.minimum(1.0, ceiling / found.over_peaks.astype(np.float64))
+    breaks = np.flatnonzero(np.diff(over) > 2 * reach) + 1
+    firsts = np.concatenate(([0], breaks))
+    lasts = np.concatenate((breaks, [over.size]))
+    spans = []
+    for first, last in zip(firsts, lasts):
+        low = max(0, int(over[first]) - reach)
+        high = min(frames, int(over[last - 1]) + reach + 1)
+        needed = np.ones(high - low, dtype=np.float64)
+        needed[over[first:last] - low] = needed_at[first:last]
+        gain = _smoothed_gain(needed, half)
+        out[:, low:high] = (out[:, low:high] * gain[np.newaxis, :]).astype(np.float32)
+        reach_tp = truepeak.TAPS_PER_PHASE
+        spans.append((max(0, low - reach_tp), min(frames, high + reach_tp)))
+    return spans
+
+
+def _smoothed_gain(needed: np.ndarray, half: int) -> np.ndarray:
+    from scipy.ndimage import minimum_filter1d, uniform_filter1d  # heavy: only when limiting
+
     held = minimum_filter1d(needed, size=2 * half + 1, mode="nearest")
     smooth = uniform_filter1d(held, size=half, mode="nearest")
-    gain = np.minimum(smooth, needed)  # guards float error at window edges
-    out = (array * gain[np.newaxis, :]).astype(np.float32)
-    peak_db = true_peak_dbtp(out, sample_rate)
-    if peak_db is not None and peak_db > ceiling_dbtp - CEILING_MARGIN_DB:
-        trim_db = ceiling_dbtp - CEILING_MARGIN_DB - peak_db
-        out *= db_to_gain(trim_db)
-        peak_db += trim_db
-    return out, peak_db
+    return np.minimum(smooth, needed)  # guards float error at window edges
 
 
 def normalise_to_lufs(
@@ -279,6 +272,9 @@ def normalise_to_lufs(
     measured_lufs is the loudness of the input before any gain. Silence comes back unchanged
     with gain 0 dB and measured None. With a ceiling, the limiter and make-up rounds described
     in the module docstring run; the result's own loudness is ``measure_lufs`` of it.
+
+    Loudness is measured again only after the limiter changed something: a static gain moves
+    loudness by exactly that gain, so a round the limiter leaves alone is already on target.
     """
     array = _check_audio(audio)
     measured = measure_lufs(array, sample_rate)
@@ -289,13 +285,15 @@ def normalise_to_lufs(
     if ceiling_dbtp is None:
         return out, gain_db, measured
     for _ in range(MAKEUP_ROUNDS):
-        out = limit_true_peak(out, sample_rate=sample_rate, ceiling_dbtp=ceiling_dbtp)
+        out, _, changed = _limit(out, sample_rate, ceiling_dbtp)
+        if not changed:
+            break
         now = measure_lufs(out, sample_rate)
         if now is None or abs(target_lufs - now) <= LOUDNESS_TOLERANCE_LU:
             break
         out = (out * db_to_gain(target_lufs - now)).astype(np.float32)
     else:
-        out = limit_true_peak(out, sample_rate=sample_rate, ceiling_dbtp=ceiling_dbtp)
+        out = _limit(out, sample_rate, ceiling_dbtp)[0]
     return out, gain_db, measured
 
 
@@ -317,6 +315,39 @@ def _to_channels(array: np.ndarray, channels: int) -> np.ndarray:
     return np.repeat(array.mean(axis=0, keepdims=True), channels, axis=0)
 
 
+class MixBus:
+    """A (channels, frames) float32 mix that stems are added to one at a time, in call order.
+
+    Adding stems one by one (instead of holding them all) lets a long scene stream its stems
+    from their files; the sum is made with the same float32 operations in the same order as a
+    one-shot mix of the same stems, so both are bit-identical.
+    """
+
+    def __init__(self, *, duration_s: float, sample_rate: int, channels: int) -> None:
+        _check_rate(sample_rate)
+        if not math.isfinite(duration_s) or duration_s <= 0:
+            raise InvalidInputError(
+                f"duration_s={duration_s!r}: must be > 0", field="duration_s", value=duration_s
+            )
+        self.sample_rate = sample_rate
+        self.frames = int(round(duration_s * sample_rate))
+        self.audio = np.zeros((max(1, channels), self.frames), dtype=np.float32)
+
+    def add(self, audio: np.ndarray, *, start_s: float, gain_db: float = 0.0) -> None:
+        array = _check_audio(audio, "stems")
+        offset = int(round(start_s * self.sample_rate))
+        if offset >= self.frames or offset < 0:
+            return
+        piece = _to_channels(array, self.audio.shape[0])[:, : self.frames - offset]
+        self.audio[:, offset : offset + piece.shape[1]] += piece * db_to_gain(gain_db)
+
+    def finish(self, *, ceiling_dbtp: float = -1.0) -> tuple[np.ndarray, float | None]:
+        """The mix through the bus limiter, and its true peak in dBTP (None for silence)."""
+        out, peak_db, _ = _limit(self.audio, self.sample_rate, ceiling_dbtp)
+        self.audio = np.zeros((0, 0), dtype=np.float32)  # the bus hands its buffer over
+        return out, peak_db if peak_db is not None else true_peak_dbtp(out, self.sample_rate)
+
+
 def mix(
     stems: Sequence[PlacedStem],
     *,
@@ -331,20 +362,9 @@ def mix(
     stems themselves (and their files) are never changed. Mono stems are spread to both sides
     of a stereo mix.
     """
-    _check_rate(sample_rate)
-    if not math.isfinite(duration_s) or duration_s <= 0:
-        raise InvalidInputError(
-            f"duration_s={duration_s!r}: must be > 0", field="duration_s", value=duration_s
-        )
-    frames = int(round(duration_s * sample_rate))
     arrays = [_check_audio(stem.audio, "stems") for stem in stems]
     channels = max((array.shape[0] for array in arrays), default=1)
-    out = np.zeros((channels, frames), dtype=np.float32)
+    bus = MixBus(duration_s=duration_s, sample_rate=sample_rate, channels=channels)
     for stem, array in zip(stems, arrays):
-        offset = int(round(stem.start_s * sample_rate))
-        if offset >= frames or offset < 0:
-            continue
-        piece = _to_channels(array, channels)[:, : frames - offset]
-        out[:, offset : offset + piece.shape[1]] += piece * db_to_gain(stem.gain_db)
-    out, peak_db = _limit(out, sample_rate, ceiling_dbtp)
-    return out, peak_db if peak_db is not None else true_peak_dbtp(out, sample_rate)
+        bus.add(array, start_s=stem.start_s, gain_db=stem.gain_db)
+    return bus.finish(ceiling_dbtp=ceiling_dbtp)

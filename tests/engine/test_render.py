@@ -15,7 +15,7 @@ import pyloudnorm
 import pytest
 from scipy.signal import resample_poly
 
-from engine import render
+from engine import render, truepeak
 from engine.errors import InvalidInputError
 
 SR = 48000
@@ -171,10 +171,10 @@ def test_true_peak_and_limiter_work_block_by_block_with_the_same_result(monkeypa
     clip = noise(0.5, channels=2, scale=0.2, seed=3)
     seam = 4000
     clip[:, seam - 2 : seam + 2] = np.array([0.9, -0.9, 0.9, -0.9], dtype=np.float32)
+    monkeypatch.setattr(truepeak, "BLOCK_ROWS", 2 * clip.shape[1])  # one block
     whole_peak = render.true_peak_dbtp(clip, SR)
     whole_limited = render.limit_true_peak(clip * 2.0, sample_rate=SR)
-    assert render.TRUE_PEAK_BLOCK_FRAMES > clip.shape[1]  # the above ran as one block
-    monkeypatch.setattr(render, "TRUE_PEAK_BLOCK_FRAMES", seam)
+    monkeypatch.setattr(truepeak, "BLOCK_ROWS", 2 * seam)  # a seam at frame 4000
     assert render.true_peak_dbtp(clip, SR) == pytest.approx(whole_peak, abs=1e-5)
     assert whole_peak == pytest.approx(true_peak_ref(clip), abs=0.3)
     blocked_limited = render.limit_true_peak(clip * 2.0, sample_rate=SR)
