@@ -15,7 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from engine.errors import CancelledError  # noqa: E402
 from engine.generators import GenerationRequest, create_generator  # noqa: E402
-from engine.generators._diffusion import release_resident_models  # noqa: E402
+from engine.generators._diffusion_models import release_resident_models  # noqa: E402
 from engine.generators.audioldm2 import AudioLDM2Generator  # noqa: E402
 from engine.progress import CancelToken  # noqa: E402
 from tests.engine.tiny_models import build_tiny_audioldm2  # noqa: E402

@@ -19,7 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from engine.errors import CancelledError, InvalidInputError  # noqa: E402
 from engine.generators import GenerationRequest, create_generator  # noqa: E402
-from engine.generators._diffusion import release_resident_models, resident_keys  # noqa: E402
+from engine.generators._diffusion_models import release_resident_models, resident_keys  # noqa: E402
 from engine.generators.auffusion import AuffusionGenerator  # noqa: E402
 from engine.generators.hifigan import HiFiGAN, load_hifigan  # noqa: E402
 from engine.progress import CancelToken  # noqa: E402

@@ -11,14 +11,14 @@ import torch
 
 from engine.errors import CancelledError, InvalidInputError
 from engine.generators import GenerationRequest
-from engine.generators._diffusion import (
+from engine.generators._diffusion_batching import run_in_batches
+from engine.generators._diffusion_device import resolve_dtype
+from engine.generators._diffusion_presets import load_model_preset
+from engine.generators._diffusion_segments import (
     SegmentJob,
     join_segments,
-    load_model_preset,
     plan_jobs,
     plan_segments,
-    resolve_dtype,
-    run_in_batches,
     segment_seed,
     to_request_rate,
 )
@@ -170,7 +170,7 @@ def test_caches_are_emptied_after_the_failed_call_has_let_go_of_its_tensors(monk
     # cache while they are alive gives nothing back. The retry must come after they are gone.
     import weakref
 
-    from engine.generators import _diffusion
+    from engine.generators import _diffusion_batching
 
     class Activations:
         pass
@@ -188,7 +188,7 @@ def test_caches_are_emptied_after_the_failed_call_has_let_go_of_its_tensors(monk
     def free() -> None:
         alive_at_free.append(refs[-1]() is not None)
 
-    monkeypatch.setattr(_diffusion, "_free_after_oom", free)
+    monkeypatch.setattr(_diffusion_batching, "_free_after_oom", free)
     outcomes = run_in_batches(_jobs(2), render, group_key=lambda j: 0, max_batch=2, steps=1)
     assert all(isinstance(o, np.ndarray) for o in outcomes)
     assert alive_at_free == [False]
@@ -197,7 +197,7 @@ def test_caches_are_emptied_after_the_failed_call_has_let_go_of_its_tensors(monk
 def test_out_of_memory_is_recognised_on_torch_without_the_generic_class(monkeypatch) -> None:
     # pyproject allows torch 2.3/2.4, which have torch.cuda.OutOfMemoryError but no
     # torch.OutOfMemoryError; an unrelated render error must not become an AttributeError.
-    from engine.generators._diffusion import is_out_of_memory
+    from engine.generators._diffusion_batching import is_out_of_memory
 
     cuda_kind = torch.cuda.OutOfMemoryError
     monkeypatch.delattr(torch, "OutOfMemoryError")
@@ -207,3 +207,16 @@ def test_out_of_memory_is_recognised_on_torch_without_the_generic_class(monkeypa
     outcomes = run_in_batches(_jobs(2), lambda jobs, on_step: (_ for _ in ()).throw(ValueError("bad")),
                               group_key=lambda j: 0, max_batch=2, steps=1)
     assert outcomes == ["ValueError: bad", "ValueError: bad"]
+
+
+def test_segment_maths_imports_no_torch() -> None:
+    # Planning and joining are numpy; a caller that only plans (the renderer's preview, a
+    # benchmark) must not pay torch's import time.
+    import subprocess
+    import sys
+
+    code = ("import sys; import engine.generators._diffusion_segments, engine.generators._diffusion_presets; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "False"
