@@ -4,31 +4,44 @@
 local dir = debug.getinfo(1, "S").source:match("^@?(.*[/\\])") or ""
 local AA = dofile(dir .. "AudioAgent_lib.lua").init(dir)
 local TITLE = "Foley from video"
+AA.pin_project()
 
-local item = reaper.GetSelectedMediaItem(0, 0)
+local item = reaper.GetSelectedMediaItem(AA.proj, 0)
 local take = item and reaper.GetActiveTake(item)
 if not take then
   return AA.error_box(TITLE, "select a video item first")
 end
+-- A reversed or sectioned item plays a SECTION source that has no file of its own; the file
+-- is its parent, and a section moves where in the file the item's range starts.
+local video_path, section = AA.take_file(take)
 local source = reaper.GetMediaItemTake_Source(take)
+while source and reaper.GetMediaSourceParent(source) do source = reaper.GetMediaSourceParent(source) end
 local source_type = source and reaper.GetMediaSourceType(source, "") or ""
 if not source_type:upper():find("VIDEO") then
   return AA.error_box(TITLE, ("the selected item is not a video (source type %q)"):format(source_type))
 end
-local video_path = reaper.GetMediaSourceFileName(source, "")
+if section and section.reversed then
+  return AA.error_box(TITLE, "the selected video item plays reversed: Foley needs the video's own file "
+    .. "playing forwards. Turn off Item properties > Reverse (or select an unreversed copy) and try again.")
+end
+if video_path == "" then
+  return AA.error_box(TITLE, "the selected item's video has no file name REAPER can tell us: Foley needs "
+    .. "the video's file")
+end
 local rate = reaper.GetMediaItemTakeInfo_Value(take, "D_PLAYRATE")
 if math.abs(rate - 1) > 1e-9 then
   return AA.error_box(TITLE, ("play rate %s: only items playing at 1.0 are supported"):format(AA.format_number(rate)))
 end
 local position_s = reaper.GetMediaItemInfo_Value(item, "D_POSITION")
-local start_s = reaper.GetMediaItemTakeInfo_Value(take, "D_STARTOFFS")
+local start_s = reaper.GetMediaItemTakeInfo_Value(take, "D_STARTOFFS") + (section and section.offset_s or 0)
 local end_s = start_s + reaper.GetMediaItemInfo_Value(item, "D_LENGTH")
 
 local values = AA.ask("Audio-Agent: foley from video", { "Hint (optional)" }, { "" })
-if not values then return end
+if not values then return AA.no_undo() end
 local session = AA.new_session_name("video")
 local args = { "video-cue", video_path, "--start", AA.format_number(start_s),
-  "--end", AA.format_number(end_s), "--anchor", AA.format_number(position_s), "--session", session }
+  "--end", AA.format_number(end_s), "--anchor", AA.format_number(math.max(0, position_s + AA.time_offset_s())),
+  "--session", session }
 if values[1] ~= "" then
   args[#args + 1] = "--hint"
   args[#args + 1] = values[1]

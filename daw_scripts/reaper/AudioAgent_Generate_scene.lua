@@ -1,10 +1,12 @@
 -- @description Audio-Agent: generate a scene as one track per sound event
 -- Asks for a scene prompt and a duration (default: the time selection, else 10 s) and places
 -- each stem at the time selection start (else the edit cursor) + the event's start, inside a
--- folder track for the session. One undo point; on any failure nothing stays inserted.
+-- folder track for the session. Stems land as they are ready (one undo point per batch); the
+-- run ends by syncing the project to the server's version. On failure nothing stays inserted.
 local dir = debug.getinfo(1, "S").source:match("^@?(.*[/\\])") or ""
 local AA = dofile(dir .. "AudioAgent_lib.lua").init(dir)
 local TITLE = "Generate scene"
+AA.pin_project()
 
 local sel_start, sel_end = reaper.GetSet_LoopTimeRange(false, false, 0, 0, false)
 local has_selection = sel_end > sel_start
@@ -13,7 +15,7 @@ local default_duration_s = has_selection and (sel_end - sel_start) or 10
 
 local values = AA.ask("Audio-Agent: generate scene", { "Scene prompt", "Duration (s)" },
   { "", AA.format_number(default_duration_s) })
-if not values then return end
+if not values then return AA.no_undo() end
 local prompt, duration_s = values[1], tonumber(values[2])
 if prompt == "" then
   return AA.error_box(TITLE, "prompt is empty: describe the scene to generate")
@@ -22,9 +24,12 @@ if not duration_s or duration_s <= 0 then
   return AA.error_box(TITLE, ("duration_s=%s: must be a positive number of seconds"):format(values[2]))
 end
 
+-- The server stamps each stem with its timeline time (BWF TimeReference); in project time, so
+-- the project start offset is added. Items are placed at raw positions.
+local server_anchor_s = math.max(0, anchor_s + AA.time_offset_s())
 local session = AA.new_session_name("scene")
 AA.new_run({
   kind = "generate", title = TITLE, session = session, anchor_s = anchor_s, prompt = prompt,
   client_args = { "generate", prompt, "--duration", AA.format_number(duration_s),
-    "--session", session, "--anchor", AA.format_number(anchor_s) },
+    "--session", session, "--anchor", AA.format_number(server_anchor_s) },
 }):start()

@@ -165,11 +165,6 @@ function AA.is_windows()
   return (reaper.GetOS() or ""):match("^Win") ~= nil
 end
 
--- False for a track or item the user deleted (or undid away) since we got it: REAPER refuses
--- a dead pointer, so anything held across defer cycles is checked before use.
-function AA.alive(pointer, type_name)
-  return pointer ~= nil and reaper.ValidatePtr2(0, pointer, type_name)
-end
 
 function AA.db_to_linear(gain_db)
   return 10 ^ (gain_db / 20)
@@ -200,12 +195,17 @@ function AA.path_is_under(path, root)
   return #p > #r and p:sub(1, #r) == r
 end
 
--- Quote one argument for the platform shell the command line goes through.
+-- Quote one argument for the shell that runs it: /bin/sh on macOS/Linux, a .cmd batch file on
+-- Windows. In a batch file (delayed expansion off) only `%` is special inside "...": it is
+-- doubled. `"` has no escape there, so it becomes `'`. Python reads its argv with the C
+-- runtime's rules, where backslashes right before the closing quote escape it: a trailing run
+-- of backslashes is doubled so a prompt or folder ending in `\` cannot swallow what follows.
 function AA.shell_quote(arg)
   arg = tostring(arg)
   if AA.is_windows() then
-    -- cmd.exe (run with /V:ON) has no escape for these inside quotes; keep the text readable.
-    return '"' .. arg:gsub('"', "'"):gsub("%%", " percent"):gsub("!", ".") .. '"'
+    local text = arg:gsub('"', "'"):gsub("%%", "%%%%")
+    local body, slashes = text:match("^(.-)(\\*)$")
+    return '"' .. body .. slashes .. slashes .. '"'
   end
   return "'" .. arg:gsub("'", "'\\''") .. "'"
 end
@@ -245,7 +245,7 @@ end
 ------------------------------------------------------------------------------------------------
 -- Configuration: AudioAgent_config.lua beside the scripts (written by install-daw-scripts)
 ------------------------------------------------------------------------------------------------
-AA.config = { client = { "audio-agent" }, url = nil, stall_s = 180, status_timeout_ms = 20000 }
+AA.config = { client = { "audio-agent" }, url = nil, stall_s = 180, status_timeout_s = 20 }
 
 function AA.init(script_dir)
   AA.script_dir = script_dir or ""
@@ -275,24 +275,36 @@ end
 -- Talking to the server through the client
 ------------------------------------------------------------------------------------------------
 
--- Wrap a command so stdout+stderr go to `log_path` (or the captured output) and, when given,
--- its exit status lands in `exit_path`: that is how the poll loop learns the client died.
--- Returns the line to hand to reaper.ExecProcess.
+-- Write one `audio-agent client` call to a script file and return the line that runs it, with
+-- stdout+stderr going to `log_path` and the exit status to `exit_path` (how the poll loop
+-- learns the client ended).
 --
--- Windows: the line goes to cmd.exe as it is. macOS/Linux: REAPER's ExecProcess runs no shell;
--- it splits the line at spaces, keeping a run in '...', "..." or `...` together, with no
--- escapes at all, so no quoting can carry an arbitrary prompt through it. The shell command
--- is therefore written to `script_path` and REAPER runs `/bin/sh <script_path>`.
+-- macOS/Linux: REAPER's ExecProcess runs no shell; it splits the line at spaces, keeping a run
+-- in '...', "..." or `...` together, with no escapes at all, so no quoting can carry an
+-- arbitrary prompt through it: REAPER runs `/bin/sh <script>`. Windows: a `.cmd` batch file
+-- run by `cmd.exe /D /C "<script>"`, without delayed expansion, so `!` in a prompt or a path
+-- is plain text, and the exit status is read on its own line (%ERRORLEVEL%).
 function AA.shell_command(argv, log_path, exit_path, script_path)
-  local cmd = AA.join_command(argv)
-  if log_path then cmd = cmd .. " > " .. AA.shell_quote(log_path) end
-  cmd = cmd .. " 2>&1"
+  if not script_path then error("shell_command: a script path is needed", 0) end
+  local cmd = AA.join_command(argv) .. " > " .. AA.shell_quote(log_path) .. " 2>&1"
+  local lines
   if AA.is_windows() then
-    if exit_path then cmd = cmd .. " & echo !ERRORLEVEL! > " .. AA.shell_quote(exit_path) end
-    return 'cmd.exe /V:ON /C "' .. cmd .. '"'
+    script_path = script_path:gsub("%.sh$", ".cmd")
+    if script_path:find('["%%]') then
+      error(("cannot run a script at %s: cmd.exe cannot take a path with \" or %%"):format(script_path), 0)
+    end
+    lines = { "@echo off", "rem written by AudioAgent_lib.lua for one audio-agent client call",
+      "setlocal DisableDelayedExpansion", "chcp 65001 > nul", cmd,
+      "(echo %ERRORLEVEL%)> " .. AA.shell_quote(exit_path) }
+  else
+    lines = { "#!/bin/sh", "# written by AudioAgent_lib.lua for one audio-agent client call", cmd,
+      "echo $? > " .. AA.shell_quote(exit_path) }
   end
-  if exit_path then cmd = cmd .. "; echo $? > " .. AA.shell_quote(exit_path) end
-  if not script_path then error("shell_command: a script path is needed on this OS", 0) end
+  local handle, open_error = io.open(script_path, "wb")
+  if not handle then error("cannot write " .. tostring(open_error), 0) end
+  handle:write(table.concat(lines, AA.is_windows() and "\r\n" or "\n"), AA.is_windows() and "\r\n" or "\n")
+  handle:close()
+  if AA.is_windows() then return 'cmd.exe /D /C "' .. script_path .. '"' end
   local quote
   for _, q in ipairs({ '"', "'", "`" }) do
     if not script_path:find(q, 1, true) then quote = q break end
@@ -300,10 +312,6 @@ function AA.shell_command(argv, log_path, exit_path, script_path)
   if not quote or script_path:find("[\r\n]") then
     error(("cannot run a script at %s: REAPER cannot pass a path with quotes or line breaks"):format(script_path), 0)
   end
-  local handle, open_error = io.open(script_path, "wb")
-  if not handle then error("cannot write " .. tostring(open_error), 0) end
-  handle:write("#!/bin/sh\n# written by AudioAgent_lib.lua for one audio-agent client call\n", cmd, "\n")
-  handle:close()
   return "/bin/sh " .. quote .. script_path .. quote
 end
 
@@ -313,17 +321,28 @@ function AA.no_wait()
   return AA.is_windows() and -2 or -1
 end
 
--- Ask the server for its pong (blocking, short). Returns the pong table or nil, message.
-function AA.server_status(script_path)
-  local ok, cmd = pcall(AA.shell_command, AA.client_argv({ "status" }), nil, nil, script_path)
+-- Start one client call in the background. `paths` has log, exit and script.
+function AA.start_client(args, paths)
+  local ok, cmd = pcall(AA.shell_command, AA.client_argv(args), paths.log, paths.exit, paths.script)
   if not ok then return nil, cmd end
-  local out = reaper.ExecProcess(cmd, AA.config.status_timeout_ms)
-  if not out then return nil, "could not start the audio-agent client (" .. AA.config.client[1] .. ")" end
-  local code, text = out:match("^(%-?%d+)\r?\n(.*)$")
-  text = text or out
-  if tonumber(code) ~= 0 then
-    local last = trim(text):match("([^\n]*)$")
-    if tonumber(code) == 127 or tonumber(code) == 9009 then -- sh / cmd.exe: no such command
+  -- What a no-wait call returns is not documented, so it is not read: a client that never
+  -- starts shows up as an exit status (sh/cmd.exe report it) or, at worst, as silence.
+  reaper.ExecProcess(cmd, AA.no_wait())
+  return true
+end
+
+-- The exit status of a finished background call, or nil while it runs.
+function AA.exit_status(paths)
+  local status = AA.read_file(paths.exit)
+  return status and tonumber(status:match("(%-?%d+)")) or nil
+end
+
+-- What `client status` printed (stdout and stderr together) -> pong table, or nil, message.
+function AA.parse_status(code, text)
+  text = text or ""
+  if code ~= 0 then
+    local last = trim(text):match("([^\n]*)$") or ""
+    if code == 127 or code == 9009 then -- sh / cmd.exe: no such command
       return nil, ("could not start the audio-agent client (%s): %s. Re-run `audio-agent "
         .. "install-daw-scripts` from the install you use, or set `client` in "
         .. "AudioAgent_config.lua."):format(tostring(AA.config.client[1]), last)
@@ -336,8 +355,6 @@ function AA.server_status(script_path)
       if ok and type(pong) == "table" then return pong end
     end
   end
-  local ok, pong = pcall(json.decode, trim(text))
-  if ok and type(pong) == "table" then return pong end
   return nil, "the Audio-Agent server gave no status: " .. trim(text)
 end
 
@@ -356,12 +373,16 @@ function AA.new_job_paths(tag, session)
   local safe = tostring(session):gsub("[^%w%-_.]", "_")
   local stem = dir .. "/" .. tag .. "-" .. safe .. "-" .. os.date("!%Y%m%d-%H%M%S")
   local base, n = stem, 1
-  while reaper.file_exists(base .. ".jsonl") or reaper.file_exists(base .. ".exit") do
+  while reaper.file_exists(base .. ".jsonl") or reaper.file_exists(base .. ".exit")
+    or reaper.file_exists(base .. "-status.exit") do
     n = n + 1
     base = stem .. "-" .. n
   end
-  return { events = base .. ".jsonl", exit = base .. ".exit", log = base .. ".log",
-    script = base .. ".sh", status_script = base .. "-status.sh" }
+  return {
+    events = base .. ".jsonl", exit = base .. ".exit", log = base .. ".log", script = base .. ".sh",
+    status = { exit = base .. "-status.exit", log = base .. "-status.log", script = base .. "-status.sh" },
+    cancel = { exit = base .. "-cancel.exit", log = base .. "-cancel.log", script = base .. "-cancel.sh" },
+  }
 end
 
 function AA.new_session_name(kind)
@@ -395,8 +416,29 @@ function AA.line_reader(path)
 end
 
 ------------------------------------------------------------------------------------------------
--- Project access
+-- Project access. Every call names the project pinned at the start of the action
+-- (EnumProjects(-1)), never 0 ("whichever tab is active now"), so switching tabs while a job
+-- runs cannot send items or state to another project.
 ------------------------------------------------------------------------------------------------
+AA.proj = 0
+
+function AA.pin_project()
+  AA.proj = reaper.EnumProjects(-1)
+  return AA.proj
+end
+
+-- InsertTrackAtIndex has no project argument (it works on the active tab), so anything that
+-- adds tracks waits until the pinned project is the active one again.
+function AA.project_is_active()
+  return AA.proj == 0 or reaper.EnumProjects(-1) == AA.proj
+end
+
+-- False for a track or item the user deleted (or undid away) since we got it: REAPER refuses
+-- a dead pointer, so anything held across defer cycles is checked before use.
+function AA.alive(pointer, type_name)
+  return pointer ~= nil and reaper.ValidatePtr2(AA.proj, pointer, type_name)
+end
+
 function AA.item_ext(item, key, value)
   if value == nil then
     local _, v = reaper.GetSetMediaItemInfo_String(item, key, "", false)
@@ -414,26 +456,30 @@ function AA.track_ext(track, key, value)
 end
 
 function AA.get_proj(key)
-  local _, value = reaper.GetProjExtState(0, AA.SECTION, key)
+  local _, value = reaper.GetProjExtState(AA.proj, AA.SECTION, key)
   return value or ""
 end
 
 function AA.set_proj(key, value)
-  reaper.SetProjExtState(0, AA.SECTION, key, value)
+  reaper.SetProjExtState(AA.proj, AA.SECTION, key, value)
+end
+
+function AA.time_offset_s()
+  return reaper.GetProjectTimeOffset(AA.proj, false) or 0
 end
 
 function AA.session_meta(session)
   local text = AA.get_proj("session:" .. session)
   if text == "" then return nil end
   local ok, meta = pcall(json.decode, text)
-  return ok and meta or nil
+  return ok and type(meta) == "table" and meta or nil
 end
 
 -- Every item of `session`, keyed by event id (a list: the user may have duplicated one).
 function AA.session_items(session)
   local by_event = {}
-  for i = 0, reaper.CountMediaItems(0) - 1 do
-    local item = reaper.GetMediaItem(0, i)
+  for i = 0, reaper.CountMediaItems(AA.proj) - 1 do
+    local item = reaper.GetMediaItem(AA.proj, i)
     if AA.item_ext(item, AA.EXT_SESSION) == session then
       local id = AA.item_ext(item, AA.EXT_EVENT)
       if id ~= "" then
@@ -450,8 +496,8 @@ function AA.track_index(track)
 end
 
 function AA.find_folder(session)
-  for i = 0, reaper.CountTracks(0) - 1 do
-    local track = reaper.GetTrack(0, i)
+  for i = 0, reaper.CountTracks(AA.proj) - 1 do
+    local track = reaper.GetTrack(AA.proj, i)
     if AA.track_ext(track, AA.EXT_SESSION) == session and AA.track_ext(track, AA.EXT_ROLE) == "folder" then
       return track
     end
@@ -462,8 +508,8 @@ end
 function AA.last_child(folder)
   if reaper.GetMediaTrackInfo_Value(folder, "I_FOLDERDEPTH") ~= 1 then return nil end
   local level, last = 1, nil
-  for i = AA.track_index(folder) + 1, reaper.CountTracks(0) - 1 do
-    local track = reaper.GetTrack(0, i)
+  for i = AA.track_index(folder) + 1, reaper.CountTracks(AA.proj) - 1 do
+    local track = reaper.GetTrack(AA.proj, i)
     last = track
     level = level + reaper.GetMediaTrackInfo_Value(track, "I_FOLDERDEPTH")
     if level <= 0 then break end
@@ -471,8 +517,340 @@ function AA.last_child(folder)
   return last
 end
 
+-- Delete a track without breaking the folders around it: a track that closes one or more
+-- folders (depth < 0) hands its depth to the track above, so the designer's own folder that
+-- holds our scene folder still closes where it did.
+function AA.delete_track_keeping_folders(track)
+  local depth = reaper.GetMediaTrackInfo_Value(track, "I_FOLDERDEPTH")
+  if depth > 0 then return false end -- a folder parent: its children would be re-parented
+  local index = AA.track_index(track)
+  if depth < 0 and index > 0 then
+    local previous = reaper.GetTrack(AA.proj, index - 1)
+    reaper.SetMediaTrackInfo_Value(previous, "I_FOLDERDEPTH",
+      reaper.GetMediaTrackInfo_Value(previous, "I_FOLDERDEPTH") + depth)
+  end
+  reaper.DeleteTrack(track)
+  return true
+end
+
+-- The file a take plays and how: plain file, or a SECTION (reversed / section of the file)
+-- whose own file name is "" and whose parent leads to the file.
+function AA.take_file(take)
+  local source = take and reaper.GetMediaItemTake_Source(take)
+  if not source then return "", nil end
+  local section = nil
+  while reaper.GetMediaSourceType(source, "") == "SECTION" do
+    local ok, offset_s, length_s, reversed = reaper.PCM_Source_GetSectionInfo(source)
+    section = section or { offset_s = ok and offset_s or 0, length_s = ok and length_s or 0, reversed = ok and reversed or false }
+    local parent = reaper.GetMediaSourceParent(source)
+    if not parent then break end
+    source = parent
+  end
+  return reaper.GetMediaSourceFileName(source, "") or "", section
+end
+
+-- Build the peaks of a newly placed source so its waveform shows at once (REAPER builds none
+-- for a source set by the API): begin, run until nothing is left, finish.
+function AA.build_peaks(source)
+  if reaper.PCM_Source_BuildPeaks(source, 0) ~= 0 then
+    for _ = 1, 10000 do
+      if reaper.PCM_Source_BuildPeaks(source, 1) == 0 then break end
+    end
+    reaper.PCM_Source_BuildPeaks(source, 2)
+  end
+end
+
+-- Point a take at a new file. A plain take gets a new source; a sectioned or reversed one keeps
+-- its section/reverse: the file is swapped inside the item's state chunk (the only way to
+-- re-point a SECTION source's parent).
+function AA.set_take_file(item, take, path)
+  local old_path, section = AA.take_file(take)
+  if not section then
+    local old = reaper.GetMediaItemTake_Source(take)
+    local source = reaper.PCM_Source_CreateFromFile(path)
+    reaper.SetMediaItemTake_Source(take, source)
+    AA.build_peaks(source)
+    return old
+  end
+  local _, chunk = reaper.GetItemStateChunk(item, "", false)
+  local quoted = 'FILE "' .. old_path .. '"'
+  local at = chunk:find(quoted, 1, true)
+  if not at then error(("cannot swap the file of a reversed/sectioned item: %s not in its state"):format(old_path), 0) end
+  chunk = chunk:sub(1, at - 1) .. 'FILE "' .. path .. '"' .. chunk:sub(at + #quoted)
+  reaper.SetItemStateChunk(item, chunk, false)
+  local new_take = reaper.GetActiveTake(item)
+  local source = new_take and reaper.GetMediaItemTake_Source(new_take)
+  while source and reaper.GetMediaSourceParent(source) do source = reaper.GetMediaSourceParent(source) end
+  if source then AA.build_peaks(source) end
+  return nil
+end
+
 ------------------------------------------------------------------------------------------------
--- A run: one client job, polled from a defer loop, applied inside one undo block
+-- Reconcile: make the project match one version of a session, keyed by event id.
+--
+-- Each of our items carries P_EXT:audioagent_placed, the event as we last placed it
+-- (start_s, gain_db, stem_path, fades) and where that put the item (pos, vol). Values the
+-- designer changed by hand since (position, volume) differ from that record; the reconcile
+-- shifts them by as much as the event changed, so a nudge or a trim of volume survives, and
+-- an untouched item simply gets the server's value. Because the record lives on the item, a
+-- Ctrl+Z that restores an older item restores its record too, and the next sync heals it.
+------------------------------------------------------------------------------------------------
+AA.EXT_PLACED = "P_EXT:audioagent_placed"
+local EPS = 1e-6
+
+function AA.placed(item)
+  local text = AA.item_ext(item, AA.EXT_PLACED)
+  if text == "" then return nil end
+  local ok, record = pcall(json.decode, text)
+  return ok and type(record) == "table" and record or nil
+end
+
+local function differs(a, b)
+  return math.abs((tonumber(a) or 0) - (tonumber(b) or 0)) > EPS
+end
+
+-- An event from a manifest / stem_ready / session message, in one shape.
+function AA.scene_event(e)
+  return {
+    id = tostring(e.event_id or e.id), description = tostring(e.description or e.event_id or e.id),
+    start_s = tonumber(e.start_s) or 0, end_s = tonumber(e.end_s) or 0, gain_db = tonumber(e.gain_db) or 0,
+    stem_path = e.stem_path, fade_in_s = tonumber(e.fade_in_s), fade_out_s = tonumber(e.fade_out_s),
+    target_lufs = tonumber(e.target_lufs),
+  }
+end
+
+-- What it takes to bring `item` to `event` (a table of changes, empty when it already matches).
+function AA.item_changes(item, event, anchor_s)
+  local record = AA.placed(item)
+  local take = reaper.GetActiveTake(item)
+  local changes = {}
+  local pos = reaper.GetMediaItemInfo_Value(item, "D_POSITION")
+  local vol = reaper.GetMediaItemInfo_Value(item, "D_VOL")
+  local target_pos, target_vol = anchor_s + event.start_s, AA.db_to_linear(event.gain_db)
+  if record and tonumber(record.pos) and tonumber(record.vol) and tonumber(record.vol) > 0 then
+    target_pos = math.max(0, pos + target_pos - record.pos)
+    target_vol = vol * target_vol / record.vol
+  end
+  if differs(pos, target_pos) then changes.pos = target_pos end
+  if differs(vol, target_vol) then changes.vol = target_vol end
+  local placed_path = record and record.stem_path or AA.take_file(take)
+  if event.stem_path and placed_path ~= event.stem_path then
+    changes.file = event.stem_path
+    changes.length = event.end_s - event.start_s
+  end
+  for _, fade in ipairs({ { "fade_in_s", "D_FADEINLEN" }, { "fade_out_s", "D_FADEOUTLEN" } }) do
+    local name, key = fade[1], fade[2]
+    local want = event[name]
+    local before = record and tonumber(record[name])
+    local current = reaper.GetMediaItemInfo_Value(item, key)
+    -- A fade the server asks for is applied unless the designer set their own since.
+    if want and differs(want, before) and (before == nil and current == 0 or not differs(current, before)) then
+      changes[key] = want
+    end
+  end
+  local _, name = reaper.GetSetMediaItemTakeInfo_String(take, "P_NAME", "", false)
+  if take and name ~= event.description and (not record or record.description ~= event.description) then
+    changes.name = event.description
+  end
+  if next(changes) == nil and record and (differs(record.start_s, event.start_s)
+    or differs(record.gain_db, event.gain_db) or record.stem_path ~= event.stem_path) then
+    changes.record_only = true -- the event moved under a hand-moved item by exactly the hand move
+  end
+  return changes
+end
+
+-- The list of actions that bring the project to `scene` ({version, anchor_s, events, failed}).
+-- opts.only: event ids to look at (nil: all); opts.keep_others: do not remove unknown items.
+function AA.plan_sync(session, scene, opts)
+  opts = opts or {}
+  local items = AA.session_items(session)
+  local wanted, keep = {}, {}
+  local actions = {}
+  for _, raw in ipairs(scene.events or {}) do
+    local event = AA.scene_event(raw)
+    wanted[event.id] = event
+    if not opts.only or opts.only[event.id] then
+      local live = {}
+      for _, item in ipairs(items[event.id] or {}) do live[#live + 1] = item end
+      if #live == 0 then
+        actions[#actions + 1] = { op = "insert", event = event }
+      else
+        for _, item in ipairs(live) do
+          local changes = AA.item_changes(item, event, scene.anchor_s)
+          if next(changes) ~= nil then actions[#actions + 1] = { op = "update", item = item, event = event, changes = changes } end
+        end
+      end
+    end
+  end
+  for _, failed in ipairs(scene.failed or {}) do keep[tostring(failed.id)] = true end
+  if not opts.keep_others then
+    for event_id, list in pairs(items) do
+      if not wanted[event_id] and not keep[event_id] then
+        for _, item in ipairs(list) do actions[#actions + 1] = { op = "remove", item = item, event_id = event_id } end
+      end
+    end
+  end
+  return actions
+end
+
+-- A new child track at the end of the session folder (made if missing), keeping the folder
+-- closed after it. Only while the pinned project is the active tab (see project_is_active).
+function AA.new_event_track(session, label, description, event_id)
+  if not AA.project_is_active() then error("the scene's project is not the active tab", 0) end
+  local folder = AA.find_folder(session)
+  if not folder then
+    local index = reaper.CountTracks(AA.proj)
+    reaper.InsertTrackAtIndex(index, true)
+    folder = reaper.GetTrack(AA.proj, index)
+    reaper.GetSetMediaTrackInfo_String(folder, "P_NAME", "AudioAgent: " .. AA.utf8_prefix(label, 60), true)
+    AA.track_ext(folder, AA.EXT_SESSION, session)
+    AA.track_ext(folder, AA.EXT_ROLE, "folder")
+  end
+  local last = AA.last_child(folder)
+  local index, depth
+  if last then
+    index = AA.track_index(last) + 1
+    depth = reaper.GetMediaTrackInfo_Value(last, "I_FOLDERDEPTH")
+    reaper.SetMediaTrackInfo_Value(last, "I_FOLDERDEPTH", 0)
+  else
+    index = AA.track_index(folder) + 1
+    depth = -1
+    reaper.SetMediaTrackInfo_Value(folder, "I_FOLDERDEPTH", 1)
+  end
+  reaper.InsertTrackAtIndex(index, true)
+  local track = reaper.GetTrack(AA.proj, index)
+  reaper.SetMediaTrackInfo_Value(track, "I_FOLDERDEPTH", depth)
+  reaper.GetSetMediaTrackInfo_String(track, "P_NAME", description, true)
+  AA.track_ext(track, AA.EXT_SESSION, session)
+  AA.track_ext(track, AA.EXT_EVENT, event_id)
+  return track
+end
+
+local function write_placed(item, event)
+  AA.item_ext(item, AA.EXT_PLACED, json.encode({
+    start_s = event.start_s, end_s = event.end_s, gain_db = event.gain_db, stem_path = event.stem_path,
+    description = event.description, fade_in_s = event.fade_in_s, fade_out_s = event.fade_out_s,
+    target_lufs = event.target_lufs, pos = reaper.GetMediaItemInfo_Value(item, "D_POSITION"), vol = reaper.GetMediaItemInfo_Value(item, "D_VOL"),
+  }))
+end
+
+-- Apply planned actions. check_path(path) refuses paths outside the stem root. Returns the
+-- items inserted and a list of per-event failure messages (one bad stem does not stop the rest:
+-- the next sync retries it).
+function AA.apply_actions(session, scene, actions, check_path, label)
+  local inserted, failures, old_sources = {}, {}, {}
+  for _, action in ipairs(actions) do
+    local ok, err = pcall(function()
+      local event = action.event
+      if action.op == "insert" then
+        local path = check_path(event.stem_path)
+        local track = AA.new_event_track(session, label or session, event.description, event.id)
+        local item = reaper.AddMediaItemToTrack(track)
+        inserted[#inserted + 1] = item
+        local take = reaper.AddTakeToMediaItem(item)
+        local source = reaper.PCM_Source_CreateFromFile(path)
+        reaper.SetMediaItemTake_Source(take, source)
+        AA.build_peaks(source)
+        reaper.SetMediaItemInfo_Value(item, "D_POSITION", scene.anchor_s + event.start_s)
+        reaper.SetMediaItemInfo_Value(item, "D_LENGTH", event.end_s - event.start_s)
+        reaper.SetMediaItemInfo_Value(item, "D_VOL", AA.db_to_linear(event.gain_db))
+        if event.fade_in_s then reaper.SetMediaItemInfo_Value(item, "D_FADEINLEN", event.fade_in_s) end
+        if event.fade_out_s then reaper.SetMediaItemInfo_Value(item, "D_FADEOUTLEN", event.fade_out_s) end
+        reaper.GetSetMediaItemTakeInfo_String(take, "P_NAME", event.description, true)
+        reaper.GetSetMediaItemInfo_String(item, "P_NOTES", event.description, true)
+        AA.item_ext(item, AA.EXT_EVENT, event.id)
+        AA.item_ext(item, AA.EXT_SESSION, session)
+        write_placed(item, event)
+      elseif action.op == "update" then
+        local item, changes = action.item, action.changes
+        if not AA.alive(item, "MediaItem*") then return end
+        local take = reaper.GetActiveTake(item)
+        if changes.file then
+          local path = check_path(changes.file)
+          if not take then error("an Audio-Agent item has no take to replace", 0) end
+          local old = AA.set_take_file(item, take, path)
+          if old then old_sources[#old_sources + 1] = old end
+          take = reaper.GetActiveTake(item)
+          reaper.SetMediaItemTakeInfo_Value(take, "D_STARTOFFS", 0)
+          reaper.SetMediaItemInfo_Value(item, "D_LENGTH", changes.length)
+        end
+        if changes.pos then reaper.SetMediaItemInfo_Value(item, "D_POSITION", changes.pos) end
+        if changes.vol then reaper.SetMediaItemInfo_Value(item, "D_VOL", changes.vol) end
+        if changes.D_FADEINLEN then reaper.SetMediaItemInfo_Value(item, "D_FADEINLEN", changes.D_FADEINLEN) end
+        if changes.D_FADEOUTLEN then reaper.SetMediaItemInfo_Value(item, "D_FADEOUTLEN", changes.D_FADEOUTLEN) end
+        if changes.name and take then
+          reaper.GetSetMediaItemTakeInfo_String(take, "P_NAME", changes.name, true)
+          reaper.GetSetMediaItemInfo_String(item, "P_NOTES", changes.name, true)
+        end
+        write_placed(item, event)
+      elseif action.op == "remove" then
+        local item = action.item
+        if not AA.alive(item, "MediaItem*") then return end
+        local track = reaper.GetMediaItem_Track(item)
+        reaper.DeleteTrackMediaItem(track, item)
+        -- An emptied event track of ours goes too, unless the user put FX on it.
+        if reaper.CountTrackMediaItems(track) == 0 and reaper.TrackFX_GetCount(track) == 0
+          and AA.track_ext(track, AA.EXT_SESSION) == session and AA.track_ext(track, AA.EXT_ROLE) ~= "folder" then
+          AA.delete_track_keeping_folders(track)
+        end
+      end
+    end)
+    if not ok then
+      failures[#failures + 1] = ("%s: %s"):format(action.event and action.event.description or action.event_id, tostring(err))
+    end
+  end
+  for _, source in ipairs(old_sources) do reaper.PCM_Source_Destroy(source) end
+  return inserted, failures
+end
+
+-- Record the version this project now shows (and where the scene sits).
+function AA.remember_session(session, fields)
+  local meta = AA.session_meta(session) or {}
+  local changed = false
+  for k, v in pairs(fields) do
+    if meta[k] ~= v then meta[k] = v changed = true end
+  end
+  if changed then AA.set_proj("session:" .. session, json.encode(meta)) end
+  if AA.get_proj("last_session") ~= session then AA.set_proj("last_session", session) end
+end
+
+-- The hand changes of a session's items against what we placed: moves, trims, volume and
+-- deletions, as structured session edits the server takes (`change` objects).
+function AA.hand_changes(session, scene_anchor_s)
+  local items = AA.session_items(session)
+  local changes = {}
+  local meta = AA.session_meta(session) or {}
+  for event_id, list in pairs(items) do
+    local item = list[1]
+    local record = AA.placed(item)
+    if record and tonumber(record.pos) then
+      local pos = reaper.GetMediaItemInfo_Value(item, "D_POSITION")
+      local length = reaper.GetMediaItemInfo_Value(item, "D_LENGTH")
+      local vol = reaper.GetMediaItemInfo_Value(item, "D_VOL")
+      local start_s = record.start_s + (pos - record.pos)
+      local end_s = start_s + length
+      if differs(pos, record.pos) or differs(length, record.end_s - record.start_s) then
+        changes[#changes + 1] = { op = "move", event_id = event_id, start_s = math.max(0, start_s), end_s = end_s }
+      end
+      -- A volume trim becomes the event's loudness target moved by as many dB.
+      if differs(vol, record.vol) and vol > 0 and record.vol > 0 and tonumber(record.target_lufs) then
+        changes[#changes + 1] = { op = "set_loudness", event_id = event_id,
+          target_lufs = record.target_lufs + 20 * math.log(vol / record.vol, 10) }
+      end
+    end
+  end
+  for _, event_id in ipairs(meta.events or {}) do
+    if not items[event_id] then changes[#changes + 1] = { op = "delete", event_id = event_id } end
+  end
+  table.sort(changes, function(a, b) return a.event_id .. a.op < b.event_id .. b.op end)
+  return changes
+end
+
+------------------------------------------------------------------------------------------------
+-- A run: one client job, polled from a defer loop. Nothing is held open across defer cycles;
+-- each cycle that changes the project wraps exactly that change in one undo block (REAPER's
+-- undo is a project snapshot: anything left changed outside a block would be swept into the
+-- designer's next undo point), and a cycle that changes nothing makes no undo point.
 ------------------------------------------------------------------------------------------------
 local Run = {}
 Run.__index = Run
@@ -480,72 +858,77 @@ AA.Run = Run
 
 function AA.new_run(opts)
   local run = setmetatable({
-    kind = opts.kind, -- "generate" | "edit" | "undo" | "video"
+    kind = opts.kind, -- "generate" | "video" | "edit" | "undo" | "redo" | "sync"
     title = opts.title,
     session = opts.session,
-    anchor_s = opts.anchor_s or 0,
+    anchor_s = opts.anchor_s or 0, -- raw timeline seconds (no project time offset)
     prompt = opts.prompt or "",
     client_args = opts.client_args,
-    inserted_items = {}, -- {item, track} this run added: removed again on failure
-    inserted_tracks = {},
-    journal = {}, -- how to put back what this run changed on existing items
-    old_sources = {}, -- replaced sources, destroyed only once the run succeeded
-    applied = {},
-    diff = {},
+    inserted = {}, -- items this run added while the job ran: taken out again if it fails
+    stems = {}, -- stem_ready events not yet placed
     finished = false,
-    last_progress = nil,
+    state = "status",
   }, Run)
   return run
-end
-
-function Run:start()
-  self.paths = AA.new_job_paths(self.kind, self.session)
-  local pong, message = AA.server_status(self.paths.status_script)
-  if not pong then return self:fail(message) end
-  self.stem_root = AA.stem_root_of(pong)
-  if not self.stem_root then return self:fail("the server did not say where its stems live (stem_root)") end
-  -- Edits touch the items already carrying this session's event ids.
-  self.items = (self.kind == "edit" or self.kind == "undo") and AA.session_items(self.session) or {}
-  local args = {}
-  for _, a in ipairs(self.client_args) do args[#args + 1] = a end
-  args[#args + 1] = "--events-file"
-  args[#args + 1] = self.paths.events
-  self.reader = AA.line_reader(self.paths.events)
-  -- No undo block is held open while the job runs: REAPER folds every undo point made inside
-  -- an open block into it, so the user's own edits during a long render would vanish into
-  -- ours. A deferred script adds no undo point of its own; on_done makes the one point, in
-  -- one defer cycle, once everything is in (a failed run leaves none, having put all back).
-  self.started_s = reaper.time_precise()
-  self.last_activity_s = self.started_s
-  reaper.atexit(function() self:on_exit() end)
-  -- Do not wait; the shell wrapper records the exit status for the poll loop.
-  local ok, cmd = pcall(AA.shell_command, AA.client_argv(args), self.paths.log, self.paths.exit,
-    self.paths.script)
-  if not ok then return self:fail(cmd) end
-  -- What a no-wait call returns is not documented, so it is not read: a client that never
-  -- starts shows up as an exit status (sh/cmd.exe report it) or, at worst, as silence.
-  reaper.ExecProcess(cmd, AA.no_wait())
-  self:console(("%s: started (%s)"):format(self.title, self.session))
-  local function loop()
-    if self.finished then return end
-    self:poll()
-    if not self.finished then reaper.defer(loop) end
-  end
-  reaper.defer(loop)
-  return true
 end
 
 function Run:console(text)
   reaper.ShowConsoleMsg("AudioAgent: " .. text .. "\n")
 end
 
+-- Start: ask the server's status in the background (the UI never waits on the client), then
+-- start the job once the answer is in.
+function Run:start()
+  self.proj = AA.pin_project()
+  self.paths = AA.new_job_paths(self.kind, self.session)
+  local ok, err = AA.start_client({ "status" }, self.paths.status)
+  if not ok then return self:fail(err) end
+  self.started_s = reaper.time_precise()
+  self.last_activity_s = self.started_s
+  reaper.atexit(function() self:on_exit() end)
+  local function loop()
+    if self.finished then return end
+    local poll_ok, poll_err = pcall(self.poll, self)
+    if not poll_ok then self:fail(tostring(poll_err)) end
+    if not self.finished then reaper.defer(loop) end
+  end
+  reaper.defer(loop)
+  return true
+end
+
 function Run:poll()
+  if self.state == "status" then return self:poll_status() end
   for _, line in ipairs(self.reader.read()) do
     self.last_activity_s = reaper.time_precise()
     self:dispatch(line)
     if self.finished then return end
   end
-  self:check_client_alive()
+  self:place_pending()
+  if not self.finished then self:check_client_alive() end
+end
+
+function Run:poll_status()
+  local code = AA.exit_status(self.paths.status)
+  if code == nil then
+    if reaper.time_precise() - self.started_s > AA.config.status_timeout_s then
+      return self:fail(("the audio-agent client gave no status within %d s"):format(AA.config.status_timeout_s))
+    end
+    return
+  end
+  local pong, message = AA.parse_status(code, AA.read_file(self.paths.status.log))
+  if not pong then return self:fail(message) end
+  self.stem_root = AA.stem_root_of(pong)
+  if not self.stem_root then return self:fail("the server did not say where its stems live (stem_root)") end
+  local args = {}
+  for _, a in ipairs(self.client_args) do args[#args + 1] = a end
+  args[#args + 1] = "--events-file"
+  args[#args + 1] = self.paths.events
+  self.reader = AA.line_reader(self.paths.events)
+  local ok, err = AA.start_client(args, self.paths)
+  if not ok then return self:fail(err) end
+  self.state = "job"
+  self.last_activity_s = reaper.time_precise()
+  self:console(("%s: started (%s)"):format(self.title, self.session))
 end
 
 -- One events-file line: a server message, handled; anything it raises fails the whole run.
@@ -562,17 +945,17 @@ end
 -- The client writes error/done lines itself; this catches a client that died without a word
 -- (crash, killed) or went silent.
 function Run:check_client_alive()
-  local status = AA.read_file(self.paths.exit)
-  if status and status:match("%d") then
-    local rest = self.reader.read() -- a last line may have landed just before it exited
-    for _, line in ipairs(rest) do
+  local status = AA.exit_status(self.paths)
+  if status then
+    for _, line in ipairs(self.reader.read()) do -- a last line may have landed just before it exited
       self:dispatch(line)
       if self.finished then return end
     end
+    if self.finished or self.waiting then return end
     local log = trim(AA.read_file(self.paths.log) or "")
     local last = log:match("([^\n]*)$") or ""
     return self:fail(("the audio-agent client exited (status %s) before the job finished%s"):format(
-      trim(status), last ~= "" and (": " .. last) or ""))
+      tostring(status), last ~= "" and (": " .. last) or ""))
   end
   if reaper.time_precise() - self.last_activity_s > AA.config.stall_s then
     self:fail(("no message from the audio-agent client for %d s; giving up"):format(AA.config.stall_s))
@@ -581,20 +964,29 @@ end
 
 function Run:handle(message)
   local kind = message.type
-  if kind == "progress" then
+  if kind == "accepted" then
+    self.job = message.job
+  elseif kind == "progress" then
     self:show_progress(message)
   elseif kind == "plan" then
     self.plan_version = message.version
-    if type(message.diff) == "table" then self.diff = message.diff end
   elseif kind == "stem_ready" then
-    self:on_stem(message)
+    if type(message.event_id) ~= "string" then error("stem_ready without an event_id", 0) end
+    -- New scenes land stem by stem; edits are applied in one go when the version is done.
+    if self.kind == "generate" or self.kind == "video" then self.stems[#self.stems + 1] = message end
   elseif kind == "done" then
-    self:on_done(message)
+    local manifest = message.manifest
+    if type(manifest) == "string" then manifest = json.decode(manifest) end
+    self:on_scene(tonumber(message.version) or self.plan_version, manifest or {})
+  elseif kind == "session" then
+    local info = message.info or {}
+    self:on_scene(tonumber(info.current_version) or 0, info.manifest or { events = {} }, info)
   elseif kind == "error" then
     local text = message.message or "the server reported an error"
     if message.field and message.field ~= "" and message.field ~= json.null then
       text = text .. " (field: " .. tostring(message.field) .. ")"
     end
+    if message.code == "conflict" then self.conflict = message end
     self:fail(text)
   end
 end
@@ -620,334 +1012,209 @@ function Run:checked_stem_path(path)
   return path
 end
 
-function Run:position_of(start_s)
-  return self.anchor_s + (tonumber(start_s) or 0)
+function Run:label()
+  return self.prompt ~= "" and self.prompt or self.session
 end
 
-------------------------------------------------------------------------------------------------
--- Inserting and changing items
-------------------------------------------------------------------------------------------------
-function Run:ensure_folder()
-  if AA.alive(self.folder, "MediaTrack*") then return self.folder end
-  self.folder = AA.find_folder(self.session)
-  if self.folder then return self.folder end
-  local index = reaper.CountTracks(0)
-  reaper.InsertTrackAtIndex(index, true)
-  local folder = reaper.GetTrack(0, index)
-  local label = self.prompt ~= "" and self.prompt or self.session
-  reaper.GetSetMediaTrackInfo_String(folder, "P_NAME", "AudioAgent: " .. AA.utf8_prefix(label, 60), true)
-  AA.track_ext(folder, AA.EXT_SESSION, self.session)
-  AA.track_ext(folder, AA.EXT_ROLE, "folder")
-  table.insert(self.inserted_tracks, folder)
-  self.folder = folder
-  return folder
+-- Apply `actions` as one undo point (none when there is nothing to do).
+function Run:apply(scene, actions, description)
+  if #actions == 0 then return {}, {} end
+  reaper.Undo_BeginBlock2(AA.proj)
+  local ok, inserted, failures = pcall(AA.apply_actions, self.session, scene, actions,
+    function(path) return self:checked_stem_path(path) end, self:label())
+  reaper.Undo_EndBlock2(AA.proj, description, -1)
+  reaper.UpdateArrange()
+  if not ok then error(inserted, 0) end
+  return inserted, failures
 end
 
--- A new child track at the end of the session folder, keeping the folder closed after it.
-function Run:new_event_track(description, event_id)
-  local folder = self:ensure_folder()
-  local last = AA.last_child(folder)
-  local index, depth
-  if last then
-    index = AA.track_index(last) + 1
-    depth = reaper.GetMediaTrackInfo_Value(last, "I_FOLDERDEPTH")
-    reaper.SetMediaTrackInfo_Value(last, "I_FOLDERDEPTH", 0)
-  else
-    index = AA.track_index(folder) + 1
-    depth = -1
-    reaper.SetMediaTrackInfo_Value(folder, "I_FOLDERDEPTH", 1)
-  end
-  reaper.InsertTrackAtIndex(index, true)
-  local track = reaper.GetTrack(0, index)
-  reaper.SetMediaTrackInfo_Value(track, "I_FOLDERDEPTH", depth)
-  reaper.GetSetMediaTrackInfo_String(track, "P_NAME", description, true)
-  AA.track_ext(track, AA.EXT_SESSION, self.session)
-  AA.track_ext(track, AA.EXT_EVENT, event_id)
-  table.insert(self.inserted_tracks, track)
-  return track
-end
-
-function Run:set_names(item, take, description)
-  reaper.GetSetMediaItemTakeInfo_String(take, "P_NAME", description, true)
-  reaper.GetSetMediaItemInfo_String(item, "P_NOTES", description, true)
-end
-
-function Run:insert_stem(stem)
-  local path = self:checked_stem_path(stem.stem_path)
-  local description = tostring(stem.description or stem.event_id)
-  local track = self:new_event_track(description, stem.event_id)
-  local item = reaper.AddMediaItemToTrack(track)
-  table.insert(self.inserted_items, { item = item, track = track })
-  local take = reaper.AddTakeToMediaItem(item)
-  reaper.SetMediaItemTake_Source(take, reaper.PCM_Source_CreateFromFile(path))
-  reaper.SetMediaItemInfo_Value(item, "D_POSITION", self:position_of(stem.start_s))
-  reaper.SetMediaItemInfo_Value(item, "D_LENGTH", stem.end_s - stem.start_s)
-  reaper.SetMediaItemInfo_Value(item, "D_VOL", AA.db_to_linear(tonumber(stem.gain_db) or 0))
-  self:set_names(item, take, description)
-  AA.item_ext(item, AA.EXT_EVENT, stem.event_id)
-  AA.item_ext(item, AA.EXT_SESSION, self.session)
-  self:remember_event(stem)
-  return item
-end
-
--- Project ext state changes go through here so a failed run can put them back too.
-function Run:set_proj(key, value)
-  self:record({ kind = "proj", key = key, old = AA.get_proj(key) })
-  AA.set_proj(key, value)
-end
-
-function Run:remember_event(stem)
-  self:set_proj(("event:%s:%s"):format(self.session, stem.event_id), json.encode({
-    description = stem.description, start_s = stem.start_s, end_s = stem.end_s,
-    gain_db = stem.gain_db, stem_path = stem.stem_path,
-  }))
-end
-
--- The event as this project last placed it (start_s, gain_db, ...), or nil.
-function Run:placed_event(event_id)
-  local text = AA.get_proj(("event:%s:%s"):format(self.session, event_id))
-  if text == "" then return nil end
-  local ok, record = pcall(json.decode, text)
-  return ok and type(record) == "table" and record or nil
-end
-
-function Run:record(entry)
-  table.insert(self.journal, entry)
-end
-
--- Moves and gain changes shift the item by as much as the event changed, so a nudge or a
--- volume trim the user gave the item survives (with no record, the server's value is set).
-function Run:move_item(item, stem)
-  local current = reaper.GetMediaItemInfo_Value(item, "D_POSITION")
-  self:record({ kind = "value", item = item, key = "D_POSITION", old = current })
-  local placed = self:placed_event(stem.event_id)
-  local target = self:position_of(stem.start_s)
-  if placed and tonumber(placed.start_s) then
-    target = math.max(0, current + (tonumber(stem.start_s) or 0) - tonumber(placed.start_s))
-  end
-  reaper.SetMediaItemInfo_Value(item, "D_POSITION", target)
-end
-
-function Run:regain_item(item, stem)
-  local current = reaper.GetMediaItemInfo_Value(item, "D_VOL")
-  self:record({ kind = "value", item = item, key = "D_VOL", old = current })
-  local gain_db = tonumber(stem.gain_db) or 0
-  local placed = self:placed_event(stem.event_id)
-  local volume = AA.db_to_linear(gain_db)
-  if placed and tonumber(placed.gain_db) then
-    volume = current * AA.db_to_linear(gain_db - tonumber(placed.gain_db))
-  end
-  reaper.SetMediaItemInfo_Value(item, "D_VOL", volume)
-end
-
-function Run:replace_source(item, stem)
-  local path = self:checked_stem_path(stem.stem_path)
-  local take = reaper.GetActiveTake(item)
-  if not take then error("an Audio-Agent item has no take to replace", 0) end
-  local _, old_name = reaper.GetSetMediaItemTakeInfo_String(take, "P_NAME", "", false)
-  self:record({
-    kind = "source", item = item, take = take, source = reaper.GetMediaItemTake_Source(take),
-    length = reaper.GetMediaItemInfo_Value(item, "D_LENGTH"),
-    offset = reaper.GetMediaItemTakeInfo_Value(take, "D_STARTOFFS"), name = old_name,
-    notes = select(2, reaper.GetSetMediaItemInfo_String(item, "P_NOTES", "", false)),
-  })
-  table.insert(self.old_sources, reaper.GetMediaItemTake_Source(take))
-  reaper.SetMediaItemTake_Source(take, reaper.PCM_Source_CreateFromFile(path))
-  reaper.SetMediaItemTakeInfo_Value(take, "D_STARTOFFS", 0)
-  reaper.SetMediaItemInfo_Value(item, "D_LENGTH", stem.end_s - stem.start_s)
-  self:set_names(item, take, tostring(stem.description or stem.event_id))
-end
-
-local function current_source_path(item)
-  local take = reaper.GetActiveTake(item)
-  local source = take and reaper.GetMediaItemTake_Source(take)
-  return source and reaper.GetMediaSourceFileName(source, "") or ""
-end
-
--- Apply one event's change to the items that carry it; untouched properties stay as they are.
-function Run:apply_change(stem, change)
-  if self.applied[stem.event_id] then return end
-  self.applied[stem.event_id] = true
-  local items = {}
-  for _, item in ipairs(self.items[stem.event_id] or {}) do
-    if AA.alive(item, "MediaItem*") then items[#items + 1] = item end
-  end
-  if change == "unchanged" then return end
-  if change == "removed" then return end -- removals are applied once the job is done
-  if #items == 0 then
-    self:insert_stem(stem)
+-- Stems that arrived for a new scene: placed in this cycle, one undo point for the batch,
+-- unless the scene's project is not the active tab (then they wait for it).
+function Run:place_pending()
+  if #self.stems == 0 then return end
+  if not AA.project_is_active() then
+    if not self.told_inactive then
+      self.told_inactive = true
+      self:console(self.title .. ": waiting until the scene's project tab is active again")
+    end
     return
   end
-  for _, item in ipairs(items) do
-    if change == "changed" then
-      self:replace_source(item, stem)
-      self:move_item(item, stem)
-      self:regain_item(item, stem)
-    elseif change == "moved" then
-      if stem.stem_path and current_source_path(item) ~= stem.stem_path then
-        self:replace_source(item, stem) -- a new length means a new file
-      end
-      self:move_item(item, stem)
-      self:regain_item(item, stem) -- a move may carry a loudness change too (shifts by the delta)
-    elseif change == "regained" then
-      self:regain_item(item, stem)
-    end
+  local scene, only = { anchor_s = self.anchor_s, events = {} }, {}
+  for _, stem in ipairs(self.stems) do
+    scene.events[#scene.events + 1] = stem
+    only[stem.event_id] = true
   end
-  self:remember_event(stem)
+  self.stems = {}
+  local actions = AA.plan_sync(self.session, scene, { only = only, keep_others = true })
+  local inserted, failures = self:apply(scene, actions, "AudioAgent: " .. self.title)
+  for _, item in ipairs(inserted) do self.inserted[#self.inserted + 1] = item end
+  if #failures > 0 then error(failures[1], 0) end
 end
 
-function Run:on_stem(stem)
-  if type(stem.event_id) ~= "string" then error("stem_ready without an event_id", 0) end
-  if self.kind == "generate" or self.kind == "video" then
-    if self.applied[stem.event_id] then return end
-    self.applied[stem.event_id] = true
-    self:insert_stem(stem)
-  else
-    local change = stem.change or self.diff[stem.event_id] or "changed"
-    self:apply_change(stem, change)
-  end
-  reaper.UpdateArrange()
+-- The server's version of the scene is known (done, or the session state): make the project
+-- match it. Waits while another project tab is active.
+function Run:on_scene(version, manifest, info)
+  self.scene = { version = version, manifest = manifest, info = info }
+  self.waiting = true
+  self:finish_scene()
 end
 
-function Run:remove_event_items(event_id)
-  for _, item in ipairs(self.items[event_id] or {}) do
-    if not AA.alive(item, "MediaItem*") then goto next_item end
-    local track = reaper.GetMediaItem_Track(item)
-    reaper.DeleteTrackMediaItem(track, item)
-    -- An emptied event track goes too, unless the user put FX on it or it closes the folder
-    -- (deleting that one would need folder depths rewritten).
-    if reaper.CountTrackMediaItems(track) == 0 and reaper.TrackFX_GetCount(track) == 0
-      and reaper.GetMediaTrackInfo_Value(track, "I_FOLDERDEPTH") == 0
-      and AA.track_ext(track, AA.EXT_SESSION) == self.session then
-      reaper.DeleteTrack(track)
+function Run:finish_scene()
+  if not AA.project_is_active() then
+    if not self.told_inactive then
+      self.told_inactive = true
+      self:console(self.title .. ": waiting until the scene's project tab is active again")
     end
-    ::next_item::
+    reaper.defer(function() if not self.finished then self:finish_scene() end end)
+    return
   end
-  self:set_proj(("event:%s:%s"):format(self.session, event_id), "")
-end
-
--- Finish an edit from the done manifest: changes that had no stem_ready, then removals.
-function Run:reconcile(manifest)
-  local by_id = {}
-  for _, event in ipairs((manifest and manifest.events) or {}) do by_id[event.id] = event end
-  for event_id, change in pairs(self.diff) do
-    if change ~= "unchanged" and change ~= "removed" and not self.applied[event_id] then
-      local event = by_id[event_id]
-      if event then
-        self:apply_change({
-          event_id = event_id, description = event.description, start_s = event.start_s,
-          end_s = event.end_s, gain_db = event.gain_db, stem_path = event.stem_path,
-        }, change)
-      end
-    end
+  local version, manifest, info = self.scene.version, self.scene.manifest, self.scene.info
+  if self.kind == "changes" then
+    reaper.Undo_BeginBlock2(AA.proj) -- record-only change, folded into this run's one undo point
   end
-  for event_id, change in pairs(self.diff) do
-    if change == "removed" then self:remove_event_items(event_id) end
-  end
-end
-
-function Run:on_done(message)
-  local manifest = message.manifest
-  if type(manifest) == "string" then manifest = json.decode(manifest) end
-  reaper.Undo_BeginBlock2(0) -- closed by finish() in this same defer cycle
-  self.undo_open = true
-  if self.kind == "generate" or self.kind == "video" then
-    for _, event in ipairs((manifest and manifest.events) or {}) do
-      if not self.applied[event.id] then
-        self:on_stem({ event_id = event.id, description = event.description, start_s = event.start_s,
-          end_s = event.end_s, gain_db = event.gain_db, stem_path = event.stem_path })
-      end
-    end
-  else
-    self:reconcile(manifest)
-  end
-  for _, source in ipairs(self.old_sources) do reaper.PCM_Source_Destroy(source) end
-  self.old_sources = {}
   local meta = AA.session_meta(self.session) or {}
-  meta.anchor_s = self.anchor_s
-  meta.version = message.version or self.plan_version
-  if self.prompt ~= "" then meta.prompt = self.prompt end
-  AA.set_proj("session:" .. self.session, json.encode(meta))
-  AA.set_proj("last_session", self.session)
-  self:finish(true)
-  local failed = (manifest and manifest.failed) or {}
-  if #failed > 0 then
-    local lines = {}
-    for _, f in ipairs(failed) do lines[#lines + 1] = ("- %s: %s"):format(f.description or f.id, f.error or "failed") end
-    reaper.ShowMessageBox("Some events could not be rendered:\n" .. table.concat(lines, "\n"), "AudioAgent", 0)
+  local anchor_s = tonumber(meta.anchor_s)
+  if self.kind == "generate" or self.kind == "video" then anchor_s = self.anchor_s end
+  if not anchor_s then
+    local server_anchor = tonumber((info and info.anchor_s) or manifest.anchor_s) or 0
+    anchor_s = math.max(0, server_anchor - AA.time_offset_s())
   end
-  self:console(("%s: done (%s, version %s)"):format(self.title, self.session, tostring(meta.version)))
-end
-
--- Put the project back the way this run found it.
-function Run:rollback()
-  for i = #self.journal, 1, -1 do
-    local entry = self.journal[i]
-    if entry.kind == "proj" then
-      AA.set_proj(entry.key, entry.old)
-    elseif not AA.alive(entry.item, "MediaItem*") then
-      -- the user deleted it meanwhile: nothing of ours to put back
-    elseif entry.kind == "value" then
-      reaper.SetMediaItemInfo_Value(entry.item, entry.key, entry.old)
-    elseif entry.kind == "source" then
-      local new_source = reaper.GetMediaItemTake_Source(entry.take)
-      reaper.SetMediaItemTake_Source(entry.take, entry.source)
-      if new_source and new_source ~= entry.source then reaper.PCM_Source_Destroy(new_source) end
-      reaper.SetMediaItemTakeInfo_Value(entry.take, "D_STARTOFFS", entry.offset)
-      reaper.SetMediaItemInfo_Value(entry.item, "D_LENGTH", entry.length)
-      reaper.GetSetMediaItemTakeInfo_String(entry.take, "P_NAME", entry.name, true)
-      reaper.GetSetMediaItemInfo_String(entry.item, "P_NOTES", entry.notes or "", true)
-    end
+  self.anchor_s = anchor_s
+  local scene = { version = version, anchor_s = anchor_s, events = manifest.events or {}, failed = manifest.failed or {} }
+  local actions = AA.plan_sync(self.session, scene)
+  local ids = {}
+  for _, e in ipairs(scene.events) do ids[#ids + 1] = tostring(e.id) end
+  local fields = { anchor_s = anchor_s, version = version, events = ids }
+  if self.prompt ~= "" then fields.prompt = self.prompt end
+  local meta_changes = false
+  local current = AA.session_meta(self.session) or {}
+  if current.version ~= version or current.anchor_s ~= anchor_s or json.encode(current.events or {}) ~= json.encode(ids)
+    or AA.get_proj("last_session") ~= self.session then
+    meta_changes = true
   end
-  self.journal = {}
-  for i = #self.inserted_items, 1, -1 do
-    local entry = self.inserted_items[i]
-    if AA.alive(entry.item, "MediaItem*") then
-      reaper.DeleteTrackMediaItem(reaper.GetMediaItem_Track(entry.item), entry.item)
-    end
+  local failures = {}
+  if self.kind == "changes" then
+    AA.absorb_hand_changes(self.session)
+    actions = AA.plan_sync(self.session, scene)
+    meta_changes = true
   end
-  self.inserted_items = {}
-  -- Newest first, so the folder's own depth bookkeeping unwinds in order.
-  for i = #self.inserted_tracks, 1, -1 do
-    local track = self.inserted_tracks[i]
-    if not AA.alive(track, "MediaTrack*") then goto next_track end
-    local depth = reaper.GetMediaTrackInfo_Value(track, "I_FOLDERDEPTH")
-    local index = AA.track_index(track)
-    if depth < 0 and index > 0 then
-      local previous = reaper.GetTrack(0, index - 1)
-      reaper.SetMediaTrackInfo_Value(previous, "I_FOLDERDEPTH",
-        reaper.GetMediaTrackInfo_Value(previous, "I_FOLDERDEPTH") + depth)
-    end
-    reaper.DeleteTrack(track)
-    ::next_track::
+  if #actions > 0 or meta_changes then
+    if self.kind ~= "changes" then reaper.Undo_BeginBlock2(AA.proj) end
+    local ok, inserted, fails = pcall(AA.apply_actions, self.session, scene, actions,
+      function(path) return self:checked_stem_path(path) end, self:label())
+    AA.remember_session(self.session, fields)
+    reaper.Undo_EndBlock2(AA.proj, "AudioAgent: " .. self.title, -1)
+    if not ok then fails = { tostring(inserted) } end
+    failures = fails or {}
   end
-  self.inserted_tracks = {}
-end
-
-function Run:finish(ok)
-  if self.finished then return end
   self.finished = true
-  if self.undo_open then
-    self.undo_open = false
-    reaper.Undo_EndBlock2(0, "AudioAgent: " .. self.title .. (ok and "" or " (failed)"), -1)
-  end
   reaper.UpdateArrange()
+  local parts = {}
+  local rendered = {}
+  for _, f in ipairs(manifest.failed or {}) do rendered[#rendered + 1] = ("- %s: %s"):format(f.description or f.id, f.error or "failed") end
+  if #rendered > 0 then parts[#parts + 1] = "Some events could not be rendered:\n" .. table.concat(rendered, "\n") end
+  if #failures > 0 then
+    parts[#parts + 1] = "Some events could not be placed (run \"Sync scene\" to try again):\n- "
+      .. table.concat(failures, "\n- ")
+  end
+  if #parts > 0 then reaper.ShowMessageBox(table.concat(parts, "\n\n"), "AudioAgent", 0) end
+  self:console(("%s: done (%s, version %s)"):format(self.title, self.session, tostring(version)))
+  if self.on_success then self.on_success() end
+end
+
+-- Take out what this run inserted (a failed new scene leaves nothing half-made).
+function Run:remove_inserted()
+  local alive = {}
+  for _, item in ipairs(self.inserted) do
+    if AA.alive(item, "MediaItem*") then alive[#alive + 1] = { op = "remove", item = item } end
+  end
+  self.inserted = {}
+  if #alive == 0 then return end
+  reaper.Undo_BeginBlock2(AA.proj)
+  pcall(AA.apply_actions, self.session, {}, alive, function(p) return p end, self:label())
+  -- The scene folder goes too once nothing of the scene is left in it.
+  local folder = AA.find_folder(self.session)
+  if folder and AA.last_child(folder) == nil and reaper.CountTrackMediaItems(folder) == 0 then
+    reaper.DeleteTrack(folder)
+  end
+  reaper.Undo_EndBlock2(AA.proj, "AudioAgent: " .. self.title .. " (failed, removed)", -1)
 end
 
 function Run:fail(message)
   if self.finished then return false end
-  self:rollback()
-  self:finish(false)
+  self.finished = true
+  if AA.project_is_active() then self:remove_inserted() end
+  reaper.UpdateArrange()
+  if self.conflict then
+    message = message .. "\n\nThe scene changed on the server since this project last synced. "
+      .. "Run \"Sync scene\" to bring the project up to date, then try again."
+  end
   reaper.ShowMessageBox(message, "AudioAgent: " .. self.title .. " failed", 0)
   self:console(self.title .. " failed: " .. message)
+  if self.conflict and self.kind ~= "sync" then -- recover: show the designer the server's scene
+    AA.new_run({ kind = "sync", title = "Sync scene", session = self.session,
+      client_args = { "get-session", "--session", self.session } }):start()
+  end
   return false
 end
 
--- The user stopped the script (or REAPER is closing): leave nothing half-inserted.
+-- The user stopped the script (or REAPER is closing): cancel the server job and leave nothing
+-- half-inserted.
 function Run:on_exit()
   if self.finished then return end
-  self:rollback()
-  self:finish(false)
+  self.finished = true
+  if self.job then
+    AA.start_client({ "cancel", "--job", self.job }, self.paths.cancel)
+    self:console(self.title .. ": stopped; asked the server to cancel job " .. self.job)
+  end
+  if AA.project_is_active() then self:remove_inserted() end
+end
+
+-- After a version that took the designer's own changes, their items' records take the values
+-- they now have (the server's event now says the same), so the sync that follows leaves them.
+function AA.absorb_hand_changes(session)
+  for _, list in pairs(AA.session_items(session)) do
+    for _, item in ipairs(list) do
+      local record = AA.placed(item)
+      if record and tonumber(record.pos) and tonumber(record.vol) and record.vol > 0 then
+        local pos = reaper.GetMediaItemInfo_Value(item, "D_POSITION")
+        local vol = reaper.GetMediaItemInfo_Value(item, "D_VOL")
+        local delta_db = vol > 0 and 20 * math.log(vol / record.vol, 10) or 0
+        record.start_s = record.start_s + (pos - record.pos)
+        record.end_s = record.start_s + reaper.GetMediaItemInfo_Value(item, "D_LENGTH")
+        record.gain_db = record.gain_db + delta_db
+        if tonumber(record.target_lufs) then record.target_lufs = record.target_lufs + delta_db end
+        record.pos, record.vol = pos, vol
+        AA.item_ext(item, AA.EXT_PLACED, json.encode(record))
+      end
+    end
+  end
+end
+
+-- A request about an existing scene: the designer's own changes go first (one version), then
+-- the request itself, each naming the version this project shows; each ends with a sync.
+-- opts: kind, title, session, args (the client words before --session; nil: changes only).
+function AA.request_run(opts)
+  local session = opts.session
+  local function start_request()
+    if not opts.args then return end
+    local args = {}
+    for _, a in ipairs(opts.args) do args[#args + 1] = a end
+    for _, a in ipairs((AA.scene_args(session))) do args[#args + 1] = a end
+    AA.new_run({ kind = opts.kind, title = opts.title, session = session, client_args = args }):start()
+  end
+  local changes = AA.hand_changes(session)
+  if #changes == 0 then return start_request() end
+  local paths = AA.new_job_paths("changes", session)
+  local handle = io.open(paths.events:gsub("%.jsonl$", "-changes.json"), "wb")
+  if not handle then return AA.error_box(opts.title, "cannot write the changes file in " .. paths.events) end
+  handle:write(json.encode(setmetatable(changes, json.array_mt)))
+  handle:close()
+  local args = { "edit", "--changes-file", (paths.events:gsub("%.jsonl$", "-changes.json")) }
+  for _, a in ipairs((AA.scene_args(session))) do args[#args + 1] = a end
+  local run = AA.new_run({ kind = "changes", title = "Send my changes", session = session, client_args = args })
+  run.on_success = start_request
+  run:start()
 end
 
 ------------------------------------------------------------------------------------------------
@@ -964,19 +1231,38 @@ function AA.ask(title, captions, defaults)
   return values
 end
 
+-- End an action that made no change: an empty deferred call stops REAPER from adding an
+-- automatic (empty) "ReaScript: Run" undo point.
+function AA.no_undo()
+  reaper.defer(function() end)
+end
+
 function AA.error_box(title, message)
   reaper.ShowMessageBox(message, "AudioAgent: " .. title, 0)
+  AA.no_undo()
 end
 
 -- Session of the selected item, else the project's last one.
 function AA.current_session()
-  local item = reaper.GetSelectedMediaItem(0, 0)
+  local item = reaper.GetSelectedMediaItem(AA.proj, 0)
   if item then
     local session = AA.item_ext(item, AA.EXT_SESSION)
     if session ~= "" then return session end
   end
   local last = AA.get_proj("last_session")
   return last ~= "" and last or nil
+end
+
+-- The arguments a request about an existing scene carries: the session and the version this
+-- project last applied, so the server refuses an edit of a scene the designer is not seeing.
+function AA.scene_args(session)
+  local meta = AA.session_meta(session) or {}
+  local args = { "--session", session }
+  if tonumber(meta.version) then
+    args[#args + 1] = "--base-version"
+    args[#args + 1] = tostring(math.floor(meta.version))
+  end
+  return args, meta
 end
 
 return AA

@@ -41,7 +41,10 @@ def write_wav(path: Path, *, length_s: float = 0.25, sample_rate: int = 48000) -
 class ScriptedClient:
     """Stands in for `audio-agent client`: answers `status` and records background jobs.
 
-    The test then plays the server by appending JSON lines to the job's events file, and can
+    Every call arrives as a script the Lua wrote (REAPER runs `/bin/sh <script>`): the client
+    command line with its output going to a log file, then the exit status going to a file.
+    `status` answers at once (log + exit status written); other calls are recorded as jobs, and
+    the test then plays the server by appending JSON lines to the job's events file, and can
     make the client "exit" by writing its exit-status file.
     """
 
@@ -49,26 +52,32 @@ class ScriptedClient:
         self.stem_root = stem_root
         self.status_reply = status_reply
         self.jobs: list[dict[str, Any]] = []
+        self.calls: list[list[str]] = []
 
     def __call__(self, cmdline: str, timeout_ms: int) -> str | None:
         outer = split_exec_line(cmdline)  # what REAPER would run: /bin/sh and the script
         assert outer[0] == "/bin/sh" and len(outer) == 2, cmdline
-        script = Path(outer[1]).read_text(encoding="utf-8")
-        words = shlex.split(script, comments=True)
-        if timeout_ms >= 0:
-            assert words[words.index("client") + 1] == "status"
+        assert timeout_ms < 0, "every client call runs in the background (REAPER's UI never waits)"
+        lines = [line for line in Path(outer[1]).read_text(encoding="utf-8").splitlines()
+                 if line and not line.startswith("#")]
+        command, exit_line = shlex.split(lines[0]), shlex.split(lines[1])
+        argv = command[: command.index(">")]
+        log, exit_path = Path(command[command.index(">") + 1]), Path(exit_line[-1])
+        self.calls.append(argv)
+        request = argv[argv.index("client") + 1]
+        if request == "status":
             if self.status_reply is not None:
-                return self.status_reply
-            pong = {"server_version": "test", "stem_root": str(self.stem_root), "planner": "rules",
-                    "backend": "procedural"}
-            return "0\n" + json.dumps(pong) + "\n"
-        argv = words[: words.index(">")]
-        job = {
-            "argv": argv,
-            "events": Path(argv[argv.index("--events-file") + 1]),
-            "exit": Path(words[len(words) - 1]),
-            "log": Path(words[words.index(">") + 1]),
-        }
+                code, _, text = self.status_reply.partition("\n")
+            else:
+                pong = {"server_version": "test", "stem_root": str(self.stem_root), "planner": "rules",
+                        "backend": "procedural"}
+                code, text = "0", json.dumps(pong) + "\n"
+            log.write_text(text, encoding="utf-8")
+            exit_path.write_text(code + "\n", encoding="utf-8")
+            return ""
+        job: dict[str, Any] = {"argv": argv, "exit": exit_path, "log": log, "request": request}
+        if "--events-file" in argv:
+            job["events"] = Path(argv[argv.index("--events-file") + 1])
         self.jobs.append(job)
         return ""
 

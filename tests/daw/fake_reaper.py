@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import lupa.lua54 as lua54
+import soundfile as sf
 
 SCRIPTS_DIR = Path(__file__).resolve().parents[2] / "daw_scripts" / "reaper"
 _ids = itertools.count(1)
@@ -31,9 +32,25 @@ TRACK_VALUES = {"I_FOLDERDEPTH", "D_VOL", "B_MUTE"}
 
 @dataclass(eq=False)
 class Source:
+    """A PCM source. A SECTION source (what "Item properties: Reverse" or "Loop section of
+    source" make) wraps a parent and has no file name of its own: GetMediaSourceFileName gives ""
+    and GetMediaSourceParent/PCM_Source_GetSectionInfo lead to the file (REAPER API doc of
+    PCM_Source_GetSectionInfo: "If a section/reverse block, retrieves offset/len/reverse")."""
+
     filename: str
     kind: str = "WAVE"
     destroyed: bool = False
+    parent: "Source | None" = None
+    section: tuple[float, float, bool] | None = None  # offset_s, length_s, reversed
+    peaks_built: bool = False
+    peak_stage: int = 0
+
+    def root(self) -> "Source":
+        return self.parent.root() if self.parent is not None else self
+
+    def copy(self) -> "Source":
+        return Source(self.filename, self.kind, parent=self.parent.copy() if self.parent else None,
+                      section=self.section, peaks_built=self.peaks_built)
 
 
 @dataclass(eq=False)
@@ -41,6 +58,7 @@ class Take:
     source: Source | None = None
     name: str = ""
     values: dict[str, float] = field(default_factory=lambda: {"D_STARTOFFS": 0.0, "D_PLAYRATE": 1.0, "D_VOL": 1.0})
+    ext: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(eq=False)
@@ -49,12 +67,13 @@ class Item:
     values: dict[str, float] = field(default_factory=lambda: {k: 0.0 for k in ITEM_VALUES} | {"D_VOL": 1.0})
     strings: dict[str, str] = field(default_factory=dict)
     takes: list[Take] = field(default_factory=list)
+    active: int = 0
     selected: bool = False
     guid: str = field(default_factory=lambda: f"{{item-{next(_ids)}}}")
 
     @property
     def take(self) -> Take | None:
-        return self.takes[0] if self.takes else None
+        return self.takes[self.active] if self.takes else None
 
     def snapshot(self) -> dict[str, Any]:
         """Everything a user could have set on this item, for before/after comparisons."""
@@ -65,7 +84,7 @@ class Item:
             "strings": dict(self.strings),
             "take_name": take.name if take else None,
             "take_values": dict(take.values) if take else None,
-            "source": take.source.filename if take and take.source else None,
+            "source": take.source.root().filename if take and take.source else None,
         }
 
 
@@ -77,6 +96,95 @@ class Track:
     items: list[Item] = field(default_factory=list)
     fx_count: int = 0
     guid: str = field(default_factory=lambda: f"{{track-{next(_ids)}}}")
+
+
+@dataclass(eq=False)
+class Project:
+    """One project tab. Undo is a list of whole-project snapshots, as in REAPER: an undo point
+    stores the project's state (tracks, items, project ext state) at the moment it is made, so
+    anything changed outside an undo block is swept into the next point, whoever makes it, and
+    Ctrl+Z restores the previous snapshot. (REAPER KB, ReaScript "Undo":
+    https://reaper-kb.hausofgroves.com/section/reascript_prose/reascript-howto-undo — flags 1/4/8
+    = track configurations, track items, project states.) Restored objects are new objects: a
+    pointer a script held from before the undo no longer validates."""
+
+    name: str = "untitled"
+    tracks: list[Track] = field(default_factory=list)
+    ext: dict[tuple[str, str], str] = field(default_factory=dict)
+    time_offset_s: float = 0.0
+    history: list[tuple[str, Any]] = field(default_factory=list)
+    position: int = 0
+
+    def __post_init__(self) -> None:
+        self.history = [("<open>", self.state())]
+
+    def all_items(self) -> list[Item]:
+        return [item for track in self.tracks for item in track.items]
+
+    def state(self) -> Any:
+        def take_state(take: Take) -> Any:
+            return (take.name, dict(take.values), dict(take.ext), take.source.copy() if take.source else None)
+
+        tracks = []
+        for track in self.tracks:
+            items = [(dict(i.values), dict(i.strings), [take_state(t) for t in i.takes], i.active, i.guid)
+                     for i in track.items]
+            tracks.append((track.name, track.depth, dict(track.ext), track.fx_count, track.guid, items))
+        return (tracks, dict(self.ext))
+
+    @staticmethod
+    def comparable(state: Any) -> Any:
+        tracks, ext = state
+        def src(s: Source | None) -> Any:
+            return None if s is None else (s.filename, s.kind, s.section, src(s.parent))
+        return ([(n, d, e, fx, g, [(v, st, [(tn, tv, te, src(ts)) for tn, tv, te, ts in takes], a, ig)
+                                    for v, st, takes, a, ig in items])
+                 for n, d, e, fx, g, items in tracks], ext)
+
+    def restore(self, state: Any) -> None:
+        tracks, ext = state
+        self.tracks = []
+        for name, depth, track_ext, fx, guid, items in tracks:
+            track = Track(name=name, depth=depth, ext=dict(track_ext), fx_count=fx, guid=guid)
+            for values, strings, takes, active, item_guid in items:
+                item = Item(track=track, values=dict(values), strings=dict(strings), active=active, guid=item_guid)
+                item.takes = [Take(source=s.copy() if s else None, name=n, values=dict(v), ext=dict(e))
+                              for n, v, e, s in takes]
+                track.items.append(item)
+            self.tracks.append(track)
+        self.ext = dict(ext)
+
+    def add_undo_point(self, description: str) -> None:
+        del self.history[self.position + 1:]  # a new point drops the redo states
+        self.history.append((description, self.state()))
+        self.position = len(self.history) - 1
+
+    def undo(self) -> str | None:
+        """Ctrl+Z: back to the snapshot before the current point."""
+        if self.position == 0:
+            return None
+        description = self.history[self.position][0]
+        self.position -= 1
+        self.restore(self.history[self.position][1])
+        return description
+
+    def redo(self) -> str | None:
+        if self.position + 1 >= len(self.history):
+            return None
+        self.position += 1
+        self.restore(self.history[self.position][1])
+        return self.history[self.position][0]
+
+    def undo_points(self) -> list[str]:
+        return [description for description, _ in self.history[1:self.position + 1]]
+
+    def empty_undo_points(self) -> list[str]:
+        """Points that changed nothing against the point before them (REAPER still lists them)."""
+        out = []
+        for (_, before), (description, after) in zip(self.history, self.history[1:]):
+            if self.comparable(before) == self.comparable(after):
+                out.append(description)
+        return out
 
 
 QUOTES = "'\"`"
@@ -118,11 +226,12 @@ class FakeReaper:
         self.resource_path = Path(resource_path)
         self.os_name = os_name
         self.exec_handler = exec_handler or self.real_exec
-        self.tracks: list[Track] = []
-        self.proj_ext: dict[tuple[str, str], str] = {}
+        self.projects: list[Project] = [Project(name="project 1")]
+        self.active = self.projects[0]
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         self.undo_log: list[tuple[Any, ...]] = []
         self.undo_depth = 0
+        self._undo_project: Project | None = None
         self.deferred: list[Any] = []
         self.atexit_fns: list[Any] = []
         self.message_boxes: list[tuple[str, str]] = []
@@ -138,11 +247,70 @@ class FakeReaper:
         self.lua = lua54.LuaRuntime(unpack_returned_tuples=True)
         self.lua.globals().reaper = self._make_table()
 
+    # ---- projects (tabs) -------------------------------------------------------------------
+    @property
+    def tracks(self) -> list[Track]:
+        return self.active.tracks
+
+    @property
+    def proj_ext(self) -> dict[tuple[str, str], str]:
+        return self.active.ext
+
+    def new_project(self, name: str = "") -> Project:
+        """File > New project tab: the new tab becomes the active one."""
+        project = Project(name=name or f"project {len(self.projects) + 1}")
+        self.projects.append(project)
+        self.active = project
+        return project
+
+    def switch_to(self, project: Project) -> None:
+        self.active = project
+
+    def _proj(self, proj: Any) -> Project:
+        # REAPER: 0 (or NULL) means the active project; otherwise a ReaProject* from EnumProjects.
+        if proj is None or (isinstance(proj, (int, float)) and proj == 0):
+            return self.active
+        if isinstance(proj, Project) and any(p is proj for p in self.projects):
+            return proj
+        raise ValueError(f"fake reaper: {proj!r} is not a ReaProject*")
+
+    def _owner(self, track: Track) -> Project:
+        for project in self.projects:
+            if any(t is track for t in project.tracks):
+                return project
+        raise ValueError("fake reaper: MediaTrack* is not in any open project")
+
+    # ---- user actions (tests play the designer) ------------------------------------------
+    def user_action(self, description: str, project: Project | None = None) -> None:
+        """What REAPER does after the user's own edit: one undo point with the whole project."""
+        (project or self.active).add_undo_point(description)
+
+    def ctrl_z(self, project: Project | None = None) -> str | None:
+        return (project or self.active).undo()
+
+    def reverse_item(self, item: Item) -> Source:
+        """Item properties > Reverse: the take's source becomes a reversed SECTION of the file."""
+        take = item.take
+        assert take is not None and take.source is not None
+        length = float(sf.info(take.source.root().filename).duration) if take.source.root().filename else 0.0
+        take.source = Source("", "SECTION", parent=take.source, section=(0.0, length, True))
+        return take.source
+
     # ---- running scripts -----------------------------------------------------------------
     def run_script(self, name: str, scripts_dir: Path = SCRIPTS_DIR) -> None:
+        """Run an action. REAPER adds an automatic undo point ("ReaScript: Run") for a script
+        that neither calls defer() nor makes its own undo block (REAPER KB, ReaScript "Undo":
+        "Undo points are created for ReaScripts by default. To prevent the automatic addition
+        of an undo point, a script can call defer()")."""
         path = Path(scripts_dir) / name
+        deferred_before = len(self.deferred)
+        points_before = [len(p.history) for p in self.projects]
+        self._block_closed = False
         self.lua.globals().dofile(str(path))
         self._check_undo_closed()
+        if len(self.deferred) == deferred_before and not self._block_closed:
+            self.active.add_undo_point("ReaScript: Run")
+        del points_before
 
     def _check_undo_closed(self) -> None:
         # REAPER runs other actions (the user's edits) between defer cycles; an undo block
@@ -171,6 +339,7 @@ class FakeReaper:
         for fn in self.atexit_fns:
             fn()
         self.atexit_fns = []
+        self._check_undo_closed()
 
     def real_exec(self, cmdline: str, timeout_ms: int) -> str | None:
         """Like REAPER on macOS/Linux: the line is split by ``split_exec_line`` and run with
@@ -190,11 +359,11 @@ class FakeReaper:
         return f"{done.returncode}\n{done.stdout}"
 
     # ---- queries for tests ---------------------------------------------------------------
-    def all_items(self) -> list[Item]:
-        return [item for track in self.tracks for item in track.items]
+    def all_items(self, project: Project | None = None) -> list[Item]:
+        return (project or self.active).all_items()
 
-    def items_of_session(self, session: str) -> dict[str, Item]:
-        return {i.strings.get("P_EXT:audioagent_event", ""): i for i in self.all_items()
+    def items_of_session(self, session: str, project: Project | None = None) -> dict[str, Item]:
+        return {i.strings.get("P_EXT:audioagent_event", ""): i for i in self.all_items(project)
                 if i.strings.get("P_EXT:audioagent_session") == session}
 
     def calls_named(self, name: str) -> list[tuple[Any, ...]]:
@@ -222,23 +391,42 @@ class FakeReaper:
     # A track or item the user deleted (or undid away) is a dead pointer: REAPER refuses it,
     # and so does the fake, so scripts must check with ValidatePtr2 before touching old ones.
     def _track(self, track: Track) -> Track:
-        if not any(t is track for t in self.tracks):
-            raise ValueError("fake reaper: MediaTrack* is not in the project")
+        self._owner(track)
         return track
 
     def _item(self, item: Item) -> Item:
-        if not any(i is item for i in self.all_items()):
-            raise ValueError("fake reaper: MediaItem* is not in the project")
+        if not any(i is item for p in self.projects for i in p.all_items()):
+            raise ValueError("fake reaper: MediaItem* is not in any open project")
         return item
 
-    def api_ValidatePtr2(self, proj: int, pointer: Any, type_name: str) -> bool:
+    def _take(self, take: Take) -> Take:
+        if not any(t is take for p in self.projects for i in p.all_items() for t in i.takes):
+            raise ValueError("fake reaper: MediaItem_Take* is not in any open project")
+        return take
+
+    def api_ValidatePtr2(self, proj: Any, pointer: Any, type_name: str) -> bool:
+        project = self._proj(proj)
         if type_name == "MediaTrack*":
-            return any(t is pointer for t in self.tracks)
+            return any(t is pointer for t in project.tracks)
         if type_name == "MediaItem*":
-            return any(i is pointer for i in self.all_items())
+            return any(i is pointer for i in project.all_items())
         if type_name == "MediaItem_Take*":
-            return any(t is pointer for i in self.all_items() for t in i.takes)
+            return any(t is pointer for i in project.all_items() for t in i.takes)
         raise ValueError(f"fake reaper: ValidatePtr2 type {type_name!r} not modelled")
+
+    def api_EnumProjects(self, index: int, _buf: str = "") -> tuple[Any, str]:
+        # REAPER: idx -1 is the current (active) project; else the tab at idx, or NULL.
+        index = int(index)
+        if index == -1:
+            return (self.active, self.active.name + ".RPP")
+        if 0 <= index < len(self.projects):
+            return (self.projects[index], self.projects[index].name + ".RPP")
+        return (None, "")
+
+    def api_GetProjectTimeOffset(self, proj: Any, rndframe: bool) -> float:
+        # Project settings > "Project start time": positions in the API stay raw timeline
+        # seconds; what the ruler shows (and timecode) is position + this offset.
+        return self._proj(proj).time_offset_s
 
     def api_GetOS(self) -> str:
         return self.os_name
@@ -308,41 +496,55 @@ class FakeReaper:
     def api_UpdateArrange(self) -> None:
         pass
 
-    def api_Undo_BeginBlock2(self, proj: int) -> None:
+    def api_Undo_BeginBlock2(self, proj: Any) -> None:
+        project = self._proj(proj)
+        if self.undo_depth and project is not self._undo_project:
+            raise RuntimeError("fake reaper: nested undo blocks on two projects")
+        self._undo_project = project
         self.undo_depth += 1
         self.undo_log.append(("begin",))
 
-    def api_Undo_EndBlock2(self, proj: int, description: str, flags: int) -> None:
+    def api_Undo_EndBlock2(self, proj: Any, description: str, flags: int) -> None:
+        project = self._proj(proj)
         if self.undo_depth <= 0:
             raise RuntimeError("Undo_EndBlock2 without Undo_BeginBlock2")
+        if project is not self._undo_project:
+            raise RuntimeError("fake reaper: Undo_EndBlock2 on another project than its begin")
         self.undo_depth -= 1
         self.undo_log.append(("end", description, flags))
+        if self.undo_depth == 0:
+            # The point is a snapshot of the whole project, taken now.
+            project.add_undo_point(description)
+            self._block_closed = True
 
     # project ext state
-    def api_SetProjExtState(self, proj: int, section: str, key: str, value: str) -> int:
+    def api_SetProjExtState(self, proj: Any, section: str, key: str, value: str) -> int:
+        ext = self._proj(proj).ext
         if value == "":
-            self.proj_ext.pop((section, key), None)
+            ext.pop((section, key), None)
         else:
-            self.proj_ext[(section, key)] = value
+            ext[(section, key)] = value
         return 1
 
-    def api_GetProjExtState(self, proj: int, section: str, key: str) -> tuple[int, str]:
-        value = self.proj_ext.get((section, key), "")
+    def api_GetProjExtState(self, proj: Any, section: str, key: str) -> tuple[int, str]:
+        value = self._proj(proj).ext.get((section, key), "")
         return (1 if value else 0, value)
 
     # tracks
-    def api_CountTracks(self, proj: int) -> int:
-        return len(self.tracks)
+    def api_CountTracks(self, proj: Any) -> int:
+        return len(self._proj(proj).tracks)
 
-    def api_GetTrack(self, proj: int, index: int) -> Track | None:
+    def api_GetTrack(self, proj: Any, index: int) -> Track | None:
+        tracks = self._proj(proj).tracks
         index = int(index)
-        return self.tracks[index] if 0 <= index < len(self.tracks) else None
+        return tracks[index] if 0 <= index < len(tracks) else None
 
     def api_InsertTrackAtIndex(self, index: int, defaults: bool) -> None:
-        self.tracks.insert(int(index), Track())
+        # REAPER's InsertTrackAtIndex takes no project: it always inserts into the active tab.
+        self.active.tracks.insert(int(index), Track())
 
     def api_DeleteTrack(self, track: Track) -> None:
-        self.tracks.remove(self._track(track))
+        self._owner(track).tracks.remove(track)
 
     def api_GetSetMediaTrackInfo_String(self, track: Track, key: str, value: str, set_new: bool) -> tuple[bool, str]:
         self._track(track)
@@ -359,7 +561,7 @@ class FakeReaper:
     def api_GetMediaTrackInfo_Value(self, track: Track, key: str) -> float:
         self._track(track)
         if key == "IP_TRACKNUMBER":
-            return float(self.tracks.index(track) + 1)
+            return float(self._owner(track).tracks.index(track) + 1)
         self._check(key, TRACK_VALUES)
         return float(track.depth) if key == "I_FOLDERDEPTH" else 0.0
 
@@ -380,14 +582,14 @@ class FakeReaper:
         return self._track(track).items[int(index)]
 
     # items
-    def api_CountMediaItems(self, proj: int) -> int:
-        return len(self.all_items())
+    def api_CountMediaItems(self, proj: Any) -> int:
+        return len(self._proj(proj).all_items())
 
-    def api_GetMediaItem(self, proj: int, index: int) -> Item:
-        return self.all_items()[int(index)]
+    def api_GetMediaItem(self, proj: Any, index: int) -> Item:
+        return self._proj(proj).all_items()[int(index)]
 
-    def api_GetSelectedMediaItem(self, proj: int, index: int) -> Item | None:
-        selected = [i for i in self.all_items() if i.selected]
+    def api_GetSelectedMediaItem(self, proj: Any, index: int) -> Item | None:
+        selected = [i for i in self._proj(proj).all_items() if i.selected]
         return selected[int(index)] if int(index) < len(selected) else None
 
     def api_AddMediaItemToTrack(self, track: Track) -> Item:
@@ -427,6 +629,66 @@ class FakeReaper:
             item.strings[key] = value
         return (key in item.strings, item.strings.get(key, ""))
 
+    # item state chunks: only the shape the scripts rely on (each take's nested SOURCE blocks
+    # with a FILE line at the leaf, as in an .RPP: <SOURCE SECTION ... <SOURCE WAVE FILE "...">>).
+    def _source_chunk(self, source: Source, indent: str) -> list[str]:
+        lines = [f"{indent}<SOURCE {source.kind}"]
+        if source.parent is not None:
+            offset_s, length_s, reverse = source.section or (0.0, 0.0, False)
+            lines += [f"{indent}  LENGTH {length_s:.14g}", f"{indent}  STARTPOS {offset_s:.14g}",
+                      f"{indent}  MODE {2 if reverse else 0}"]
+            lines += self._source_chunk(source.parent, indent + "  ")
+        else:
+            lines.append(f'{indent}  FILE "{source.filename}"')
+        lines.append(f"{indent}>")
+        return lines
+
+    def _item_chunk(self, item: Item) -> str:
+        lines = ["<ITEM", f"POSITION {item.values['D_POSITION']:.14g}", f"LENGTH {item.values['D_LENGTH']:.14g}",
+                 f"IGUID {item.guid}"]
+        for index, take in enumerate(item.takes):
+            if index:
+                lines.append("TAKE SEL" if index == item.active else "TAKE")
+            lines.append(f'NAME "{take.name}"')
+            if take.source is not None:
+                lines += self._source_chunk(take.source, "")
+        lines.append(">")
+        return "\n".join(lines) + "\n"
+
+    def api_GetItemStateChunk(self, item: Item, _buf: str, is_undo: bool) -> tuple[bool, str]:
+        return (True, self._item_chunk(self._item(item)))
+
+    def api_SetItemStateChunk(self, item: Item, chunk: str, is_undo: bool) -> bool:
+        """REAPER re-reads the item from the chunk. The fake accepts only a chunk that differs
+        from the current one in FILE lines (all the scripts change) and re-points those sources."""
+        self._item(item)
+        current = self._item_chunk(item).splitlines()
+        wanted = chunk.rstrip("\n").splitlines()
+        if len(current) != len(wanted):
+            raise ValueError("fake reaper: SetItemStateChunk with a different structure")
+        files = []
+        for old, new in zip(current, wanted):
+            if old.strip().startswith("FILE ") and new.strip().startswith("FILE "):
+                files.append(new.strip()[len("FILE "):].strip('"'))
+            elif old != new:
+                raise ValueError(f"fake reaper: SetItemStateChunk changed {old!r} to {new!r}")
+        leaves = [take.source.root() for take in item.takes if take.source is not None]
+        for take, filename in zip([t for t in item.takes if t.source is not None], files):
+            old_root = take.source.root()
+            if old_root.filename == filename:
+                continue
+            new_root = Source(filename, "WAVE")
+            self.sources.append(new_root)
+            if take.source is old_root:
+                take.source = new_root
+            else:  # re-wrap the same section around the new file
+                node = take.source
+                while node.parent is not old_root:
+                    node = node.parent
+                node.parent = new_root
+        del leaves
+        return True
+
     # takes and sources
     def api_AddTakeToMediaItem(self, item: Item) -> Take:
         self._item(item)
@@ -437,16 +699,45 @@ class FakeReaper:
     def api_GetActiveTake(self, item: Item) -> Take | None:
         return self._item(item).take
 
+    def api_SetActiveTake(self, take: Take) -> None:
+        for item in self.all_items_everywhere():
+            for index, t in enumerate(item.takes):
+                if t is take:
+                    item.active = index
+                    return
+        raise ValueError("fake reaper: MediaItem_Take* is not in any open project")
+
+    def all_items_everywhere(self) -> list[Item]:
+        return [i for p in self.projects for i in p.all_items()]
+
+    def api_CountTakes(self, item: Item) -> int:
+        return len(self._item(item).takes)
+
+    def api_GetTake(self, item: Item, index: int) -> Take | None:
+        takes = self._item(item).takes
+        return takes[int(index)] if 0 <= int(index) < len(takes) else None
+
+    def api_GetMediaItemTake_Item(self, take: Take) -> Item:
+        for item in self.all_items_everywhere():
+            if any(t is take for t in item.takes):
+                return item
+        raise ValueError("fake reaper: MediaItem_Take* is not in any open project")
+
     def api_GetMediaItemTakeInfo_Value(self, take: Take, key: str) -> float:
         self._check(key, TAKE_VALUES)
-        return take.values[key]
+        return self._take(take).values[key]
 
     def api_SetMediaItemTakeInfo_Value(self, take: Take, key: str, value: float) -> bool:
         self._check(key, TAKE_VALUES)
-        take.values[key] = float(value)
+        self._take(take).values[key] = float(value)
         return True
 
     def api_GetSetMediaItemTakeInfo_String(self, take: Take, key: str, value: str, set_new: bool) -> tuple[bool, str]:
+        self._take(take)
+        if key.startswith("P_EXT:"):
+            if set_new:
+                take.ext[key] = value
+            return (key in take.ext, take.ext.get(key, ""))
         if key != "P_NAME":
             raise ValueError(f"fake reaper: unknown take string {key!r}")
         if set_new:
@@ -461,15 +752,43 @@ class FakeReaper:
     def api_PCM_Source_Destroy(self, source: Source) -> None:
         source.destroyed = True
 
+    def api_PCM_Source_BuildPeaks(self, source: Source, mode: int) -> int:
+        """REAPER's protocol: mode 0 begins and returns nonzero when peaks need building, then
+        mode 1 is called until it returns 0 (the percentage left), then mode 2 finishes. A
+        source placed by the API gets no peaks otherwise, so its waveform stays blank."""
+        mode = int(mode)
+        if mode == 0:
+            if source.peaks_built:
+                return 0
+            source.peak_stage = 2
+            return 1
+        if mode == 1:
+            source.peak_stage = max(0, source.peak_stage - 1)
+            return 50 * source.peak_stage
+        if mode == 2:
+            if source.peak_stage == 0:
+                source.peaks_built = True
+            return 0
+        raise ValueError(f"fake reaper: PCM_Source_BuildPeaks mode {mode}")
+
     def api_SetMediaItemTake_Source(self, take: Take, source: Source) -> bool:
-        take.source = source  # like REAPER: the old source is not destroyed here
+        self._take(take).source = source  # like REAPER: the old source is not destroyed here
         return True
 
     def api_GetMediaItemTake_Source(self, take: Take) -> Source | None:
-        return take.source
+        return self._take(take).source
 
     def api_GetMediaSourceFileName(self, source: Source, _buf: str = "") -> str:
-        return source.filename
+        return "" if source.kind == "SECTION" else source.filename
 
     def api_GetMediaSourceType(self, source: Source, _buf: str = "") -> str:
         return source.kind
+
+    def api_GetMediaSourceParent(self, source: Source) -> Source | None:
+        return source.parent
+
+    def api_PCM_Source_GetSectionInfo(self, source: Source) -> tuple[bool, float, float, bool]:
+        if source.section is None:
+            return (False, 0.0, 0.0, False)
+        offset_s, length_s, reverse = source.section
+        return (True, offset_s, length_s, reverse)

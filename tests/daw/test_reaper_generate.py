@@ -32,6 +32,20 @@ def done(stems: list[dict], *, version: int = 1, failed: list | None = None) -> 
 def start_generate(reaper: FakeReaper, scripts_dir: Path, prompt: str, duration: str) -> None:
     reaper.user_inputs.append((True, f"{prompt}\n{duration}"))
     reaper.run_script(GENERATE, scripts_dir)
+    reaper.run_deferred()  # the status answer is read in the first cycle; then the job starts
+
+
+def undo_blocks_wrap(reaper: FakeReaper, names: tuple[str, ...]) -> bool:
+    """True when every call named in `names` happened inside an open undo block."""
+    depth = 0
+    for name, _ in reaper.calls:
+        if name == "Undo_BeginBlock2":
+            depth += 1
+        elif name == "Undo_EndBlock2":
+            depth -= 1
+        elif name in names and depth == 0:
+            return False
+    return True
 
 
 def session_of(client: ScriptedClient) -> str:
@@ -49,7 +63,7 @@ def test_generate_places_each_stem_on_its_own_track_in_one_undo_block(reaper, cl
     assert argv[argv.index("client") + 1:argv.index("client") + 3] == ["generate", "rain on a tin roof, a car door 'slams'"]
     assert argv[argv.index("--duration") + 1] == "12"
     assert argv[argv.index("--anchor") + 1] == "5"
-    assert [t for _, t in reaper.exec_commands] == [20000, -1]
+    assert [t for _, t in reaper.exec_commands] == [-1, -1]  # status and job: neither blocks REAPER
     session = session_of(client)
 
     client.send({"type": "accepted", "id": "r1", "job": "j1"})
@@ -61,7 +75,9 @@ def test_generate_places_each_stem_on_its_own_track_in_one_undo_block(reaper, cl
     assert reaper.running
     assert len(reaper.all_items()) == 1
     assert any("render 30%" in line for line in reaper.console)
-    assert reaper.undo_log == [] and reaper.undo_depth == 0  # no block held open while it renders
+    # The batch that landed is one undo point of its own, closed in the cycle that made it.
+    assert reaper.undo_log == [("begin",), ("end", "AudioAgent: Generate scene", -1)] and reaper.undo_depth == 0
+    assert rain_source_has_peaks(reaper)
 
     door = stem(client, stem_root, "door", "car door slam", 4.5, 6.0, 2.5, session=session)
     client.send(door)
@@ -90,16 +106,26 @@ def test_generate_places_each_stem_on_its_own_track_in_one_undo_block(reaper, cl
     assert door_item.strings["P_EXT:audioagent_session"] == session
 
     assert reaper.proj_ext[("AudioAgent", "last_session")] == session
-    assert '"anchor_s":5' in reaper.proj_ext[("AudioAgent", f"session:{session}")]
-    assert '"stem_path":"%s"' % door["stem_path"] in reaper.proj_ext[("AudioAgent", f"event:{session}:door")]
+    meta = json.loads(reaper.proj_ext[("AudioAgent", f"session:{session}")])
+    assert meta["anchor_s"] == 5 and meta["version"] == 1 and meta["events"] == ["rain", "door"]
+    placed = json.loads(door_item.strings["P_EXT:audioagent_placed"])
+    assert placed["stem_path"] == door["stem_path"] and placed["pos"] == 9.5
+    assert all(item.take.source.peaks_built for item in reaper.all_items())
 
-    # One undo point, made in the cycle that saw `done`, after every insert: undoing it takes
-    # the whole scene out.
-    assert reaper.undo_log == [("begin",), ("end", "AudioAgent: Generate scene", -1)]
-    names = [name for name, _ in reaper.calls]
-    begin, end = names.index("Undo_BeginBlock2"), names.index("Undo_EndBlock2")
-    inserts = [i for i, name in enumerate(names) if name in ("InsertTrackAtIndex", "AddMediaItemToTrack")]
-    assert len(inserts) == 5 and max(inserts) < begin < end
+    # One undo point per applied batch (the first stem, then the rest with `done`), each holding
+    # exactly our change; none empty.
+    assert reaper.active.undo_points() == ["AudioAgent: Generate scene"] * 2
+    assert reaper.active.empty_undo_points() == []
+    assert undo_blocks_wrap(reaper, ("InsertTrackAtIndex", "AddMediaItemToTrack", "SetMediaItemInfo_Value",
+                                     "SetProjExtState", "DeleteTrack"))
+    # Ctrl+Z of the last point takes the door out again; the rain stays.
+    reaper.ctrl_z()
+    assert [t.name for t in reaper.tracks] == ["AudioAgent: rain on a tin roof, a car door 'slams'",
+                                               "steady rain on a tin roof"]
+
+
+def rain_source_has_peaks(reaper: FakeReaper) -> bool:
+    return all(item.take.source.peaks_built for item in reaper.all_items())
 
 
 def test_defaults_to_cursor_and_ten_seconds_and_waits_for_whole_lines(reaper, client, scripts_dir, stem_root):
@@ -133,7 +159,8 @@ def test_server_error_removes_what_the_run_inserted(reaper, client, scripts_dir,
     assert not reaper.running
     assert reaper.tracks == [existing]
     assert reaper.message_boxes == [("AudioAgent: Generate scene failed", "backend ran out of memory (field: backend)")]
-    assert reaper.undo_log == [] and reaper.undo_depth == 0  # all put back: no undo point to make
+    assert reaper.active.undo_points() == ["AudioAgent: Generate scene", "AudioAgent: Generate scene (failed, removed)"]
+    assert reaper.active.empty_undo_points() == [] and reaper.undo_depth == 0
     assert ("AudioAgent", "last_session") not in reaper.proj_ext
     assert reaper.proj_ext == {}  # no event record left for an item that is not there
 
@@ -148,7 +175,7 @@ def test_client_that_dies_without_a_word_fails_the_run(reaper, client, scripts_d
     assert reaper.tracks == [] and not reaper.running
     title, message = reaper.message_boxes[0]
     assert "exited (status 137) before the job finished: Killed" in message
-    assert reaper.undo_log == [] and reaper.undo_depth == 0
+    assert reaper.active.empty_undo_points() == [] and reaper.undo_depth == 0
 
 
 def test_stalled_events_file_fails_after_the_stall_limit(reaper, client, scripts_dir, stem_root):
@@ -165,7 +192,7 @@ def test_stalled_events_file_fails_after_the_stall_limit(reaper, client, scripts
 def test_server_not_running_shows_its_message_and_starts_nothing(reaper, client, scripts_dir):
     client.status_reply = "1\naudio-agent: error: cannot reach ws://127.0.0.1:8765 (connection refused)\n"
     start_generate(reaper, scripts_dir, "forest", "6")
-    assert client.jobs == [] and reaper.undo_log == [] and not reaper.running
+    assert client.jobs == [] and reaper.active.undo_points() == [] and not reaper.running
     assert reaper.message_boxes == [("AudioAgent: Generate scene failed",
                                      "the Audio-Agent server is not reachable: audio-agent: error: "
                                      "cannot reach ws://127.0.0.1:8765 (connection refused)")]
@@ -178,6 +205,8 @@ def test_bad_input_is_refused_before_any_request(reaper, client, scripts_dir):
     reaper.user_inputs.append((False, ""))  # the user cancels the dialog
     reaper.run_script(GENERATE, scripts_dir)
     assert reaper.exec_commands == [] and len(reaper.message_boxes) == 1
+    # Early returns call defer, so REAPER adds no empty automatic "ReaScript: Run" undo point.
+    assert reaper.active.undo_points() == []
 
 
 def test_stems_outside_the_stem_root_are_refused(reaper, client, scripts_dir, stem_root, tmp_path):
@@ -238,6 +267,7 @@ def test_foley_from_video_uses_the_items_range_and_position(reaper, client, scri
 
     reaper.user_inputs.append((True, "gravel footsteps"))
     reaper.run_script(VIDEO, scripts_dir)
+    reaper.run_deferred()
     argv = client.job["argv"]
     i = argv.index("video-cue")
     assert argv[i + 1:i + 8] == [str(tmp_path / "cut 3.mp4"), "--start", "3", "--end", "11", "--anchor", "20"]
@@ -303,4 +333,5 @@ def test_a_folder_the_user_deletes_mid_job_is_made_again(reaper, client, scripts
     assert reaper.message_boxes == [] and not reaper.running
     folder, *children = reaper.tracks
     assert folder.ext["P_EXT:audioagent_role"] == "folder" and folder.depth == 1
-    assert [t.name for t in children] == ["buoy bell"] and children[-1].depth == -1
+    # The done message's sync puts back what the Ctrl+Z took out: both events are there.
+    assert [t.name for t in children] == ["gulls", "buoy bell"] and children[-1].depth == -1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 import pytest
 from lupa.lua54 import LuaError
@@ -65,14 +66,30 @@ def test_posix_command_line_survives_quotes_and_shell_characters(lib, tmp_path):
     assert exit_file.read_text().strip() == "3"
 
 
+def _status(reaper: FakeReaper, aa, tmp_path):
+    """Run `client status` the way a run does: in the background, then read its files."""
+    paths = reaper.lua.table_from({"log": str(tmp_path / "status.log"), "exit": str(tmp_path / "status.exit"),
+                                   "script": str(tmp_path / "status.sh")})
+    for name in ("status.log", "status.exit"):
+        (tmp_path / name).unlink(missing_ok=True)
+    assert aa.start_client(_lua_list(reaper, ["status"]), paths)
+    assert reaper.exec_commands[-1][1] == -1  # REAPER does not wait for it
+    reaper.processes[-1].wait(timeout=30)
+    for _ in range(100):  # the script writes the exit status just after the client ends
+        if aa.exit_status(paths) is not None:
+            break
+        time.sleep(0.02)
+    return aa.parse_status(aa.exit_status(paths), (tmp_path / "status.log").read_text(encoding="utf-8"))
+
+
 def test_posix_status_call_returns_the_clients_output(lib, tmp_path):
     reaper, aa = lib
     pong = {"stem_root": "/data/stems", "server_version": "x"}
     aa.config.client = reaper.lua.table(sys.executable, "-c", f"print({json.dumps(json.dumps(pong))})")
-    value = aa.server_status(str(tmp_path / "status.sh"))
+    value = _status(reaper, aa, tmp_path)
     assert value is not None and value.stem_root == "/data/stems"
     aa.config.client = reaper.lua.table(sys.executable, "-c", "import sys; sys.exit('audio-agent: error: refused')")
-    value, message = aa.server_status(str(tmp_path / "status.sh"))
+    value, message = _status(reaper, aa, tmp_path)
     assert value is None and message == "the Audio-Agent server is not reachable: audio-agent: error: refused"
 
 
@@ -80,19 +97,73 @@ def test_a_script_path_reaper_cannot_quote_is_refused(lib, tmp_path):
     _, aa = lib
     argv = aa.client_argv(_lua_list(lib[0], ["status"]))
     with pytest.raises(LuaError, match="cannot run a script"):
-        aa.shell_command(argv, None, None, str(tmp_path / "a\"b'c`d.sh"))
+        aa.shell_command(argv, "log", "exit", str(tmp_path / "a\"b'c`d.sh"))
     # One quote kind in the path is fine: another kind wraps it.
-    cmd = aa.shell_command(argv, None, None, str(tmp_path / 'say "hi".sh'))
+    cmd = aa.shell_command(argv, "log", "exit", str(tmp_path / 'say "hi".sh'))
     assert split_exec_line(cmd) == ["/bin/sh", str(tmp_path / 'say "hi".sh')]
 
 
-def test_windows_command_line_uses_cmd_with_delayed_exit_status(lib):
+def batch_line_argv(line: str) -> list[str]:
+    """What a command line in a .cmd file hands the program: cmd.exe turns %% into % (delayed
+    expansion off, so ! stays), then the C runtime splits it (Microsoft's documented rules:
+    2n backslashes + quote -> n backslashes and a quote toggle; 2n+1 -> n and a literal quote;
+    other backslashes are literal)."""
+    line = line.replace("%%", "%")
+    argv, current, in_quotes, i, have = [], [], False, 0, False
+    while i < len(line):
+        char = line[i]
+        if char == "\\":
+            j = i
+            while j < len(line) and line[j] == "\\":
+                j += 1
+            count = j - i
+            if j < len(line) and line[j] == '"':
+                current.append("\\" * (count // 2))
+                if count % 2:
+                    current.append('"')
+                    i = j + 1
+                else:
+                    i = j
+                have = True
+                continue
+            current.append("\\" * count)
+            i = j
+            have = True
+            continue
+        if char == '"':
+            in_quotes = not in_quotes
+            have = True
+        elif char == " " and not in_quotes:
+            if have:
+                argv.append("".join(current))
+            current, have = [], False
+        else:
+            current.append(char)
+            have = True
+        i += 1
+    if have:
+        argv.append("".join(current))
+    return argv
+
+
+def test_windows_batch_file_passes_percent_bang_and_trailing_backslash(lib, tmp_path):
+    """`WOW! take (100%).mp4` must reach the client as it is (no delayed expansion, % doubled
+    for the batch file), and an argument ending in `\\` must not swallow the next one."""
     reaper, aa = lib
     reaper.os_name = "Win64"
-    argv = aa.client_argv(_lua_list(reaper, ["generate", 'say "hi" 100% now!']))
-    cmd = aa.shell_command(argv, "C:/t/j.log", "C:/t/j.exit")
-    assert cmd == ('cmd.exe /V:ON /C ""audio-agent" "client" "generate" "say \'hi\' 100 percent now." '
-                   '> "C:/t/j.log" 2>&1 & echo !ERRORLEVEL! > "C:/t/j.exit""')
+    video = "C:\\Users\\me!\\WOW! take (100%).mp4"
+    argv = aa.client_argv(_lua_list(reaper, ["video-cue", video, "--hint", 'a "door" \\', "--session", "s"]))
+    script = tmp_path / "job.sh"
+    cmd = aa.shell_command(argv, "C:/t/100% j!.log", "C:/t/j!.exit", str(script))
+    batch = tmp_path / "job.cmd"
+    assert cmd == f'cmd.exe /D /C "{batch}"'
+    lines = batch.read_bytes().decode("utf-8").split("\r\n")
+    assert lines[2] == "setlocal DisableDelayedExpansion"
+    command = lines[4]
+    words = batch_line_argv(command[: command.index(" > ")])
+    assert words == ["audio-agent", "client", "video-cue", video, "--hint", "a 'door' \\", "--session", "s"]
+    assert batch_line_argv(command[command.index(" > ") + 3:])[0] == "C:/t/100% j!.log"
+    assert lines[5] == '(echo %ERRORLEVEL%)> "C:/t/j!.exit"'
 
 
 def test_background_jobs_keep_cmd_minimised_on_windows(lib):
@@ -122,7 +193,7 @@ def _lua_list(reaper: FakeReaper, values: list[str]):
 def test_a_missing_client_executable_is_named_as_such(lib, tmp_path):
     reaper, aa = lib
     aa.config.client = reaper.lua.table(str(tmp_path / "moved-venv" / "audio-agent"))
-    value, message = aa.server_status(str(tmp_path / "status.sh"))
+    value, message = _status(reaper, aa, tmp_path)
     assert value is None
     assert message.startswith(f"could not start the audio-agent client ({tmp_path / 'moved-venv' / 'audio-agent'})")
     assert "install-daw-scripts" in message
