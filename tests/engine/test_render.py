@@ -232,3 +232,79 @@ def test_unreachable_target_keeps_the_ceiling_and_falls_short():
     out, _, _ = render.normalise_to_lufs(click, sample_rate=SR, target_lufs=-10.0)
     assert true_peak_ref(out) <= -1.0
     assert render.measure_lufs(out, SR) < -10.0 - 0.5
+
+
+# -- the previous code path ------------------------------------------------------------------
+
+
+def _previous_render():
+    """The render module as it was before loudness and true peak were rewritten."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    if "baseline_render_v1" in sys.modules:
+        return sys.modules["baseline_render_v1"]
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "baseline" / "render_v1.py"
+    spec = importlib.util.spec_from_file_location("baseline_render_v1", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["baseline_render_v1"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+QUIET_CASES = {  # (audio, target): none of these needs the limiter, old or new
+    "noise_bed": (noise(3.0, channels=2, scale=0.05, seed=21), -30.0),
+    "burst": (burst(seed=22), -35.0),
+    "tone": (sine(440.0, 2.0, 0.3), -28.0),
+    "short_clip": (noise(0.2, scale=0.2, seed=23), -30.0),
+    "clicks": (np.where(np.arange(SR * 2) % (SR // 3) == 0, 0.5, 0.0)
+               .astype(np.float32)[np.newaxis, :], -45.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(QUIET_CASES))
+def test_stems_needing_no_limiting_are_identical_to_the_previous_code(name):
+    previous = _previous_render()
+    audio, target = QUIET_CASES[name]
+    old_out, old_gain, old_measured = previous.normalise_to_lufs(
+        audio, sample_rate=SR, target_lufs=target)
+    new_out, new_gain, new_measured = render.normalise_to_lufs(
+        audio, sample_rate=SR, target_lufs=target)
+    np.testing.assert_array_equal(new_out, old_out)
+    assert new_gain == pytest.approx(old_gain, abs=1e-9)
+    assert new_measured == pytest.approx(old_measured, abs=1e-9)
+    assert render.measure_lufs(new_out, SR) == pytest.approx(
+        previous.measure_lufs(old_out, SR), abs=1e-9)
+
+
+def test_a_mix_needing_no_limiting_is_identical_to_the_previous_code():
+    previous = _previous_render()
+    parts = [(noise(2.0, channels=2, scale=0.05, seed=31), 0.0, -3.0),
+             (noise(1.5, scale=0.05, seed=32), 0.7, 1.5),
+             (burst(seed=33) * 0.2, 1.2, 0.0)]
+    old, old_peak = previous.mix([previous.PlacedStem(a, s, g) for a, s, g in parts],
+                                 duration_s=3.0, sample_rate=SR)
+    new, new_peak = render.mix([render.PlacedStem(a, s, g) for a, s, g in parts],
+                               duration_s=3.0, sample_rate=SR)
+    np.testing.assert_array_equal(new, old)
+    assert new_peak == pytest.approx(old_peak, abs=0.5)  # the meter itself is more accurate
+
+
+def test_limiter_only_touches_the_neighbourhood_of_its_peaks():
+    bed = noise(4.0, channels=2, scale=0.05, seed=41)
+    bed[:, SR] = 1.5  # one over-ceiling moment at 1 s
+    out = render.limit_true_peak(bed, sample_rate=SR, ceiling_dbtp=-1.0)
+    reach = int(0.05 * SR)  # hold + look-ahead + smoothing + the interpolator, generously
+    np.testing.assert_array_equal(out[:, : SR - reach], bed[:, : SR - reach])
+    np.testing.assert_array_equal(out[:, SR + reach :], bed[:, SR + reach :])
+    assert float(truepeak.reference_envelope(out).max()) <= 10 ** (-1.0 / 20)
+    assert true_peak_ref(out) <= -1.0
+
+
+@pytest.mark.parametrize("name", ["rain", "tone_19k9", "sparse_clicks", "white_noise_stereo"])
+def test_limited_stems_hold_the_ceiling_by_the_reference(name):
+    from tests.engine.test_truepeak import SIGNALS
+
+    out, _, _ = render.normalise_to_lufs(SIGNALS[name], sample_rate=SR, target_lufs=-8.0)
+    assert 20 * math.log10(float(truepeak.reference_envelope(out).max())) <= -1.0
