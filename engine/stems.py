@@ -2,7 +2,7 @@
 
 soundfile cannot write a bext chunk, so the RIFF file is written here directly: a ``fmt ``
 chunk, a ``bext`` chunk laid out as EBU Tech 3285 version 2, then ``data`` (24-bit PCM packed
-with numpy, or 32-bit IEEE float). Any WAV reader, soundfile included, reads it back.
+with numpy, or 32-bit IEEE float), encoded and written a chunk of frames at a time. Any WAV reader, soundfile included, reads it back.
 
 Atomic: the file is written to a hidden temp name in the destination folder, fsync'ed, then
 ``os.replace``'d over the final name, so a DAW watching the folder never sees half a file. On any
@@ -15,7 +15,7 @@ import datetime as _dt
 import os
 import struct
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Iterable, Iterator
 
 import numpy as np
 
@@ -101,21 +101,58 @@ def _fmt_chunk(*, channels: int, sample_rate: int, subtype: str) -> bytes:
     return _chunk(b"fmt ", body)
 
 
+# Samples are encoded and written this many frames at a time: a 10-minute stereo mix never
+# needs a second full-size copy (float64 scaling, int32, bytes) of itself in memory.
+ENCODE_CHUNK_FRAMES = 1 << 16
+_PCM24_SCALE = np.float32(8388608.0)
+
+
+def _encode_pcm24(block: np.ndarray) -> bytes:
+    """Interleaved little-endian 24-bit bytes of a (channels, frames) float32 block.
+
+    Scale by 2**23, round half to even and clip to the int24 range, then keep the low three
+    bytes of each little-endian int32. Scaling by a power of two is exact in float32, so this
+    gives the same bytes as doing it in float64, with a quarter of the memory traffic.
+    """
+    frames, channels = block.shape[1], block.shape[0]
+    scaled = np.empty((frames, channels), dtype=np.float32)
+    with np.errstate(over="ignore"):  # huge values become inf here and are clipped below
+        np.multiply(block.T, _PCM24_SCALE, out=scaled)
+    np.round(scaled, out=scaled)
+    np.clip(scaled, -8388608.0, 8388607.0, out=scaled)
+    quads = scaled.astype("<i4").reshape(-1).view(np.uint8).reshape(-1, 4)
+    triples = np.empty((quads.shape[0], 3), dtype=np.uint8)
+    # Three column copies beat one strided (n, 3) gather by about 2x.
+    triples[:, 0] = quads[:, 0]
+    triples[:, 1] = quads[:, 1]
+    triples[:, 2] = quads[:, 2]
+    return triples.tobytes()
+
+
+def iter_encoded(audio: np.ndarray, *, subtype: str) -> Iterator[bytes]:
+    """Interleaved little-endian sample bytes, ENCODE_CHUNK_FRAMES frames at a time."""
+    array = np.asarray(audio, dtype=np.float32)
+    for start in range(0, array.shape[1], ENCODE_CHUNK_FRAMES):
+        block = array[:, start : start + ENCODE_CHUNK_FRAMES]
+        if subtype == "FLOAT":
+            yield np.ascontiguousarray(block.T).astype("<f4", copy=False).tobytes()
+        else:
+            yield _encode_pcm24(block)
+
+
 def encode_samples(audio: np.ndarray, *, subtype: str) -> bytes:
     """Interleaved little-endian sample bytes for (channels, frames) float audio."""
-    interleaved = np.ascontiguousarray(np.asarray(audio, dtype=np.float32).T)
-    if subtype == "FLOAT":
-        return interleaved.astype("<f4").tobytes()
-    # 24-bit: scale, round and clip to the int24 range, then keep the low 3 bytes of each
-    # little-endian int32.
-    scaled = np.clip(np.round(interleaved.astype(np.float64) * 8388608.0), -8388608, 8388607)
-    as_bytes = scaled.astype("<i4").reshape(-1, 1).view(np.uint8)
-    return as_bytes[:, :3].tobytes()
+    return b"".join(iter_encoded(audio, subtype=subtype))
 
 
-def _write_data(handle: BinaryIO, payload: bytes) -> None:
-    """Write the data chunk (separate so tests can make it fail mid-file)."""
-    handle.write(_chunk(b"data", payload))
+def _write_data(handle: BinaryIO, size: int, chunks: Iterable[bytes]) -> None:
+    """Write the data chunk: header, ``size`` bytes of samples from ``chunks``, pad byte.
+    (Separate so tests can make it fail mid-file.)"""
+    handle.write(b"data" + struct.pack("<I", size))
+    for chunk in chunks:
+        handle.write(chunk)
+    if size % 2:
+        handle.write(b"\x00")
 
 
 def _check_args(audio: np.ndarray, sample_rate: int, subtype: str) -> np.ndarray:
@@ -177,18 +214,18 @@ def write_stem(
         loudness_lufs=loudness_lufs,
         true_peak_dbtp=true_peak_dbtp,
     )
-    payload = encode_samples(array, subtype=subtype)
+    payload_size = array.shape[1] * channels * bits // 8
     head = _fmt_chunk(channels=channels, sample_rate=sample_rate, subtype=subtype)
     head += _chunk(b"bext", bext)
     if subtype == "FLOAT":
         head += _chunk(b"fact", struct.pack("<I", array.shape[1]))
-    data_size = 8 + len(payload) + len(payload) % 2
+    data_size = 8 + payload_size + payload_size % 2
     riff_size = 4 + len(head) + data_size
     if riff_size >= 2**32:
         raise InvalidInputError("audio: too long for a RIFF WAV file", field="audio")
     with atomic_file(final) as handle:
         handle.write(b"RIFF" + struct.pack("<I", riff_size) + b"WAVE" + head)
-        _write_data(handle, payload)
+        _write_data(handle, payload_size, iter_encoded(array, subtype=subtype))
     return final
 
 

@@ -106,8 +106,9 @@ def _no_temp_left(folder) -> bool:
 
 
 def test_failure_mid_write_leaves_no_file_and_no_temp(tmp_path, monkeypatch):
-    def broken(handle, payload):
-        handle.write(payload[: len(payload) // 2])  # half the samples reach the disk
+    def broken(handle, size, chunks):
+        first = next(iter(chunks))
+        handle.write(first[: len(first) // 2])  # some of the samples reach the disk
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(stems, "_write_data", broken)
@@ -180,3 +181,54 @@ def test_a_third_party_bwf_reader_sees_the_time_reference(tmp_path, subtype):
     assert metadata["comment"] == "A door slams"
     assert metadata["encoded_by"] == "Audio-Agent"
     assert frames == 2400
+
+
+# -- the previous writer ---------------------------------------------------------------------
+
+
+def _previous_stems():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    if "baseline_stems_v1" in sys.modules:
+        return sys.modules["baseline_stems_v1"]
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "baseline" / "stems_v1.py"
+    spec = importlib.util.spec_from_file_location("baseline_stems_v1", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["baseline_stems_v1"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _edge_values() -> np.ndarray:
+    lsb = 1.0 / 8388608.0
+    values = [0.0, -0.0, 1.0, -1.0, 1.5, -1.5, 1.0 - lsb, -1.0 + lsb, 0.5 * lsb, 1.5 * lsb,
+              2.5 * lsb, -0.5 * lsb, -2.5 * lsb, 1e-41, -1e-41, 3e38, -3e38]
+    return np.array(values, dtype=np.float32)
+
+
+@pytest.mark.parametrize("channels, frames", [(1, 1), (2, 4801), (5, 3), (2, 3 * 65536 + 7)])
+@pytest.mark.parametrize("subtype", stems.SUBTYPES)
+def test_samples_encode_to_the_previous_writers_bytes(channels, frames, subtype, monkeypatch):
+    clip = audio(channels, frames, seed=frames) * 1.2  # some samples clip
+    edges = _edge_values()
+    clip[0, : min(frames, edges.size)] = edges[: min(frames, edges.size)]
+    expected = _previous_stems().encode_samples(clip, subtype=subtype)
+    assert stems.encode_samples(clip, subtype=subtype) == expected
+    monkeypatch.setattr(stems, "ENCODE_CHUNK_FRAMES", 1000)  # many chunks, odd seams
+    assert stems.encode_samples(clip, subtype=subtype) == expected
+
+
+@pytest.mark.parametrize("subtype", stems.SUBTYPES)
+def test_files_are_byte_identical_to_the_previous_writer(tmp_path, subtype, monkeypatch):
+    clip = audio(2, 70001, seed=5)
+    kwargs = dict(sample_rate=SR, subtype=subtype, time_reference_samples=123456,
+                  description="rain", loudness_lufs=-23.04, true_peak_dbtp=-1.3)
+    monkeypatch.setattr(stems, "ENCODE_CHUNK_FRAMES", 4096)
+    new = stems.write_stem(tmp_path / "new.wav", clip, **kwargs).read_bytes()
+    old = _previous_stems().write_stem(tmp_path / "old.wav", clip, **kwargs).read_bytes()
+    # The bext origination date and time (bytes 320..337 of its body) are the write clock's.
+    start = new.index(b"bext") + 8 + 320
+    assert len(new) == len(old)
+    assert new[:start] == old[:start] and new[start + 18 :] == old[start + 18 :]
