@@ -284,3 +284,129 @@ def test_a_regain_keeps_the_users_own_clip_gain_trim(rig):
                          version=2))  # the server asks for +2 dB
     assert rig.clip_of("car door slam")[1] is door_clip
     assert door_clip.gain_db == pytest.approx(2.5 - 3.0 + 2.0, abs=0.15)
+
+
+# ---- behaviours the real Live has that the script must respect ------------------------------
+def test_each_tick_that_changes_the_set_is_one_undo_step(rig):
+    place_scene(rig)
+    song = rig.song
+    assert song.loose_changes == []  # nothing outside a step: Ctrl+Z never takes a scene apart
+    assert len(song.undo_steps) == 1  # the stems landed in one tick; done found nothing to change
+    assert not song.step_open
+
+
+def test_a_lost_stem_message_is_placed_from_the_done_manifest(rig):
+    request_id, session = start_scene_from_locator(rig)
+    stems = [rig.stem(session, *e, request_id=request_id) for e in SCENE]
+    rig.deliver(*stems[:2], *stems[3:])  # the engine's stem_ready never arrived
+    assert len(rig.song.clips()) == 3
+    rig.deliver(rig.done(session, [e[0] for e in SCENE], request_id=request_id, anchor_s=4.0))
+    assert rig.clip_of("engine starts")[1].start_time == pytest.approx((4.0 + 5.0) * 2)
+
+
+def test_a_done_without_its_events_is_recovered_by_asking_for_the_session(rig):
+    request_id, session = start_scene_from_locator(rig)
+    stems = [rig.stem(session, *e, request_id=request_id) for e in SCENE]
+    rig.deliver(stems[0])
+    bare = {"duration_s": 12.0, "anchor_s": 4.0, "events": [], "event_count": 4, "truncated": True}
+    rig.deliver(datagram("/audioagent/done", request_id, session, 1, json.dumps(bare)))
+    address, args = rig.received()
+    assert address == "/audioagent/get_session" and args[1:] == [session, rig.surface.listen_port]
+    info = {"name": session, "current_version": 1, "anchor_s": 4.0,
+            "manifest": {"duration_s": 12.0, "anchor_s": 4.0, "events": [rig.events[e[0]] for e in SCENE]}}
+    rig.deliver(datagram("/audioagent/session", args[0], json.dumps(
+        {"v": 1, "type": "session", "id": args[0], "session": session, "info": info})))
+    assert sorted(c.name for _, c in rig.song.clips()) == sorted(e[1] for e in SCENE)
+
+
+def test_a_sync_removes_clips_of_events_the_server_no_longer_has(rig):
+    session = place_scene(rig)
+    info = {"name": session, "current_version": 3, "anchor_s": 4.0,
+            "manifest": {"events": [rig.events["rain"], rig.events["door"]]}}
+    rig.deliver(datagram("/audioagent/session", "x", json.dumps({"session": session, "info": info})))
+    assert sorted(c.name for _, c in rig.song.clips()) == ["car door slam", "steady rain"]
+
+
+def test_our_tracks_are_found_after_the_user_renames_them(tmp_path):
+    for track_data in (True, False):  # Track.set_data where Live has it; the file path otherwise
+        rig = Rig(tmp_path, song=Song(track_data=track_data))
+        try:
+            session = place_scene(rig)
+            track, door = rig.clip_of("car door slam")
+            track.name = "my door track"
+            rig.deliver(rig.stem(session, "door", "car door slam", 4.5, 6.0, -1.0, change="regained",
+                                 request_id="cli-9", version=2))
+            assert rig.clip_of("car door slam")[1] is door and door.gain_db == pytest.approx(-1.0, abs=0.15)
+        finally:
+            rig.surface.disconnect()
+            rig.server.close()
+
+
+def test_moving_a_locator_that_was_sent_does_not_ask_again(rig):
+    start_scene_from_locator(rig)
+    rig.song.cue_points[0].time = 16.0  # the user drags it elsewhere
+    for _ in range(10):
+        rig.surface.update_display()
+    rig.server.settimeout(0.05)
+    with pytest.raises(socket.timeout):
+        rig.received()
+
+
+def test_gain_is_found_with_a_handful_of_sets_not_a_calibration_sweep(rig):
+    place_scene(rig)
+    first, *others = [c for _, c in rig.song.clips()]
+    counts = sorted(c.gain_sets for _, c in rig.song.clips())
+    assert counts[-1] <= 12 and counts[0] <= 3, counts
+    for _, clip in rig.song.clips():
+        wanted = next(e[4] for e in SCENE if e[1] == clip.name)
+        assert clip.gain_db == pytest.approx(wanted, abs=0.1)
+
+
+def test_a_live_older_than_12_0_5_is_told_so_and_nothing_is_placed(tmp_path, monkeypatch):
+    from tests.daw.fake_live import fake_live_module
+
+    monkeypatch.setitem(sys.modules, "Live", fake_live_module((12, 0, 1)))
+    rig = Rig(tmp_path)
+    try:
+        assert any("needs Live 12.0.5 or newer" in m and "12.0.1" in m for m in rig.c.messages)
+        rig.deliver(rig.stem("s", "a", "wind", 0.0, 1.0, 0.0, request_id="q"))
+        rig.deliver(rig.done("s", ["a"], request_id="q"))
+        assert rig.song.tracks == []
+    finally:
+        rig.surface.disconnect()
+        rig.server.close()
+    monkeypatch.setitem(sys.modules, "Live", fake_live_module((12, 0, 5)))
+    rig = Rig(tmp_path)
+    try:
+        assert not rig.surface.unsupported and rig.c.messages == []
+    finally:
+        rig.surface.disconnect()
+        rig.server.close()
+
+
+def test_the_receive_buffer_holds_a_burst_of_stem_messages(rig, tmp_path):
+    assert rig.surface.receive_buffer_bytes >= 256 * 1024  # asked for 4 MiB; the OS may cap it
+    request_id, session = start_scene_from_locator(rig)
+    burst = [rig.stem(session, f"e{i}", f"hit {i}", i * 0.5, i * 0.5 + 0.25, 0.0, request_id=request_id)
+             for i in range(40)]
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for data in burst:  # all sent before Live's next tick reads any
+        sender.sendto(data, ("127.0.0.1", rig.surface.listen_port))
+    sender.close()
+    select.select([rig.surface.sock], [], [], 2.0)
+    rig.surface.update_display()
+    assert len(rig.song.clips()) == 40
+
+
+def test_the_fake_trims_overlapped_clips_like_live(tmp_path):
+    song = Song(tempo=60.0)
+    track = song.create_audio_track()
+    long_file = write_wav(tmp_path / "long.wav", length_s=4.0)
+    short_file = write_wav(tmp_path / "short.wav", length_s=1.0)
+    first = track.create_audio_clip(str(long_file), 0.0)
+    track.create_audio_clip(str(short_file), 1.0)
+    spans = [(c.start_time, c.end_time, c.file_path) for c in track.arrangement_clips]
+    assert spans == [(0.0, 1.0, str(long_file)), (1.0, 2.0, str(short_file)), (2.0, 4.0, str(long_file))]
+    assert track.overwritten == [first]
+    slot_clip = track.clip_slots[0].create_audio_clip(str(short_file))
+    assert slot_clip is track.clip_slots[0].clip

@@ -5,8 +5,13 @@ UDP socket is read (non-blocking), so the Live API is never touched from another
 datagram is decoded by our own OSC codec and handled inside one try/except: a malformed or
 unexpected message is logged and dropped, never raised into Live.
 
-Which clip belongs to which event is kept in the Live Set itself (Song.set_data), so edits made
-after reopening the set still replace only the clips whose events changed.
+Which clip belongs to which event is kept in the Live Set itself (Song.set_data), and each of
+our tracks carries its own id (Track.set_data, where this Live has it; else its name), so edits
+made after reopening the set (or renaming a track) still find their clips. Every version the
+server finishes is reconciled as a whole: missing clips are placed, clips of deleted events
+removed, moved or changed ones replaced, re-gained ones re-gained, so a lost stem message is
+recovered by the done message (or, when that came without its events, by asking the server for
+the session). Each tick that changes the set is one undo step.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from . import osc
 from .gain import GainCurve, parse_display_db
 
 STATE_KEY = "audioagent.state"
+TRACK_KEY = "audioagent.track"
+MIN_LIVE_VERSION = (12, 0, 5)  # Track/ClipSlot.create_audio_clip
+RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024  # a burst of stem messages must not overflow the socket
 PREFIX = "/audioagent/"
 DEFAULT_CONFIG = {
     "server_host": "127.0.0.1",
@@ -38,6 +46,7 @@ LOCATOR_SCAN_TICKS = 5  # ~0.5 s
 TIME_EPS_BEATS = 1e-3
 LOCATOR_GENERATE = re.compile(r"^\s*aa\s*:\s*(?P<text>.+?)\s*$", re.IGNORECASE)
 LOCATOR_EDIT = re.compile(r"^\s*aa\s+edit\s*:\s*(?P<text>.+?)\s*$", re.IGNORECASE)
+LOCATOR_SYNC = re.compile(r"^\s*aa\s+sync\s*$", re.IGNORECASE)
 DURATION_SUFFIX = re.compile(r"\s*[\(\[]\s*(?P<s>\d+(?:\.\d+)?)\s*s\s*[\)\]]\s*$", re.IGNORECASE)
 
 STEM_ARGS = ("id", "session", "version", "event_id", "stem_path", "start_s", "end_s", "gain_db",
@@ -47,6 +56,17 @@ STEM_ARGS = ("id", "session", "version", "event_id", "stem_path", "start_s", "en
 def _last(vector: Any) -> Any:
     # Live's LOM vectors support len() and indexing; negative indices are not promised.
     return vector[len(vector) - 1]
+
+
+def live_version() -> tuple[int, int, int] | None:
+    """Live's version from its `Live` module, or None outside Live (or if it cannot say)."""
+    try:
+        import Live  # type: ignore[import-not-found]
+
+        app = Live.Application.get_application()
+        return (int(app.get_major_version()), int(app.get_minor_version()), int(app.get_bugfix_version()))
+    except Exception:
+        return None
 
 
 class MessageError(ValueError):
@@ -118,14 +138,19 @@ class AudioAgentSurface:
         self.gain_curve = GainCurve()
         self.requests: dict[str, dict[str, Any]] = {}  # our own request id -> session, anchor_s
         self.pending: dict[str, list[dict[str, Any]]] = {}  # stems waiting for their scene's anchor
-        self.diffs: dict[str, dict[str, str]] = {}  # session -> last plan diff
-        self.applied: dict[str, set[str]] = {}  # session -> event ids handled in the current job
         self.stem_root: str | None = None
         self.ticks = 0
         self.log_lines: list[str] = []
         self.state = self._load_state()
         self.sock: socket.socket | None = None
         self.listen_port = 0
+        self.receive_buffer_bytes = 0
+        self._step_open = False
+        self.version = live_version()
+        self.unsupported = self.version is not None and self.version < MIN_LIVE_VERSION
+        if self.unsupported:
+            self.show("needs Live %d.%d.%d or newer to place clips (this is Live %d.%d.%d); nothing will be placed"
+                      % (MIN_LIVE_VERSION + self.version))
         self._open_socket()
         if self.sock is not None:
             self.send("/audioagent/ping", [self._new_id(), self.listen_port])
@@ -148,6 +173,26 @@ class AudioAgentSurface:
                 self.scan_locators()
         except Exception as error:  # never let anything escape into Live's main loop
             self.log(f"tick failed: {error!r}")
+        finally:
+            self._end_step()
+
+    # One undo step per tick that changes the set: Live would otherwise make an undo entry of
+    # every single call (clip, name, gain), and Ctrl+Z would take a scene apart piece by piece.
+    def _begin_step(self) -> None:
+        if not self._step_open:
+            try:
+                self.song().begin_undo_step()
+                self._step_open = True
+            except Exception as error:
+                self.log(f"no undo step: {error!r}")
+
+    def _end_step(self) -> None:
+        if self._step_open:
+            self._step_open = False
+            try:
+                self.song().end_undo_step()
+            except Exception as error:
+                self.log(f"could not close the undo step: {error!r}")
 
     def refresh_state(self) -> None:
         pass
@@ -246,12 +291,17 @@ class AudioAgentSurface:
         try:
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.setblocking(False)
+            try:  # the OS may cap it (Linux: net.core.rmem_max); what it granted is kept
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
+            except OSError as error:
+                self.log(f"could not enlarge the receive buffer: {error}")
             sock.bind((self.config["listen_host"], int(self.config["listen_port"])))
         except OSError as error:
             self.show(f"cannot listen on UDP port {self.config['listen_port']}: {error}")
             return
         self.sock = sock
         self.listen_port = sock.getsockname()[1]
+        self.receive_buffer_bytes = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
 
     def send(self, address: str, args: list[Any]) -> None:
         if self.sock is None:
@@ -323,11 +373,8 @@ class AudioAgentSurface:
             raise MessageError(f"plan has {len(args)} arguments; expected 4")
         plan = json.loads(_text(args[3], "plan_json"))
         session = _text(args[1], "session")
-        diff = plan.get("diff") if isinstance(plan, dict) else None
-        self.diffs[session] = {str(k): str(v) for k, v in diff.items()} if isinstance(diff, dict) else {}
         if self.stem_root is None:  # the server may have started after Live: ask again
             self.send("/audioagent/ping", [self._new_id(), self.listen_port])
-        self.applied[session] = set()
         anchor = plan.get("anchor_s") if isinstance(plan, dict) else None
         if isinstance(anchor, (int, float)) and self._session(session)["anchor_s"] is None:
             self._session(session)["anchor_s"] = float(anchor)
@@ -355,34 +402,60 @@ class AudioAgentSurface:
             raise MessageError(f"done has {len(args)} arguments; expected 4")
         session = _text(args[1], "session")
         manifest = json.loads(_text(args[3], "manifest_json"))
+        if not isinstance(manifest, dict):
+            raise MessageError("done manifest is not an object")
         info = self._session(session)
         if info["anchor_s"] is None:
             anchor = manifest.get("anchor_s", 0.0)
             info["anchor_s"] = float(anchor) if isinstance(anchor, (int, float)) else 0.0
-        for stem in self.pending.pop(session, []):
-            self.apply_stem(stem)
-        applied = self.applied.setdefault(session, set())
-        diff = self.diffs.pop(session, {})
-        for event in manifest.get("events", []):
-            if event.get("id") in applied:
-                continue
-            change = diff.get(event.get("id"), "added" if not diff else "unchanged")
-            if change in ("unchanged", "removed"):
-                continue
-            stem = {"session": session, "event_id": event["id"], "stem_path": event["stem_path"],
-                    "start_s": float(event["start_s"]), "end_s": float(event["end_s"]),
-                    "gain_db": float(event.get("gain_db", 0.0)), "change": change,
-                    "description": event.get("description", event["id"])}
+        self.pending.pop(session, None)  # the manifest below says it all
+        events = manifest.get("events")
+        if not isinstance(events, list) or (manifest.get("truncated") and not events
+                                            and manifest.get("event_count")):
+            # Too big for one datagram, sent without its events: ask for the session instead.
+            self.request_sync(session)
+            return
+        self.reconcile(session, events, manifest.get("failed") or [], version=args[2])
+
+    def on_session(self, args: list[Any]) -> None:
+        message = json.loads(_text(args[1], "json"))
+        session = _text(message.get("session"), "session")
+        info = message.get("info") or {}
+        manifest = info.get("manifest") or {"events": []}
+        if self._session(session)["anchor_s"] is None:
+            anchor = info.get("anchor_s", manifest.get("anchor_s", 0.0))
+            self._session(session)["anchor_s"] = float(anchor) if isinstance(anchor, (int, float)) else 0.0
+        self.reconcile(session, manifest.get("events") or [], manifest.get("failed") or [],
+                       version=info.get("current_version"))
+
+    def request_sync(self, session: str) -> str:
+        request_id = self._new_id()
+        self.send("/audioagent/get_session", [request_id, session, self.listen_port])
+        return request_id
+
+    def reconcile(self, session: str, events: list[Any], failed: list[Any], *, version: Any) -> None:
+        """Make the set match one version of the session: every event's clip placed where and
+        how loud the server says; clips of events the version no longer has removed."""
+        wanted: set[str] = set()
+        for event in events:
+            if not isinstance(event, dict) or not isinstance(event.get("id"), str):
+                raise MessageError(f"manifest event {event!r} has no id")
+            stem = {"session": session, "event_id": event["id"], "stem_path": _text(event.get("stem_path"), "stem_path"),
+                    "start_s": _number(event.get("start_s"), "start_s"), "end_s": _number(event.get("end_s"), "end_s"),
+                    "gain_db": float(event.get("gain_db", 0.0)),
+                    "description": str(event.get("description", event["id"]))}
             self._check_path(stem["stem_path"])
+            wanted.add(stem["event_id"])
             self.apply_stem(stem)
-        for event_id, change in diff.items():
-            if change == "removed":
+        keep = {str(f.get("id")) for f in failed if isinstance(f, dict)}
+        for event_id in list(self._session(session)["events"]):
+            if event_id not in wanted and event_id not in keep:
                 self.remove_event(session, event_id)
-        self.applied.pop(session, None)
         self.state["last_session"] = session
+        self._session(session)["version"] = version
         self._save_state()
-        failed = manifest.get("failed") or []
-        self.show(f"scene {session} v{args[2]} placed" + (f"; {len(failed)} event(s) failed" if failed else ""))
+        failed_text = f"; {len(failed)} event(s) failed" if failed else ""
+        self.show(f"scene {session} v{version} placed{failed_text}")
 
     def _check_path(self, path: str) -> None:
         if normalise_path(path) is None:
@@ -395,22 +468,30 @@ class AudioAgentSurface:
         return seconds * float(self.song().tempo) / 60.0
 
     def apply_stem(self, stem: dict[str, Any]) -> None:
-        session, event_id = stem["session"], stem["event_id"]
-        self.applied.setdefault(session, set()).add(event_id)
-        change = stem.get("change") or "added"
-        if change in ("unchanged", "removed"):
+        """Bring one event's clip to `stem`: nothing when it already matches, its gain when only
+        that changed (shifted by the change, so the user's own trim stays), else a new clip."""
+        if self.unsupported:
             return
+        session, event_id = stem["session"], stem["event_id"]
+        info = self._session(session)
+        record = info["events"].get(event_id)
         found = self.find_clip(session, event_id)
-        if found and change == "regained":
+        start_beats = self.beats(float(info["anchor_s"] or 0.0) + stem["start_s"])
+        if found and record and record.get("path") == stem["stem_path"] and (
+                self.config["view"] == "session" or abs(found[1].start_time - start_beats) < TIME_EPS_BEATS):
+            before_db = record.get("gain_db")
+            if isinstance(before_db, (int, float)) and abs(before_db - stem["gain_db"]) < 1e-6:
+                return
             track, clip = found
-            record = self._session(session)["events"][event_id]
-            gain_db, before_db = stem["gain_db"], record.get("gain_db")
+            gain_db = stem["gain_db"]
             shown = parse_display_db(getattr(clip, "gain_display_string", None))
             if shown is not None and math.isfinite(shown) and isinstance(before_db, (int, float)):
                 gain_db = shown + gain_db - before_db  # shift by the change: the user's trim stays
+            self._begin_step()
             self.gain_curve.apply(clip, gain_db)
             record["gain_db"] = stem["gain_db"]
             return
+        self._begin_step()
         reuse = None
         if found:  # changed or moved: an arrangement clip cannot be moved, so it is replaced
             track, clip = found
@@ -421,8 +502,31 @@ class AudioAgentSurface:
                 track.delete_clip(clip)
         self.place(stem, slot_track=reuse)
 
+    # Our tracks carry an id of their own (Track.set_data) where this Live has per-track data,
+    # so a renamed track is still ours; on a Live without it the name is the id.
+    def _track_id(self, track: Any) -> str:
+        get = getattr(track, "get_data", None)
+        if callable(get):
+            try:
+                value = get(TRACK_KEY, "")
+                if value:
+                    return str(value)
+            except Exception:
+                pass
+        return str(track.name)
+
+    def _mark_track(self, track: Any, track_id: str) -> None:
+        track.name = track_id
+        setter = getattr(track, "set_data", None)
+        if callable(setter):
+            try:
+                setter(TRACK_KEY, track_id)
+            except Exception as error:
+                self.log(f"could not store the track id (the name stays the id): {error!r}")
+
     def _tracks_by_name(self) -> dict[str, Any]:
-        return {track.name: track for track in self.song().tracks}
+        """Our tracks by id (see _track_id); other tracks by name."""
+        return {self._track_id(track): track for track in self.song().tracks}
 
     def _free_track(self, session: str, start_beats: float, end_beats: float) -> Any:
         """The first of the session's tracks with nothing in [start, end): an arrangement clip
@@ -439,8 +543,8 @@ class AudioAgentSurface:
         song = self.song()
         song.create_audio_track(-1)
         track = _last(song.tracks)
-        track.name = f"AA {session} {len(info['tracks']) + 1}"
-        info["tracks"].append(track.name)
+        self._mark_track(track, f"AA {session} {len(info['tracks']) + 1}")
+        info["tracks"].append(self._track_id(track))
         return track
 
     def place(self, stem: dict[str, Any], *, slot_track: Any = None) -> None:
@@ -462,7 +566,7 @@ class AudioAgentSurface:
         except Exception:
             pass
         self.gain_curve.apply(clip, stem["gain_db"])
-        info["events"][event_id] = {"track": track.name, "start_beats": start_beats, "path": stem["stem_path"],
+        info["events"][event_id] = {"track": self._track_id(track), "start_beats": start_beats, "path": stem["stem_path"],
                                     "gain_db": stem["gain_db"], "description": stem["description"]}
 
     def _place_in_slot(self, stem: dict[str, Any], track: Any = None) -> tuple[Any, Any]:
@@ -471,11 +575,11 @@ class AudioAgentSurface:
             song = self.song()
             song.create_audio_track(-1)
             track = _last(song.tracks)
-            track.name = f"AA {stem['session']} {stem['event_id']}"
-            self._session(stem["session"])["tracks"].append(track.name)
+            self._mark_track(track, f"AA {stem['session']} {stem['event_id']}")
+            self._session(stem["session"])["tracks"].append(self._track_id(track))
         slot = track.clip_slots[0]
-        slot.create_audio_clip(stem["stem_path"])
-        return track, slot.clip
+        clip = slot.create_audio_clip(stem["stem_path"])  # Live 12.0.5+ returns the clip
+        return track, clip if clip is not None else slot.clip
 
     def find_clip(self, session: str, event_id: str) -> tuple[Any, Any] | None:
         record = self._session(session)["events"].get(event_id)
@@ -483,6 +587,13 @@ class AudioAgentSurface:
             return None
         track = self._tracks_by_name().get(record["track"])
         if track is None:
+            if self.config["view"] == "session":
+                return None
+            # A track renamed on a Live without per-track data: our clip still plays our file.
+            for candidate in self.song().tracks:
+                for clip in candidate.arrangement_clips:
+                    if getattr(clip, "file_path", None) == record["path"]:
+                        return candidate, clip
             return None
         if self.config["view"] == "session":
             slot = track.clip_slots[0]
@@ -499,6 +610,7 @@ class AudioAgentSurface:
     def remove_event(self, session: str, event_id: str) -> None:
         found = self.find_clip(session, event_id)
         if found:
+            self._begin_step()
             track, clip = found
             if self.config["view"] == "session":
                 track.clip_slots[0].delete_clip()
@@ -513,8 +625,15 @@ class AudioAgentSurface:
         sent = self.state["sent_locators"]
         sent_before = len(sent)
         for index, cue in enumerate(cues):
-            key = f"{cue.time:.4f}|{cue.name}"
-            if key in sent:
+            # Keyed by its words, not its time: moving a locator that was sent already must not
+            # ask for the scene again (renaming it is how to ask for another one).
+            key = " ".join(str(cue.name).split()).lower()
+            if key in sent or any(str(old).split("|", 1)[-1] == cue.name for old in sent):
+                continue
+            if LOCATOR_SYNC.match(cue.name):
+                sent.append(key)
+                if self.state.get("last_session"):
+                    self.request_sync(self.state["last_session"])
                 continue
             edit = LOCATOR_EDIT.match(cue.name)
             generate = LOCATOR_GENERATE.match(cue.name)
