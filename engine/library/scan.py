@@ -86,9 +86,12 @@ def index_file(index: LibraryIndex, root: Root, path: Path, info: os.stat_result
     meta = read_metadata(path)
     audio, rate = read_audio(path)
     analysis = analyse(audio, rate)
+    from engine.library.search import text_stems
+
+    text = meta.search_text(path)
     index.upsert(
         root, path, size=info.st_size, mtime_ns=info.st_mtime_ns, meta=meta, analysis=analysis,
-        search_text=meta.search_text(path),
+        search_text=text, stems=" ".join(sorted(set(text_stems(" ".join(text.values()))))),
     )
 
 

@@ -17,6 +17,7 @@ threshold:
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from engine.lexicon import Lexicon, SoundEntry
     from engine.library.semantic import SemanticIndex
 
-CANDIDATES = 120  # per source (FTS, category); scoring is per candidate, so this bounds latency
+CANDIDATES = 80  # per source (FTS, category); scoring is per candidate, so this bounds latency
 _STOP = frozenset(
     "a an the of in on at to and or with from into onto by for is are be its it this that "
     "sound sounds noise some very".split()
@@ -66,10 +67,24 @@ class SearchHit:
         return ", ".join(parts)
 
 
-def _stems(text: str) -> list[str]:
+@functools.lru_cache(maxsize=65536)
+def _stem(word: str) -> str:
     from engine.lexicon import stem
 
-    return [stem(w) for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in _STOP]
+    return stem(word)
+
+
+def text_stems(text: str) -> list[str]:
+    """The lexicon's stems of the content words of ``text`` (the planner's notion of a word)."""
+    return [_stem(w) for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in _STOP]
+
+
+_stems = text_stems
+
+
+@functools.lru_cache(maxsize=4096)
+def _category_stems(cat_id: str) -> frozenset[str]:
+    return frozenset(text_stems(cat_id_words(cat_id)))
 
 
 def understand(description: str, *, length_s: float | None = None,
@@ -116,8 +131,7 @@ def _category_score(query: Query, file: LibraryFile) -> float:
             return 0.6
         return 0.0
     # No CatID in the lexicon: the entry's name words among the file's category words.
-    category_words = set(_stems(cat_id_words(file.cat_id)))
-    return 0.6 if category_words & set(_stems(entry.name)) else 0.0
+    return 0.6 if _category_stems(file.cat_id) & set(_stems(entry.name)) else 0.0
 
 
 def _range_fit(value: float, low: float, high: float) -> float:
@@ -194,7 +208,7 @@ def search(
         file = files.get(file_id)
         if file is None:
             continue
-        file_stems = set(_stems(index.search_words(file_id)))
+        file_stems = set(file.stems.split())
         coverage = len(query.word_stems & file_stems) / max(1, len(query.word_stems))
         rank = bm25[file_id] / best_bm25 if file_id in bm25 and best_bm25 < 0 else 0.0
         text = 0.75 * coverage + 0.25 * rank

@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS files (
     loop_score REAL NOT NULL, steadiness_db REAL NOT NULL,
     cat_id TEXT NOT NULL, category TEXT NOT NULL, fx_name TEXT NOT NULL,
     creator TEXT NOT NULL, library TEXT NOT NULL, licence TEXT NOT NULL,
-    description TEXT NOT NULL, indexed_at REAL NOT NULL
+    description TEXT NOT NULL, indexed_at REAL NOT NULL,
+    stems TEXT NOT NULL  -- the lexicon's word stems of all search text, for scoring coverage
 );
 CREATE INDEX IF NOT EXISTS files_root ON files(root_id);
 CREATE INDEX IF NOT EXISTS files_cat ON files(cat_id);
@@ -62,14 +63,14 @@ BM25_WEIGHTS = (4.0, 3.0, 2.0, 1.0)
 FILE_COLUMNS = (
     "id, path, display, size, mtime_ns, format, channels, sample_rate, frames, length_s, "
     "loudness_lufs, peak_dbfs, transient_s, loop_score, steadiness_db, cat_id, category, "
-    "fx_name, creator, library, licence, description"
+    "fx_name, creator, library, licence, description, stems"
 )
 
 
 @dataclass(frozen=True)
 class LibraryFile:
     id: int
-    path: Path
+    raw_path: bytes  # os.fsencode form: exact even for names that are not UTF-8
     display: str
     size: int
     mtime_ns: int
@@ -90,12 +91,17 @@ class LibraryFile:
     library: str
     licence: str
     description: str
+    stems: str
 
     @classmethod
     def from_row(cls, row: Sequence[object]) -> "LibraryFile":
         values = list(row)
-        values[1] = Path(os.fsdecode(bytes(values[1])))  # type: ignore[arg-type]
+        values[1] = bytes(values[1])  # type: ignore[arg-type]
         return cls(*values)  # type: ignore[arg-type]
+
+    @property
+    def path(self) -> Path:
+        return Path(os.fsdecode(self.raw_path))
 
     def credit(self) -> dict[str, object]:
         """Where a rendered stem came from, for the manifest and the stem's bext."""
@@ -212,7 +218,7 @@ class LibraryIndex:
 
     def upsert(
         self, root: Root, path: Path, *, size: int, mtime_ns: int, meta: FileMeta,
-        analysis: Analysis, search_text: dict[str, str],
+        analysis: Analysis, search_text: dict[str, str], stems: str = "",
     ) -> int:
         self._writable()
         raw = os.fsencode(path)
@@ -225,14 +231,14 @@ class LibraryIndex:
             "INSERT INTO files (root_id, path, display, size, mtime_ns, format, channels,"
             " sample_rate, frames, length_s, loudness_lufs, peak_dbfs, transient_s, loop_score,"
             " steadiness_db, cat_id, category, fx_name, creator, library, licence, description,"
-            " indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " indexed_at, stems) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 root.id, raw, describe_path(path), size, mtime_ns, meta.format, meta.channels,
                 meta.sample_rate, meta.frames, meta.length_s, analysis.loudness_lufs,
                 analysis.peak_dbfs, analysis.transient_s, analysis.loop_score,
                 analysis.steadiness_db, meta.cat_id, _category(meta),
                 ucs.fx_name if ucs is not None else meta.title, meta.creator, meta.library,
-                meta.licence, meta.description, time.time(),
+                meta.licence, meta.description, time.time(), stems,
             ),
         )
         file_id = int(cursor.lastrowid or 0)

@@ -70,7 +70,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
     assert "limit=0" in capsys.readouterr().err
 
 
-def test_render_with_hybrid_backend(library_dir: Path, tmp_path: Path, capsys) -> None:
+def test_render_with_library_backend(library_dir: Path, tmp_path: Path, capsys) -> None:
     assert main(["library", "add", str(library_dir)]) == 0
     capsys.readouterr()
     out = tmp_path / "out"
@@ -79,4 +79,5 @@ def test_render_with_hybrid_backend(library_dir: Path, tmp_path: Path, capsys) -
     captured = capsys.readouterr()
     assert code == 0, captured.err
     manifest = json.loads(Path(captured.out.strip().splitlines()[-1]).read_text())
-    assert manifest["backend"] == "library" and len(manifest["events"]) >= 2
+    # The planner decides how many events; each one came from the library (none failed).
+    assert manifest["backend"] == "library" and manifest["events"] and not manifest["failed"]
