@@ -1,4 +1,8 @@
 -- @description Audio-Agent: revise the scene of the selected item (or the last one)
+-- @version 1.1.0
+-- @author Audio-Agent
+-- @noindex
+
 -- Sends the designer's own changes first (moves, trims, volume, deletions), then the
 -- instruction, naming the version this project shows; the run ends by syncing the project to
 -- the new version (only items whose event changed are touched).

@@ -1,4 +1,8 @@
 -- @description Audio-Agent: foley for the used range of the selected video item
+-- @version 1.1.0
+-- @author Audio-Agent
+-- @noindex
+
 -- Sends the video file and the part of it the item plays (take start offset .. + item length)
 -- with an optional hint; the stems land relative to the video item's position.
 local dir = debug.getinfo(1, "S").source:match("^@?(.*[/\\])") or ""

@@ -1,4 +1,28 @@
--- @description Audio-Agent: generate a scene as one track per sound event
+-- @description Audio-Agent: sound scenes from text in REAPER (generate, edit, undo/redo, sync, send my changes, Foley)
+-- @version 1.1.0
+-- @author Audio-Agent
+-- @changelog
+--   Sync scene: the project is made to match the server's version of a scene (missing items
+--   created, deleted events removed, sources, positions and gains fixed), and every run ends so.
+--   Send my changes: hand moves, trims, volume changes and deletions become a version of the session.
+--   Edit, Undo and Redo name the version the project shows; a stale request is refused and synced.
+--   Redo scene edit. One undo point per applied batch, none empty. Peaks built for placed stems.
+--   Reversed/sectioned items and folder layouts kept. Windows: prompts with % and ! pass through.
+--   The server check no longer blocks REAPER; stopping a run cancels the server job.
+-- @provides
+--   [main] AudioAgent_Edit_scene.lua
+--   [main] AudioAgent_Undo_scene_edit.lua
+--   [main] AudioAgent_Redo_scene_edit.lua
+--   [main] AudioAgent_Sync_scene.lua
+--   [main] AudioAgent_Send_my_changes.lua
+--   [main] AudioAgent_Foley_from_selected_video_item.lua
+--   AudioAgent_lib.lua
+-- @about
+--   Drives a local Audio-Agent server (`audio-agent serve`) from REAPER: a text prompt becomes a
+--   folder of tracks, one stem per sound event, placed and gain-staged; edits, undo and redo
+--   change only what changed. Needs the `audio-agent` command (pip install audio-agent); run
+--   `audio-agent install-daw-scripts --daw reaper` once to point the scripts at it.
+
 -- Asks for a scene prompt and a duration (default: the time selection, else 10 s) and places
 -- each stem at the time selection start (else the edit cursor) + the event's start, inside a
 -- folder track for the session. Stems land as they are ready (one undo point per batch); the

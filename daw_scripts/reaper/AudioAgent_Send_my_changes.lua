@@ -1,4 +1,8 @@
 -- @description Audio-Agent: send my changes (moves, trims, volume, deletions) to the server
+-- @version 1.1.0
+-- @author Audio-Agent
+-- @noindex
+
 -- The designer's hand edits of the scene's items become one new version of the session, so
 -- the next instruction starts from what the project shows and server undo follows them.
 local dir = debug.getinfo(1, "S").source:match("^@?(.*[/\\])") or ""

@@ -1,4 +1,8 @@
 -- @description Audio-Agent: make the project match the server's current version of the scene
+-- @version 1.1.0
+-- @author Audio-Agent
+-- @noindex
+
 -- Asks the server for the scene of the selected item (or the last one) and brings the items in
 -- line: creates missing ones, removes items of deleted events, fixes sources, positions and
 -- gains. Heals a failed or stopped run, a lost message, or a Ctrl+Z of an Audio-Agent change.

@@ -1,4 +1,8 @@
 -- @description Audio-Agent: undo the last edit of the selected item's scene (or the last one)
+-- @version 1.1.0
+-- @author Audio-Agent
+-- @noindex
+
 -- The server steps the session back one version; the project is synced to it.
 local dir = debug.getinfo(1, "S").source:match("^@?(.*[/\\])") or ""
 local AA = dofile(dir .. "AudioAgent_lib.lua").init(dir)

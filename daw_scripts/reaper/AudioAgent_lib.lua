@@ -1,3 +1,5 @@
+-- @noindex
+
 -- AudioAgent_lib.lua: shared code for the Audio-Agent ReaScripts.
 --
 -- Loaded by each action with dofile; returns one table. The actions talk to the local

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import lupa.lua54 as lua54
@@ -56,3 +57,53 @@ def test_print_says_where_and_copies_nothing(tmp_path, capsys):
 def test_bad_port_is_refused(tmp_path, capsys):
     assert main(["install-daw-scripts", "--dest", str(tmp_path), "--listen-port", "70000"]) == 2
     assert "listen_port=70000" in capsys.readouterr().err
+
+
+# ---- ReaPack -----------------------------------------------------------------------------
+def test_reapack_repository_index_follows_the_index_format(tmp_path, capsys):
+    """ReaPack's index format v1 (as reapack-index writes it): <index version="1"> holding
+    <category name> holding <reapack name type desc> holding <version name author time> with a
+    <changelog> and one <source> per file whose text is the absolute download URL; a source
+    for an extra action carries main="main" and file=<path>."""
+    import xml.etree.ElementTree as ET
+
+    code = main(["install-daw-scripts", "--reapack", str(tmp_path / "repo"),
+                 "--base-url", "https://example.org/audio agent/"])
+    assert code == 0
+    assert "https://example.org/audio agent/index.xml" in capsys.readouterr().out
+    root = ET.parse(tmp_path / "repo" / "index.xml").getroot()
+    assert root.tag == "index" and root.get("version") == "1" and root.get("name")
+    (category,) = root.findall("category")
+    (package,) = category.findall("reapack")
+    assert (package.get("name"), package.get("type")) == ("AudioAgent_Generate_scene.lua", "script")
+    (version,) = package.findall("version")
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version.get("version") or version.get("name"))
+    assert version.get("author") and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", version.get("time"))
+    assert "Sync scene" in version.findtext("changelog")
+    sources = version.findall("source")
+    files = [s.get("file") or package.get("name") for s in sources]
+    mains = {s.get("file") or package.get("name") for s in sources if s.get("main") == "main"}
+    scripts_dir = install_daw.SCRIPTS_ROOT / "reaper"
+    actions = {p.name for p in scripts_dir.glob("AudioAgent_*.lua")} - {"AudioAgent_lib.lua", "AudioAgent_config.lua"}
+    assert mains == actions and set(files) == actions | {"AudioAgent_lib.lua"}
+    for source, name in zip(sources, files):
+        assert source.text == f"https://example.org/audio%20agent/AudioAgent/{name}"
+        assert (tmp_path / "repo" / "AudioAgent" / name).read_bytes() == (scripts_dir / name).read_bytes()
+
+
+def test_every_reaper_script_carries_a_header_with_one_version():
+    scripts_dir = install_daw.SCRIPTS_ROOT / "reaper"
+    package = install_daw.read_header(scripts_dir / install_daw.REAPACK_PACKAGE)
+    for path in scripts_dir.glob("AudioAgent_*.lua"):
+        tags = install_daw.read_header(path)
+        if path.name == install_daw.REAPACK_PACKAGE:
+            continue
+        assert "noindex" in tags, f"{path.name}: provided by the package, so @noindex"
+        if path.name != "AudioAgent_lib.lua":
+            assert tags["description"].startswith("Audio-Agent: "), path.name
+            assert tags["version"] == package["version"] and tags["author"] == package["author"], path.name
+
+
+def test_reapack_needs_a_base_url(tmp_path, capsys):
+    assert main(["install-daw-scripts", "--reapack", str(tmp_path / "repo")]) == 2
+    assert "--base-url" in capsys.readouterr().err
