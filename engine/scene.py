@@ -157,7 +157,7 @@ def _gain_db(target_lufs: float, measured_lufs: float | None) -> float:
 def _file_hash(audio: np.ndarray, params: Mapping[str, object]) -> str:
     digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode("utf-8"))
     digest.update(str(audio.shape).encode("ascii"))
-    digest.update(np.ascontiguousarray(audio, dtype=np.float32).tobytes())
+    digest.update(memoryview(np.ascontiguousarray(audio, dtype=np.float32)).cast("B"))  # no copy
     return digest.hexdigest()[:12]
 
 
@@ -287,7 +287,35 @@ def _generate_isolating_failures(
 @dataclass(frozen=True)
 class _Rendered:
     entry: ManifestEvent
-    audio: np.ndarray  # the stem's samples, for the mix
+    # The stem's samples, for the mix; None when they are read back from the stem file instead
+    # (reused stems, and every stem of a scene too long to hold them all, see MIX_MEMORY_BYTES).
+    audio: np.ndarray | None
+
+    def samples(self) -> np.ndarray:
+        """The stem's samples (channels, frames): held ones, or read from its file. A file read
+        gives the same float32 values that were written (24-bit or float, no clipping under
+        the ceiling), so a mix is the same either way."""
+        if self.audio is not None:
+            return self.audio
+        audio, _ = sf.read(self.entry.stem_path, dtype="float32", always_2d=True)
+        return np.ascontiguousarray(audio.T)
+
+    def channels(self) -> int:
+        if self.audio is not None:
+            return int(self.audio.shape[0])
+        return int(sf.info(self.entry.stem_path).channels)
+
+    def without_audio(self) -> _Rendered:
+        return _Rendered(self.entry, None)
+
+
+# Scenes whose stems together take more than this many bytes (float32) keep none of them in
+# memory for the mix: each is read back from its file when its turn in the mix comes.
+MIX_MEMORY_BYTES = 64 * 1024 * 1024
+
+
+def _keep_stems_for_mix(jobs: Sequence[_Job]) -> bool:
+    return sum(job.frames for job in jobs) * 2 * 4 <= MIX_MEMORY_BYTES  # as if all stereo
 
 
 @dataclass(frozen=True)
@@ -318,7 +346,8 @@ def _render_one(job: _Job, out: _Output, *, cache_hit: bool) -> _Rendered:
     )
     if out.subtype == "PCM_24":
         # Measure what the file will hold, not the float array before rounding.
-        audio = (np.round(audio.astype(np.float64) * 8388608.0) / 8388608.0).astype(np.float32)
+        # (Scaling by 2**23 and back is exact in float32: the same values as in float64.)
+        audio = np.round(audio * np.float32(8388608.0)) / np.float32(8388608.0)
     measured = render.measure_lufs(audio, rate)
     peak = render.true_peak_dbtp(audio, rate)
     event = job.event
@@ -344,7 +373,6 @@ def _render_one(job: _Job, out: _Output, *, cache_hit: bool) -> _Rendered:
 
 
 def _reuse_one(job: _Job, previous: ManifestEvent) -> _Rendered:
-    audio, _ = sf.read(previous.stem_path, dtype="float32", always_2d=True)
     entry = previous.model_copy(
         update={
             "description": job.event.description,
@@ -356,15 +384,16 @@ def _reuse_one(job: _Job, previous: ManifestEvent) -> _Rendered:
             "cache_hit": True,
         }
     )
-    return _Rendered(entry, np.ascontiguousarray(audio.T))
+    return _Rendered(entry, None)  # samples are read from the file if the mix needs them
 
 
 def _aligned_copy(rendered: _Rendered, out: _Output) -> ManifestEvent:
     entry = rendered.entry
     frames = int(round(out.duration_s * out.sample_rate))
     offset = int(round(entry.start_s * out.sample_rate))
-    full = np.zeros((rendered.audio.shape[0], frames), dtype=np.float32)
-    piece = rendered.audio[:, : max(0, frames - offset)]
+    audio = rendered.samples()
+    full = np.zeros((audio.shape[0], frames), dtype=np.float32)
+    piece = audio[:, : max(0, frames - offset)]
     full[:, offset : offset + piece.shape[1]] = piece
     path = _write_named(
         out.folder / ALIGNED_DIR, entry.id, full, sample_rate=out.sample_rate,
@@ -375,15 +404,14 @@ def _aligned_copy(rendered: _Rendered, out: _Output) -> ManifestEvent:
     return entry.model_copy(update={"aligned_path": str(path)})
 
 
-def _write_mix(rendered: Iterable[_Rendered], out: _Output) -> tuple[str, float | None]:
-    placed = [
-        render.PlacedStem(r.audio, start_s=r.entry.start_s, gain_db=r.entry.gain_db)
-        for r in rendered
-    ]
-    audio, peak = render.mix(
-        placed, duration_s=out.duration_s, sample_rate=out.sample_rate,
-        ceiling_dbtp=out.ceiling_dbtp,
-    )
+def _write_mix(rendered: Sequence[_Rendered], out: _Output) -> tuple[str, float | None]:
+    # Stems are added one at a time, in plan order, so at most one read-back stem is in memory
+    # beside the mix; the sum is the same as render.mix of all of them at once.
+    bus = render.MixBus(duration_s=out.duration_s, sample_rate=out.sample_rate,
+                        channels=max((r.channels() for r in rendered), default=1))
+    for r in rendered:
+        bus.add(r.samples(), start_s=r.entry.start_s, gain_db=r.entry.gain_db)
+    audio, peak = bus.finish(ceiling_dbtp=out.ceiling_dbtp)
     path = write_stem(
         out.folder / MIX_NAME, audio, sample_rate=out.sample_rate, subtype=out.subtype,
         time_reference_samples=out.position(0.0), description="Audio-Agent scene mix",
@@ -503,7 +531,8 @@ def render_scene(
     def finish(event_id: str, rendered: _Rendered) -> None:
         if aligned:
             rendered = _Rendered(_aligned_copy(rendered, out), rendered.audio)
-        done[event_id] = rendered
+        done[event_id] = rendered if keep_audio else rendered.without_audio()
+    keep_audio = write_mix and _keep_stems_for_mix(jobs)
         if on_stem is not None:
             on_stem(rendered.entry)
 
