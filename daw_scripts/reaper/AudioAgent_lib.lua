@@ -247,7 +247,9 @@ end
 ------------------------------------------------------------------------------------------------
 -- Configuration: AudioAgent_config.lua beside the scripts (written by install-daw-scripts)
 ------------------------------------------------------------------------------------------------
-AA.config = { client = { "audio-agent" }, url = nil, stall_s = 180, status_timeout_s = 20 }
+-- copy_to_project: copy each stem into the project's media folder (AudioAgent/<session>/) and
+-- place the copy, so the project stays whole when it moves to another machine.
+AA.config = { client = { "audio-agent" }, url = nil, stall_s = 180, status_timeout_s = 20, copy_to_project = false }
 
 function AA.init(script_dir)
   AA.script_dir = script_dir or ""
@@ -588,6 +590,59 @@ function AA.set_take_file(item, take, path)
 end
 
 ------------------------------------------------------------------------------------------------
+-- Scene organisation: one colour per scene (folder, tracks, items), the scene's items in one
+-- item group, a region named after the scene, and optionally stems copied into the project.
+------------------------------------------------------------------------------------------------
+local PALETTE = { { 86, 156, 214 }, { 214, 157, 86 }, { 120, 190, 110 }, { 200, 110, 160 }, { 150, 130, 210 },
+  { 90, 185, 180 }, { 210, 190, 90 }, { 220, 110, 100 } }
+
+function AA.session_color(session)
+  local hash = 0
+  for i = 1, #session do hash = (hash * 31 + session:byte(i)) % 2147483647 end
+  local rgb = PALETTE[hash % #PALETTE + 1]
+  return reaper.ColorToNative(rgb[1], rgb[2], rgb[3]) | 0x1000000 -- the flag that says "custom colour set"
+end
+
+-- A group id no item of the project uses yet.
+function AA.new_group_id()
+  local top = 0
+  for i = 0, reaper.CountMediaItems(AA.proj) - 1 do
+    top = math.max(top, reaper.GetMediaItemInfo_Value(reaper.GetMediaItem(AA.proj, i), "I_GROUPID"))
+  end
+  return math.floor(top) + 1
+end
+
+-- The scene's region: {number, pos, end, name} when it exists.
+function AA.find_region(number)
+  if not number then return nil end
+  local i = 0
+  while true do
+    local ok, is_region, pos, region_end, name, index = reaper.EnumProjectMarkers3(AA.proj, i)
+    if not ok or ok == 0 then return nil end
+    if is_region and index == number then return { number = index, pos = pos, ["end"] = region_end, name = name } end
+    i = i + 1
+  end
+end
+
+-- Where a stem is placed from: the server's file, or its copy in the project's media folder.
+function AA.placed_file(session, path)
+  if not AA.config.copy_to_project then return path end
+  local dir = reaper.GetProjectPathEx(AA.proj, "") .. "/AudioAgent/" .. tostring(session):gsub("[^%w%-_.]", "_")
+  local target = dir .. "/" .. (path:match("([^/\\]+)$") or "stem.wav")
+  if not reaper.file_exists(target) then
+    reaper.RecursiveCreateDirectory(dir, 0)
+    local data = AA.read_file(path)
+    if not data then error("cannot read " .. path .. " to copy it into the project", 0) end
+    local handle = io.open(target .. ".part", "wb")
+    if not handle then error("cannot write into the project's media folder " .. dir, 0) end
+    handle:write(data)
+    handle:close()
+    os.rename(target .. ".part", target)
+  end
+  return target
+end
+
+------------------------------------------------------------------------------------------------
 -- Reconcile: make the project match one version of a session, keyed by event id.
 --
 -- Each of our items carries P_EXT:audioagent_placed, the event as we last placed it
@@ -697,7 +752,7 @@ end
 
 -- A new child track at the end of the session folder (made if missing), keeping the folder
 -- closed after it. Only while the pinned project is the active tab (see project_is_active).
-function AA.new_event_track(session, label, description, event_id)
+function AA.new_event_track(session, label, description, event_id, color)
   if not AA.project_is_active() then error("the scene's project is not the active tab", 0) end
   local folder = AA.find_folder(session)
   if not folder then
@@ -707,6 +762,7 @@ function AA.new_event_track(session, label, description, event_id)
     reaper.GetSetMediaTrackInfo_String(folder, "P_NAME", "AudioAgent: " .. AA.utf8_prefix(label, 60), true)
     AA.track_ext(folder, AA.EXT_SESSION, session)
     AA.track_ext(folder, AA.EXT_ROLE, "folder")
+    if color then reaper.SetMediaTrackInfo_Value(folder, "I_CUSTOMCOLOR", color) end
   end
   local last = AA.last_child(folder)
   local index, depth
@@ -725,6 +781,7 @@ function AA.new_event_track(session, label, description, event_id)
   reaper.GetSetMediaTrackInfo_String(track, "P_NAME", description, true)
   AA.track_ext(track, AA.EXT_SESSION, session)
   AA.track_ext(track, AA.EXT_EVENT, event_id)
+  if color then reaper.SetMediaTrackInfo_Value(track, "I_CUSTOMCOLOR", color) end
   return track
 end
 
@@ -745,10 +802,12 @@ function AA.apply_actions(session, scene, actions, check_path, label)
     local ok, err = pcall(function()
       local event = action.event
       if action.op == "insert" then
-        local path = check_path(event.stem_path)
-        local track = AA.new_event_track(session, label or session, event.description, event.id)
+        local path = AA.placed_file(session, check_path(event.stem_path))
+        local track = AA.new_event_track(session, label or session, event.description, event.id, scene.color)
         local item = reaper.AddMediaItemToTrack(track)
         inserted[#inserted + 1] = item
+        if scene.color then reaper.SetMediaItemInfo_Value(item, "I_CUSTOMCOLOR", scene.color) end
+        if scene.group_id then reaper.SetMediaItemInfo_Value(item, "I_GROUPID", scene.group_id) end
         local take = reaper.AddTakeToMediaItem(item)
         local source = reaper.PCM_Source_CreateFromFile(path)
         reaper.SetMediaItemTake_Source(take, source)
@@ -768,7 +827,7 @@ function AA.apply_actions(session, scene, actions, check_path, label)
         if not AA.alive(item, "MediaItem*") then return end
         local take = reaper.GetActiveTake(item)
         if changes.file then
-          local path = check_path(changes.file)
+          local path = AA.placed_file(session, check_path(changes.file))
           if not take then error("an Audio-Agent item has no take to replace", 0) end
           local old = AA.set_take_file(item, take, path)
           if old then old_sources[#old_sources + 1] = old end
@@ -1030,6 +1089,27 @@ function Run:apply(scene, actions, description)
   return inserted, failures
 end
 
+-- Colour and item group of this run's scene (the group id is chosen once, then kept in meta).
+function Run:styled(scene)
+  local meta = AA.session_meta(self.session) or {}
+  self.group_id = self.group_id or tonumber(meta.group_id) or AA.new_group_id()
+  scene.color = AA.session_color(self.session)
+  scene.group_id = self.group_id
+  return scene
+end
+
+-- The scene's region spans the scene; returns what to do about it (nil when it is right).
+function Run:region_change(anchor_s, duration_s, number)
+  if not duration_s or duration_s <= 0 then return nil end
+  local name = "AudioAgent: " .. AA.utf8_prefix(self:label(), 60)
+  local region = AA.find_region(number)
+  if not region then return { create = true, name = name } end
+  if differs(region.pos, anchor_s) or differs(region["end"], anchor_s + duration_s) then
+    return { number = region.number, name = region.name }
+  end
+  return nil
+end
+
 -- Stems that arrived for a new scene: placed in this cycle, one undo point for the batch,
 -- unless the scene's project is not the active tab (then they wait for it).
 function Run:place_pending()
@@ -1041,7 +1121,7 @@ function Run:place_pending()
     end
     return
   end
-  local scene, only = { anchor_s = self.anchor_s, events = {} }, {}
+  local scene, only = self:styled({ anchor_s = self.anchor_s, events = {} }), {}
   for _, stem in ipairs(self.stems) do
     scene.events[#scene.events + 1] = stem
     only[stem.event_id] = true
@@ -1082,16 +1162,19 @@ function Run:finish_scene()
     anchor_s = math.max(0, server_anchor - AA.time_offset_s())
   end
   self.anchor_s = anchor_s
-  local scene = { version = version, anchor_s = anchor_s, events = manifest.events or {}, failed = manifest.failed or {} }
+  local scene = self:styled({ version = version, anchor_s = anchor_s, events = manifest.events or {},
+    failed = manifest.failed or {} })
   local actions = AA.plan_sync(self.session, scene)
+  local duration_s = tonumber(manifest.duration_s)
+  local region = self:region_change(anchor_s, duration_s, tonumber(meta.region))
   local ids = {}
   for _, e in ipairs(scene.events) do ids[#ids + 1] = tostring(e.id) end
-  local fields = { anchor_s = anchor_s, version = version, events = ids }
+  local fields = { anchor_s = anchor_s, version = version, events = ids, group_id = self.group_id }
   if self.prompt ~= "" then fields.prompt = self.prompt end
   local meta_changes = false
   local current = AA.session_meta(self.session) or {}
   if current.version ~= version or current.anchor_s ~= anchor_s or json.encode(current.events or {}) ~= json.encode(ids)
-    or AA.get_proj("last_session") ~= self.session then
+    or AA.get_proj("last_session") ~= self.session or current.group_id ~= self.group_id or region then
     meta_changes = true
   end
   local failures = {}
@@ -1104,6 +1187,13 @@ function Run:finish_scene()
     if self.kind ~= "changes" then reaper.Undo_BeginBlock2(AA.proj) end
     local ok, inserted, fails = pcall(AA.apply_actions, self.session, scene, actions,
       function(path) return self:checked_stem_path(path) end, self:label())
+    if region and region.create then
+      fields.region = reaper.AddProjectMarker2(AA.proj, true, anchor_s, anchor_s + duration_s, region.name, -1,
+        AA.session_color(self.session))
+    elseif region then
+      reaper.SetProjectMarker3(AA.proj, region.number, true, anchor_s, anchor_s + duration_s, region.name,
+        AA.session_color(self.session))
+    end
     AA.remember_session(self.session, fields)
     reaper.Undo_EndBlock2(AA.proj, "AudioAgent: " .. self.title, -1)
     if not ok then fails = { tostring(inserted) } end

@@ -25,9 +25,10 @@ import soundfile as sf
 SCRIPTS_DIR = Path(__file__).resolve().parents[2] / "daw_scripts" / "reaper"
 _ids = itertools.count(1)
 
-ITEM_VALUES = {"D_POSITION", "D_LENGTH", "D_VOL", "D_FADEINLEN", "D_FADEOUTLEN", "B_MUTE", "D_SNAPOFFSET"}
+ITEM_VALUES = {"D_POSITION", "D_LENGTH", "D_VOL", "D_FADEINLEN", "D_FADEOUTLEN", "B_MUTE", "D_SNAPOFFSET",
+               "I_GROUPID", "I_CUSTOMCOLOR"}
 TAKE_VALUES = {"D_STARTOFFS", "D_PLAYRATE", "D_VOL"}
-TRACK_VALUES = {"I_FOLDERDEPTH", "D_VOL", "B_MUTE"}
+TRACK_VALUES = {"I_FOLDERDEPTH", "D_VOL", "B_MUTE", "I_CUSTOMCOLOR"}
 
 
 @dataclass(eq=False)
@@ -96,6 +97,7 @@ class Track:
     items: list[Item] = field(default_factory=list)
     fx_count: int = 0
     guid: str = field(default_factory=lambda: f"{{track-{next(_ids)}}}")
+    color: int = 0
 
 
 @dataclass(eq=False)
@@ -112,6 +114,8 @@ class Project:
     tracks: list[Track] = field(default_factory=list)
     ext: dict[tuple[str, str], str] = field(default_factory=dict)
     time_offset_s: float = 0.0
+    media_path: str = ""
+    markers: list[dict[str, Any]] = field(default_factory=list)  # regions too (is_region)
     history: list[tuple[str, Any]] = field(default_factory=list)
     position: int = 0
 
@@ -129,23 +133,25 @@ class Project:
         for track in self.tracks:
             items = [(dict(i.values), dict(i.strings), [take_state(t) for t in i.takes], i.active, i.guid)
                      for i in track.items]
-            tracks.append((track.name, track.depth, dict(track.ext), track.fx_count, track.guid, items))
-        return (tracks, dict(self.ext))
+            tracks.append((track.name, track.depth, dict(track.ext), track.fx_count, track.guid, items,
+                           track.color))
+        return (tracks, dict(self.ext), [dict(m) for m in self.markers])
 
     @staticmethod
     def comparable(state: Any) -> Any:
-        tracks, ext = state
+        tracks, ext, markers = state
         def src(s: Source | None) -> Any:
             return None if s is None else (s.filename, s.kind, s.section, src(s.parent))
-        return ([(n, d, e, fx, g, [(v, st, [(tn, tv, te, src(ts)) for tn, tv, te, ts in takes], a, ig)
-                                    for v, st, takes, a, ig in items])
-                 for n, d, e, fx, g, items in tracks], ext)
+        return ([(n, d, e, fx, g, c, [(v, st, [(tn, tv, te, src(ts)) for tn, tv, te, ts in takes], a, ig)
+                                       for v, st, takes, a, ig in items])
+                 for n, d, e, fx, g, items, c in tracks], ext, markers)
 
     def restore(self, state: Any) -> None:
-        tracks, ext = state
+        tracks, ext, markers = state
         self.tracks = []
-        for name, depth, track_ext, fx, guid, items in tracks:
-            track = Track(name=name, depth=depth, ext=dict(track_ext), fx_count=fx, guid=guid)
+        self.markers = [dict(m) for m in markers]
+        for name, depth, track_ext, fx, guid, items, color in tracks:
+            track = Track(name=name, depth=depth, ext=dict(track_ext), fx_count=fx, guid=guid, color=color)
             for values, strings, takes, active, item_guid in items:
                 item = Item(track=track, values=dict(values), strings=dict(strings), active=active, guid=item_guid)
                 item.takes = [Take(source=s.copy() if s else None, name=n, values=dict(v), ext=dict(e))
@@ -428,6 +434,49 @@ class FakeReaper:
         # seconds; what the ruler shows (and timecode) is position + this offset.
         return self._proj(proj).time_offset_s
 
+    def api_GetProjectPathEx(self, proj: Any, _buf: str = "") -> str:
+        # The project's media folder (Project settings > Media > Path to save media files).
+        project = self._proj(proj)
+        return project.media_path or str(self.resource_path / "projects" / project.name / "Media")
+
+    def api_ColorToNative(self, r: int, g: int, b: int) -> int:
+        # Windows byte order (0x00bbggrr); REAPER's native order differs on macOS, so scripts
+        # must always go through ColorToNative.
+        return int(r) | (int(g) << 8) | (int(b) << 16)
+
+    # markers and regions
+    def api_AddProjectMarker2(self, proj: Any, is_region: bool, pos: float, region_end: float, name: str,
+                              want_index: int, color: int) -> int:
+        project = self._proj(proj)
+        used = {m["number"] for m in project.markers if m["is_region"] == bool(is_region)}
+        number = int(want_index) if int(want_index) >= 0 and int(want_index) not in used else \
+            next(n for n in itertools.count(1) if n not in used)
+        project.markers.append({"is_region": bool(is_region), "pos": float(pos), "end": float(region_end),
+                                "name": name, "number": number, "color": int(color)})
+        project.markers.sort(key=lambda m: m["pos"])
+        return number
+
+    def api_CountProjectMarkers(self, proj: Any) -> tuple[int, int, int]:
+        markers = self._proj(proj).markers
+        regions = sum(1 for m in markers if m["is_region"])
+        return (len(markers), len(markers) - regions, regions)
+
+    def api_EnumProjectMarkers3(self, proj: Any, index: int) -> tuple[int, bool, float, float, str, int, int]:
+        markers = self._proj(proj).markers
+        index = int(index)
+        if not 0 <= index < len(markers):
+            return (0, False, 0.0, 0.0, "", 0, 0)
+        m = markers[index]
+        return (index + 1, m["is_region"], m["pos"], m["end"], m["name"], m["number"], m["color"])
+
+    def api_SetProjectMarker3(self, proj: Any, number: int, is_region: bool, pos: float, region_end: float,
+                              name: str, color: int) -> bool:
+        for m in self._proj(proj).markers:
+            if m["number"] == int(number) and m["is_region"] == bool(is_region):
+                m.update(pos=float(pos), end=float(region_end), name=name, color=int(color))
+                return True
+        return False
+
     def api_GetOS(self) -> str:
         return self.os_name
 
@@ -563,6 +612,8 @@ class FakeReaper:
         if key == "IP_TRACKNUMBER":
             return float(self._owner(track).tracks.index(track) + 1)
         self._check(key, TRACK_VALUES)
+        if key == "I_CUSTOMCOLOR":
+            return float(track.color)
         return float(track.depth) if key == "I_FOLDERDEPTH" else 0.0
 
     def api_SetMediaTrackInfo_Value(self, track: Track, key: str, value: float) -> bool:
@@ -570,6 +621,8 @@ class FakeReaper:
         self._check(key, TRACK_VALUES)
         if key == "I_FOLDERDEPTH":
             track.depth = int(value)
+        if key == "I_CUSTOMCOLOR":
+            track.color = int(value)
         return True
 
     def api_TrackFX_GetCount(self, track: Track) -> int:

@@ -335,3 +335,49 @@ def test_a_folder_the_user_deletes_mid_job_is_made_again(reaper, client, scripts
     assert folder.ext["P_EXT:audioagent_role"] == "folder" and folder.depth == 1
     # The done message's sync puts back what the Ctrl+Z took out: both events are there.
     assert [t.name for t in children] == ["gulls", "buoy bell"] and children[-1].depth == -1
+
+
+def test_a_scene_is_coloured_grouped_and_has_a_region(reaper, client, scripts_dir, stem_root):
+    reaper.all_items()  # an item of the designer's own in group 4 already
+    own = Track(name="dialogue")
+    own_item = Item(track=own)
+    own_item.values["I_GROUPID"] = 4.0
+    own.items.append(own_item)
+    reaper.tracks.append(own)
+    reaper.cursor_s = 2.0
+    start_generate(reaper, scripts_dir, "harbour at night", "12")
+    session = session_of(client)
+    gulls = stem(client, stem_root, "gulls", "gulls", 0.0, 8.0, 0.0, session=session)
+    bell = stem(client, stem_root, "bell", "buoy bell", 1.0, 3.0, 0.0, session=session)
+    client.send(gulls)
+    reaper.run_deferred()
+    client.send(bell)
+    client.send(done([gulls, bell]))
+    reaper.run_deferred()
+    items = reaper.items_of_session(session)
+    colors = {item.values["I_CUSTOMCOLOR"] for item in items.values()}
+    folder = next(t for t in reaper.tracks if t.ext.get("P_EXT:audioagent_role") == "folder")
+    assert len(colors) == 1 and colors.pop() == folder.color != 0
+    assert {item.values["I_GROUPID"] for item in items.values()} == {5.0}  # a group of its own
+    (region,) = reaper.active.markers
+    assert region["is_region"] and (region["pos"], region["end"]) == (2.0, 14.0)
+    assert region["name"] == "AudioAgent: harbour at night"
+    # A later sync that finds everything in place changes nothing (no second region).
+    points = reaper.active.undo_points()
+    from tests.daw.test_reaper_edit import sync
+    sync(reaper, client, scripts_dir, session, {"gulls": gulls, "bell": bell}, 1)
+    assert len(reaper.active.markers) == 1 and reaper.active.undo_points() == points
+
+
+def test_stems_can_be_copied_into_the_project(reaper, client, scripts_dir, stem_root, tmp_path):
+    (scripts_dir / "AudioAgent_config.lua").write_text(
+        (scripts_dir / "AudioAgent_config.lua").read_text().replace("return {", "return {\n  copy_to_project = true,"))
+    reaper.active.media_path = str(tmp_path / "My Project" / "Media")
+    start_generate(reaper, scripts_dir, "wind", "4")
+    wind = stem(client, stem_root, "wind", "wind", 0.0, 4.0, 0.0, session=session_of(client))
+    client.send(wind)
+    client.send(done([wind]))
+    reaper.run_deferred()
+    placed = Path(reaper.all_items()[0].take.source.filename)
+    assert placed.parent.parent == tmp_path / "My Project" / "Media" / "AudioAgent"
+    assert placed.read_bytes() == Path(wind["stem_path"]).read_bytes()
