@@ -55,10 +55,12 @@ class SoundEntry:
 
     @property
     def typical_length_s(self) -> float:
-        """A natural single occurrence: the geometric middle of the range (beds: the minimum)."""
+        """A natural single occurrence: the geometric middle of the range, at most four times
+        its minimum (a drip run of 3-600 s is about 12 s unless the scene asks for more);
+        beds: the minimum."""
         if self.kind == "bed":
             return self.length_min_s
-        return math.sqrt(self.length_min_s * self.length_max_s)
+        return min(math.sqrt(self.length_min_s * self.length_max_s), 4.0 * self.length_min_s)
 
     @property
     def single_hit_s(self) -> float:
@@ -127,6 +129,7 @@ class Lexicon:
                 keyed.append((stems(keyword), keyword, index))
         keyed.sort(key=lambda item: (-len(item[0]), -len(item[1]), item[2]))
         self._keyed = tuple(k for k in keyed if k[0])
+        self._rank = {id(k): rank for rank, k in enumerate(self._keyed)}
         self._by_name = {entry.name: entry for entry in self.entries}
 
     def __len__(self) -> int:
@@ -146,18 +149,17 @@ class Lexicon:
             position = _contains(words, key)
             if position >= 0:
                 found[index] = Match(self.entries[index], keyword, position, len(key))
+        # The source is usually named first ("wind howls": wind, not a howling dog).
         return sorted(
             found.values(),
-            key=lambda m: (-m.words, -len(m.keyword), self.entries.index(m.entry)),
+            key=lambda m: (-m.words, m.position, -len(m.keyword), self.entries.index(m.entry)),
         )
 
     def match(self, description: str) -> SoundEntry | None:
-        """The best entry for a free-text description (longest keyword wins), or None."""
-        words = stems(description)
-        for key, _keyword, index in self._keyed:
-            if _contains(words, key) >= 0:
-                return self.entries[index]
-        return None
+        """The best entry for a free-text description, or None: the keyword with the most
+        words wins, then the one named earliest in the text, then the longer keyword."""
+        found = self.matches(description)
+        return found[0].entry if found else None
 
     def by_family(self, family: str) -> tuple[SoundEntry, ...]:
         return tuple(entry for entry in self.entries if entry.family == family)

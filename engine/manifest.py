@@ -29,6 +29,10 @@ class ManifestEvent(BaseModel):
     aligned_path: str | None = None  # full-scene-length copy starting at 0 (--aligned)
     cache_hit: bool = False  # no generator call was made for this stem
     cache_key: str = ""
+    # Shaped fades from the plan ("approaches", "fades away"), baked into the stem; the DAW
+    # scripts mirror them as item fades. None: only the renderer's short anti-click fades.
+    fade_in_s: float | None = None
+    fade_out_s: float | None = None
 
 
 class FailedEvent(BaseModel):

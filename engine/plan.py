@@ -46,6 +46,10 @@ class Event(BaseModel):
     end_s: float
     target_lufs: float | None = None
     seed: int = 0
+    # Shaped fades the text asks for ("approaches", "fades away"), in seconds; None means the
+    # renderer's short anti-click fades only. Carried to the manifest and the DAW item fades.
+    fade_in_s: float | None = None
+    fade_out_s: float | None = None
 
     @property
     def length_s(self) -> float:
@@ -59,6 +63,8 @@ class Plan(BaseModel):
 
     duration_s: float
     events: tuple[Event, ...] = ()
+    # What the planner wants the user to know (a time past the scene end, merged layers).
+    notes: tuple[str, ...] = ()
 
     def event(self, event_id: str) -> Event:
         for event in self.events:
@@ -133,6 +139,18 @@ def _check_event(index: int, event: Event, duration_s: float, limits: PlanLimits
             )
     if not 0 <= event.seed < 2**32:
         raise _fail(f"{prefix}.seed", event.seed, "must be in [0, 2**32)")
+    fades = 0.0
+    for name in ("fade_in_s", "fade_out_s"):
+        value = getattr(event, name)
+        if value is None:
+            continue
+        _check_finite(f"{prefix}.{name}", value)
+        if value < 0:
+            raise _fail(f"{prefix}.{name}", value, "must be >= 0")
+        fades += value
+    if fades > event.length_s + TIME_EPS_S:
+        raise _fail(f"{prefix}.fade_in_s", event.fade_in_s,
+                    f"fade_in_s + fade_out_s must fit in the event's {event.length_s:g} s")
 
 
 def max_concurrent(events: Iterable[Event]) -> tuple[int, float]:
@@ -235,6 +253,9 @@ def _classify(old: Event, new: Event) -> EventChange:
         old.description.strip() == new.description.strip()
         and old.seed == new.seed
         and _same_time(old.length_s, new.length_s)
+        # A new fade shape changes the stem file (fades are applied when it is written).
+        and old.fade_in_s == new.fade_in_s
+        and old.fade_out_s == new.fade_out_s
     )
     if not content_same:
         return EventChange(new.id, ChangeKind.CHANGED)

@@ -8,6 +8,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from engine.lexicon import SoundEntry
+from engine.planners.rules_time import (
+    AFTER_TIME,
+    SILENCE_LENGTH,
+    TIME_PATTERNS,
+    TimeSpec,
+    extract_count,
+    extract_time,
+    fade_shares,
+    is_silence,
+    is_stop,
+    normalise_times,
+)
+
 # Connectives that put the next clause after the previous one.
 _SEQUENTIAL = r"followed by|and then|after that|afterwards|after which|then|before|after|;"
 # Sequential connectives after which a bare verb continues the previous subject ("and then
@@ -17,14 +31,6 @@ _SUBJECT_CARRIERS = frozenset({"then", "and then", "after that", "afterwards", "
 # "walks over gravel" and "is knocked over" are far more common than "talks over music".)
 _SIMULTANEOUS = r"along with|together with|accompanied by|while|as|with|amid|and"
 
-_NUMBER = r"(\d+(?:\.\d+)?)"
-_UNIT = r"\s*(?:seconds?|secs?|s)\b"
-_AT_TIME = re.compile(rf"\b(?:at|starting at|from)\s+(?:the\s+)?{_NUMBER}{_UNIT}(?:\s+mark)?", re.I)
-_FOR_TIME = re.compile(rf"\bfor\s+(?:about\s+)?{_NUMBER}{_UNIT}", re.I)
-_RANGE_TIME = re.compile(
-    rf"\b(?:from|between)\s+{_NUMBER}(?:{_UNIT})?\s+(?:to|and|until)\s+{_NUMBER}{_UNIT}", re.I
-)
-_AFTER_TIME = re.compile(rf"\bafter\s+{_NUMBER}{_UNIT}", re.I)
 
 _BED = re.compile(
     r"\b(?:in the background|throughout|continuous(?:ly)?|constant(?:ly)?|all along|"
@@ -41,7 +47,7 @@ _QUIETER = re.compile(
     re.I,
 )
 _LOUDER = re.compile(
-    r"\b(?:loud(?:ly)?|blaring|booming|deafening|powerful|heavy|heavily|violent(?:ly)?|"
+    r"\b(?:loud(?:ly)?|blaring|booming|deafening|powerful|violent(?:ly)?|"
     r"thunderous|intense|roaring|screaming|shouting)\b",
     re.I,
 )
@@ -67,7 +73,7 @@ _VERB_FOLLOWERS = frozenset(
     "a an the some his her its their my our your it them him me us this that "
     "away off down up out in into inside outside back on onto around by past over through "
     "across along toward towards to at with from for under behind forward home nearby "
-    "again twice once repeatedly shut open closed apart upstairs downstairs".split()
+    "again twice once repeatedly shut open closed apart upstairs downstairs overhead".split()
 )
 # Plural nouns common in scene prompts that also end in -s: never read as a subjectless verb
 # ("a door opens then footsteps" is two sources, not "a door footsteps").
@@ -80,39 +86,22 @@ _PLURAL_SOURCES = frozenset(
 
 
 @dataclass(frozen=True)
-class TimeSpec:
-    start_s: float | None = None
-    length_s: float | None = None
-    end_s: float | None = None
-
-
-@dataclass(frozen=True)
 class Clause:
-    text: str  # cleaned description
+    text: str  # cleaned description (count and time words removed)
     raw: str
     time: TimeSpec
-    is_bed: bool
-    is_one_shot: bool
-    loudness_offset_lu: float
-
-
-def extract_time(text: str) -> tuple[TimeSpec, str]:
-    """Pull explicit times out of ``text``; return them and the text without them."""
-    start_s = length_s = end_s = None
-    match = _RANGE_TIME.search(text)
-    if match:
-        # "from 8 to 2 seconds" is read as the range it names, in order.
-        start_s, end_s = sorted((float(match.group(1)), float(match.group(2))))
-        text = text[: match.start()] + text[match.end() :]
-    match = _AT_TIME.search(text) or _AFTER_TIME.search(text)
-    if match and start_s is None:
-        start_s = float(match.group(1))
-        text = text[: match.start()] + text[match.end() :]
-    match = _FOR_TIME.search(text)
-    if match:
-        length_s = float(match.group(1))
-        text = text[: match.start()] + text[match.end() :]
-    return TimeSpec(start_s, length_s, end_s), text
+    is_bed: bool  # runs under the scene: bed words in the text, or a bed in the lexicon
+    is_one_shot: bool  # over in a moment (a one-shot or a run of hits)
+    loudness_offset_lu: float  # from loudness words only; the lexicon's level is added later
+    entry: SoundEntry | None = None
+    count: int | None = None  # "three times": that many separate events
+    fade_in_share: float = 0.0  # of the event's length ("approaches")
+    fade_out_share: float = 0.0  # ("fades away")
+    silence: bool = False  # "then silence": a stretch with no stem
+    silence_s: float | None = None  # "two seconds of silence"
+    stops: bool = False  # "then stops": ends the continuing sound it names
+    repeated: bool = False  # "repeatedly", "on and off": a long run rather than one go
+    background: bool = False  # "in the background", "throughout": the whole scene
 
 
 # "in a quiet room", "into a quiet campsite": the word describes the place, not the sound.
@@ -141,18 +130,47 @@ def clean_description(text: str) -> str:
     return text[:1].upper() + text[1:] if text else text
 
 
+_REPEATEDLY = re.compile(r"\b(?:repeatedly|continuously|constantly|on and off|over and over|"
+                         r"non-stop|nonstop|keeps? \w+ing)\b", re.I)
+
+
 def make_clause(raw: str) -> Clause | None:
+    """Read one clause: its times, count, source (from the lexicon), dynamics and loudness."""
+    from engine.lexicon import load_lexicon
+
     time, rest = extract_time(raw)
+    silence_match = SILENCE_LENGTH.search(rest)
+    if silence_match or is_silence(clean_description(rest)):
+        length_s = float(silence_match.group(1)) if silence_match else time.length_s
+        return Clause(text="Silence", raw=raw, time=time, is_bed=False, is_one_shot=False,
+                      loudness_offset_lu=0.0, silence=True, silence_s=length_s,
+                      stops=bool(is_silence(rest) and not silence_match))
+    count, rest = extract_count(rest)
     text = clean_description(rest)
     if not re.search(r"[A-Za-z]", text):
         return None
+    entry = load_lexicon().match(text)
+    bed_words = bool(_BED.search(raw))
+    is_bed = bed_words or (entry is not None and entry.kind == "bed" and count is None)
+    if entry is not None:
+        one_shot = entry.kind in ("one_shot", "hits") and not bed_words
+    else:
+        one_shot = bool(_ONE_SHOT.search(raw)) and not bed_words
+    fade_in, fade_out = fade_shares(raw)
     return Clause(
         text=text,
         raw=raw,
         time=time,
-        is_bed=bool(_BED.search(raw)),
-        is_one_shot=bool(_ONE_SHOT.search(raw)) and not _BED.search(raw),
+        is_bed=is_bed,
+        is_one_shot=one_shot,
         loudness_offset_lu=loudness_offset_lu(raw),
+        entry=entry,
+        count=count,
+        fade_in_share=fade_in,
+        fade_out_share=fade_out,
+        stops=is_stop(text) and not is_bed,
+        repeated=bool(_REPEATEDLY.search(raw)),
+        background=bed_words,
     )
 
 
@@ -201,32 +219,120 @@ def _gerund_led(part: str) -> bool:
 
 def _is_verb_continuation(part: str, previous: str) -> bool:
     """'A man enters his car and drives away': the part after 'and' continues the same subject."""
+    previous = previous.replace("\x00seq", "").split(",")[-1]
     return bool(_SUBJECT_START.match(previous.strip())) and _verb_led(part)
 
 
+_PREPOSITIONS = frozenset(
+    "on in at of from with by under over near into onto through across along behind and or "
+    "for to off away up down out back again twice once".split()
+)
+
+
 def _looks_like_clause(piece: str) -> bool:
-    """'a dog barks' or 'people talking' (a source doing something), not a bare noun like 'wind'."""
-    words = re.findall(r"[A-Za-z]+", piece.lower())
-    return len(words) >= 2 and any(w.endswith(("s", "ing", "ed")) for w in words[1:])
+    """'a dog barks', 'people talking', 'keys jingle' (a source doing something), not a bare
+    noun like 'wind' or 'footsteps on gravel'."""
+    words = re.findall(r"[A-Za-z]+", re.sub(r"\S*[\x01\x02]\S*", " ", piece).lower())
+    if len(words) >= 2 and any(w.endswith(("s", "ing", "ed")) for w in words[1:]):
+        return True
+    # A plural subject with a plain verb: "keys jingle", "doors open", "brakes screech".
+    return any(w.endswith("s") and not w.endswith("ss") and nxt not in _PREPOSITIONS
+               and nxt not in _ARTICLE_WORDS for w, nxt in zip(words, words[1:]))
+
+
+_ARTICLE_WORDS = frozenset("a an the some his her its their my our your this that".split())
+
+
+def _verb_led_in_list(piece: str) -> bool:
+    """In a comma list after a clause, 'beeps twice' is a verb even though 'beeps' is a noun too."""
+    words = _words(piece)
+    if not words or words[0] in _VERB_FOLLOWERS or _ARTICLE_START.match(words[0]):
+        return False
+    if words[0] in _PLURAL_SOURCES and (_looks_like_clause(piece) or len(words) == 1):
+        return False  # "doors open", "footsteps": a new source
+    return _verb_led(piece) or (words[0].endswith("s") and not words[0].endswith("ss") and (
+        len(words) == 1 or words[1] in _VERB_FOLLOWERS or words[1].endswith("ly")))
+
+
+def _is_verb(word: str) -> bool:
+    word = word.lower()
+    return (word.endswith(("ing", "ed")) or (word.endswith("s") and not word.endswith("ss"))) \
+        and word not in _PLURAL_SOURCES
 
 
 def _subject(text: str) -> str:
-    """Leading noun phrase of a clause: 'a man' from 'a man enters his car'."""
-    words = text.strip().split()
-    return " ".join(words[:2]) if words and _ARTICLE_START.match(words[0]) else words[0] if words else ""
+    """Leading noun phrase of a clause: 'a car engine' from 'a car engine starts'."""
+    words = text.replace("\x01", " ").strip().split()
+    if not words:
+        return ""
+    taken = [words[0]]
+    rest = words[1:] if _ARTICLE_START.match(words[0]) or words[0].lower() in ("someone", "somebody") else []
+    if _ARTICLE_START.match(words[0]):
+        for word in rest[:3]:
+            if _is_verb(word) or word.lower() in _VERB_FOLLOWERS:
+                break
+            taken.append(word)
+    return " ".join(taken)
+
+
+def _source_kind(clause: str) -> str | None:
+    """The lexicon kind of a clause's source (one_shot, hits, sustained, bed) or None."""
+    from engine.lexicon import load_lexicon
+
+    entry = load_lexicon().match(clause.replace("\x01", " "))
+    return entry.kind if entry else None
+
+
+def _reads_as_sequence(piece: str, previous: str) -> bool:
+    """'a match is struck and a fire crackles': a short event first, then the next action.
+
+    Two actions joined by 'and' play in order when the first is over in a moment (a one-shot
+    or a run of hits); when the first keeps going (rain, a fan) the second sounds over it.
+    """
+    if "," in previous or previous.endswith("\x00seq"):
+        return False
+    if not (_looks_like_clause(previous) and (_looks_like_clause(piece) or _verb_led(piece))):
+        return False
+    return _source_kind(previous) in ("one_shot", "hits")
+
+
+def _is_bed_piece(piece: str) -> bool:
+    return bool(_BED.search(piece)) or _source_kind(piece) == "bed"
+
+
+# Screenplay sluglines ("INT. KITCHEN - ", "EXT. STREET NIGHT: ") name a place, not a sound.
+_SLUGLINE = re.compile(r"^\s*(?:INT|EXT|INT/EXT)\.?\s+[A-Z][A-Z0-9 .'/]*?(?:\s+-\s+|:\s*)")
+# A full stop between sentences separates actions like a semicolon (not "3.5 s", not "Mr.").
+_SENTENCE_END = re.compile(r"(?<=[a-z0-9])\.\s+(?=[A-Za-z])")
+
+
+_REPEAT = re.compile(r"^(?:and\s+)?(?:again|once more|one more time|once again)$", re.I)
 
 
 def split_scene(prompt: str) -> list[list[str]]:
     """Split a prompt into sequential groups of simultaneous clause texts (in time order)."""
-    text = re.sub(r"\s+", " ", prompt.strip())
+    text = _SLUGLINE.sub("", re.sub(r"\s+", " ", prompt.strip()))
+    text = normalise_times(_SENTENCE_END.sub("; ", text))
+    # "closer and closer", "over and over": one phrase, not two clauses.
+    text = re.sub(r"\b(\w+) and \1\b", r"\1", text, flags=re.I)
+    # "an explosion with debris falling after it": the second sound follows the first.
+    text = re.sub(r"\s+(?:with|and)\s+([^,;]+?)\s+after\s+(?:it|that|this)\b", r" then \1", text,
+                  flags=re.I)
+    # Cue notation "thunder at 1 s over steady rain": the part after "over" is a layer.
+    text = re.sub(r"(\bat\s+\d+(?:\.\d+)?\s*(?:seconds?|secs?|s)\b[^;]*?)\s+over\s+", r"\1 with ",
+                  text, flags=re.I)
     # A leading "After X, Y" / "Before X, Y" is rewritten into plain order first.
     lead = re.match(r"^(after|before)\s+([^,]+),\s*(.+)$", text, re.I)
-    if lead and not _AFTER_TIME.match(text):
+    if lead and not AFTER_TIME.match(text):
         first, second = lead.group(2), lead.group(3)
         text = f"{first} then {second}" if lead.group(1).lower() == "after" else f"{second} then {first}"
     groups: list[list[str]] = []
     for connective, part in _split_keep(_SEQUENTIAL, _protect_times(text)):
-        if connective in _SUBJECT_CARRIERS:
+        earlier = [c for g in groups for c in g if c.strip()]
+        if _REPEAT.match(part.strip(" ,.")) and earlier:
+            # "barks once, then again": the same sound once more.
+            part = earlier[-1].replace("\x00seq", "").split(",")[-1]
+        elif connective in _SUBJECT_CARRIERS:
             part = _carry_subject(part, groups)
         group = _split_simultaneous(part)
         if connective == "after" and groups:
@@ -245,11 +351,17 @@ def _split_simultaneous(part: str) -> list[str]:
     clauses: list[str] = []
     for connective, piece in _split_keep(_SIMULTANEOUS, part):
         previous = clauses[-1] if clauses else ""
-        if connective == "and" and previous and _is_verb_continuation(piece, previous):
-            clauses.append(f"{_subject(previous)} {piece.strip()}\x00seq")
+        if connective == "and" and previous and "," in previous and not previous.endswith("\x00seq"):
+            # "keys jingle, a lock turns, and a door opens": the last item of a comma list
+            # takes the list's reading (sequence or layers), decided in _split_commas.
+            clauses[-1] = f"{previous}, {piece.strip()}"
+        elif connective == "and" and previous and _is_verb_continuation(piece, previous):
+            clauses.append(f"{_subject(_last_subject_piece(previous))} {piece.strip()}\x00seq")
         elif connective == "and" and previous and _continues_texture(piece, previous):
             # "Fire crackles and pops", "a man answering and talking": one source, one event.
             clauses[-1] = f"{previous.strip()} and {piece.strip()}"
+        elif connective == "and" and previous and _reads_as_sequence(piece, previous):
+            clauses.append(f"{piece.strip()}\x00seq")
         else:
             clauses.append(piece)
     return clauses
@@ -263,12 +375,21 @@ def _continues_texture(piece: str, previous: str) -> bool:
     return _verb_led(piece) and _looks_like_clause(previous)
 
 
+def _last_subject_piece(text: str) -> str:
+    """The latest comma piece that names its own subject (not 'hovers overhead')."""
+    pieces = [p for p in text.replace("\x00seq", "").split(",") if p.strip()]
+    for piece in reversed(pieces):
+        if not _verb_led_in_list(piece):
+            return piece.strip()
+    return pieces[0].strip() if pieces else ""
+
+
 def _carry_subject(part: str, groups: list[list[str]]) -> str:
     """'An engine revs and then idles': the part after 'then' gets the earlier subject."""
     earlier = [clause for group in groups for clause in group if clause.strip()]
-    if not earlier or not _verb_led(part):
+    if not earlier or not (_verb_led(part) or _verb_led_in_list(part) or _gerund_led(part)):
         return part
-    previous = earlier[-1].replace("\x00seq", "").split(",")[-1].strip()
+    previous = _last_subject_piece(earlier[-1])
     if not previous or not (_SUBJECT_START.match(previous) or _looks_like_clause(previous)):
         return part
     return f"{_subject(previous)} {part.strip()}"
@@ -278,30 +399,45 @@ def _split_commas(group: list[str]) -> list[list[str]]:
     """Within a group, a comma-separated run of clauses becomes consecutive groups."""
     out: list[list[str]] = [[]]
     for clause in group:
-        pieces = _attach_modifiers([p for p in re.split(r"\s*,\s*", clause) if p.strip()])
+        sequential_tail = clause.endswith("\x00seq")
+        body = clause[: -len("\x00seq")] if sequential_tail else clause
+        pieces = _attach_modifiers([p for p in re.split(r"\s*,\s*", body) if p.strip()])
         if not pieces:
             continue
-        if not all(_looks_like_clause(p) for p in pieces):
+        if len(pieces) > 1 and _looks_like_clause(pieces[0]) and all(
+                _looks_like_clause(p) or _verb_led_in_list(p) for p in pieces[1:]):
+            pass  # a run of actions: a sequence
+        elif len(pieces) > 1 and not any(_is_bed_piece(p) for p in pieces):
+            pass  # "whoosh, impact, grunt": a task list of short sounds plays in order
+        elif not all(_looks_like_clause(p) or _verb_led(p) for p in pieces):
             # "rain, wind, fire": a list of sources sounding together, not a sequence.
-            out[-1].extend(pieces)
-            continue
-        out[-1].append(pieces[0])
-        for piece in pieces[1:]:
-            out.append([piece])
-    # Verb continuations ("... and drives away") start their own sequential group.
-    final: list[list[str]] = []
-    for group_items in out:
-        current: list[str] = []
-        for item in group_items:
-            if item.endswith("\x00seq"):
-                if current:
-                    final.append(current)
-                current = [item[: -len("\x00seq")]]
+            if sequential_tail:
+                out.append(list(pieces))
             else:
-                current.append(item)
-        if current:
-            final.append(current)
-    return final
+                out[-1].extend(pieces)
+            continue
+        # A verb-led piece ("hovers overhead") continues the subject of the piece before it.
+        named = [pieces[0]]
+        for piece in pieces[1:]:
+            named.append(f"{_subject(_last_subject_piece(', '.join(named)))} {piece.strip()}"
+                         if _verb_led_in_list(piece) else piece)
+        if sequential_tail:
+            out.append([named[0]])
+        else:
+            out[-1].append(named[0])
+        first = out[-1]
+        for piece in named[1:]:
+            # "a tap drips, a fridge hums": a bed in a list of actions is a layer under them.
+            if _is_bed_piece(piece):
+                first.append(piece)
+            else:
+                out.append([piece])
+    return [g for g in out if g]
+
+
+_COUNT_ONLY = re.compile(r"\b(?:\d+|one|two|three|four|five|six|seven|eight|nine|ten|twelve|several|"
+                         r"a few|a couple of|many)\s+times\b|\b(?:once|twice|thrice|again|repeatedly)\b",
+                         re.I)
 
 
 def _attach_modifiers(pieces: list[str]) -> list[str]:
@@ -309,6 +445,7 @@ def _attach_modifiers(pieces: list[str]) -> list[str]:
     out: list[str] = []
     for piece in pieces:
         bare = _VERY.sub(" ", _LOUDER.sub(" ", _QUIETER.sub(" ", _BED.sub(" ", piece))))
+        bare = _COUNT_ONLY.sub(" ", bare)
         if out and not re.search(r"[A-Za-z]", re.sub(r"\b(?:and|but)\b", " ", bare, flags=re.I)):
             out[-1] = f"{out[-1]}, {piece.strip()}"
         else:
@@ -317,14 +454,43 @@ def _attach_modifiers(pieces: list[str]) -> list[str]:
 
 
 # Time expressions contain words like "after"/"and" that must not be read as connectives.
-_TIME_PATTERNS = (_RANGE_TIME, _AT_TIME, _AFTER_TIME, _FOR_TIME)
+_TIME_PATTERNS = TIME_PATTERNS
 
 
 def _protect_times(text: str) -> str:
+    # Spaces and commas inside a time ("at 1 s, 4 s and 7 s") must not split clauses.
     for pattern in _TIME_PATTERNS:
-        text = pattern.sub(lambda m: m.group(0).replace(" ", "\x01"), text)
+        text = pattern.sub(lambda m: m.group(0).replace(" ", "\x01").replace(",", "\x02"), text)
     return text
 
 
 def _restore_times(text: str) -> str:
-    return text.replace("\x01", " ")
+    return text.replace("\x01", " ").replace("\x02", ",")
+
+
+# "on a windy hillside", "on rolling waves", "by the sea": a setting that is itself a bed.
+_SETTING = re.compile(
+    r"\b(?:on|in|at|by|near|beside|along|across|through|under)\s+(?:(?:a|an|the)\s+)?"
+    r"((?:windy|rainy|stormy|snowy|busy|crowded|noisy|bustling|rolling|choppy|rough)\s+[a-z]+|"
+    r"(?:the\s+)?(?:sea|ocean|beach|shore|river|stream|waterfall))\b",
+    re.I,
+)
+
+
+def setting_beds(clauses: list[Clause]) -> list[Clause]:
+    """Beds implied by where a sound happens, when no clause names that bed already."""
+    from engine.lexicon import load_lexicon
+
+    have = {c.entry.name for c in clauses if c.entry is not None}
+    beds: list[Clause] = []
+    for clause in clauses:
+        for match in _SETTING.finditer(clause.raw):
+            phrase = match.group(1)
+            entry = load_lexicon().match(phrase)
+            if entry is None or entry.kind != "bed" or entry.name in have:
+                continue
+            bed = make_clause(phrase)
+            if bed is not None:
+                beds.append(bed)
+                have.add(entry.name)
+    return beds

@@ -28,13 +28,14 @@ def by_text(p: Plan, fragment: str):
 def test_demo_prompt_structure() -> None:
     p = plan(DEMO)
     rain, thunder, door = by_text(p, "rain"), by_text(p, "thunder"), by_text(p, "door")
-    assert rain.start_s == thunder.start_s == 0.0  # "as": together
-    assert door.start_s >= rain.end_s - 1e-6  # "followed by": after
-    assert door.end_s == 10.0  # the last event ends at the scene end
-    assert thunder.target_lufs < rain.target_lufs  # "in the distance" is quieter
+    # Rain and thunder run through the whole scene; the door slam is short and comes after.
+    assert (rain.start_s, rain.end_s) == (0.0, 10.0)
+    assert (thunder.start_s, thunder.end_s) == (0.0, 10.0)
+    assert door.start_s > rain.start_s and door.length_s <= 2.0
+    assert thunder.target_lufs < by_text(plan("thunder rumbles"), "thunder").target_lufs
 
 
-# (prompt, expected descriptions in start order, groups that must be simultaneous)
+# (prompt, fragments in start order)
 SEQUENCES = [
     ("A dog barks followed by a cat meowing", ["dog", "cat"]),
     ("A car starts then drives away", ["car starts", "drives away"]),
@@ -45,20 +46,18 @@ SEQUENCES = [
     ("After the door slams, a baby cries", ["door", "baby"]),
     ("A man enters his car and drives away", ["enters", "drives"]),
     ("People talking, a dog barks, a horn honks", ["people", "dog", "horn"]),
-    ("Water runs, then it stops, then footsteps walk away", ["water", "stops", "footsteps"]),
+    ("Water runs, then footsteps walk away", ["water", "footsteps"]),
 ]
 
 
 @pytest.mark.parametrize(("prompt", "order"), SEQUENCES)
-def test_sequential_connectives_fill_the_duration_in_order(prompt: str, order: list[str]) -> None:
+def test_sequential_connectives_keep_the_order(prompt: str, order: list[str]) -> None:
     p = plan(prompt, duration_s=12.0)
     events = [by_text(p, fragment) for fragment in order]
     starts = [e.start_s for e in events]
     assert starts == sorted(starts) and len(set(starts)) == len(starts)
     assert events[0].start_s == 0.0
-    assert events[-1].end_s == 12.0
-    for earlier, later in zip(events, events[1:]):
-        assert later.start_s == pytest.approx(earlier.end_s)  # consecutive spans, no gaps
+    assert all(e.end_s <= 12.0 for e in p.events)
 
 
 SIMULTANEOUS = [
@@ -75,7 +74,8 @@ SIMULTANEOUS = [
 def test_simultaneous_connectives_overlap(prompt: str, fragments: list[str]) -> None:
     p = plan(prompt)
     events = [by_text(p, f) for f in fragments]
-    assert {(e.start_s, e.end_s) for e in events} == {(0.0, 10.0)}
+    assert all(e.start_s == 0.0 for e in events)
+    assert max(e.start_s for e in events) < min(e.end_s for e in events)
 
 
 def test_no_connective_is_one_event_over_the_scene() -> None:
@@ -88,8 +88,8 @@ def test_no_connective_is_one_event_over_the_scene() -> None:
 @pytest.mark.parametrize("bed_word", ["in the background", "throughout", "continuous"])
 def test_bed_words_span_the_scene_under_the_foreground(bed_word: str) -> None:
     prompt = {
-        "in the background": "A dog barks then a door slams with traffic in the background",
-        "throughout": "A dog barks then a door slams, wind blowing throughout",
+        "in the background": "A dog barks then a door slams with a crowd in the background",
+        "throughout": "A dog barks then a door slams, a motor running throughout",
         "continuous": "A dog barks then a door slams with a continuous hum",
     }[bed_word]
     p = plan(prompt)
@@ -110,10 +110,11 @@ def test_explicit_times_are_honoured() -> None:
     traffic = by_text(p, "traffic")
     assert (traffic.start_s, traffic.end_s) == (2.0, 6.0)
     p = plan("Footsteps for 3 s then a door creaks")
-    steps = by_text(p, "footsteps")
+    steps, door = by_text(p, "footsteps"), by_text(p, "door")
     assert (steps.start_s, steps.end_s) == (0.0, 3.0)
+    assert door.start_s == 3.0  # "for 3 s, then": no gap
     p = plan("A gunshot at 8s", duration_s=10)
-    assert (p.events[0].start_s, p.events[0].end_s) == (8.0, 10.0)
+    assert p.events[0].start_s == 8.0 and p.events[0].end_s <= 10.0
 
 
 def test_explicit_time_past_the_end_is_moved_inside_with_a_note() -> None:
@@ -124,17 +125,27 @@ def test_explicit_time_past_the_end_is_moved_inside_with_a_note() -> None:
 
 
 @pytest.mark.parametrize(
-    ("prompt", "offset"),
-    [("Faint wind", -8.0), ("Distant thunder", -8.0), ("A loud explosion", 6.0),
-     ("Very faint birdsong", -12.0), ("A dog barks", 0.0)],
+    ("prompt", "plain", "offset"),
+    [("Faint wind", "Wind", -8.0), ("Distant thunder", "Thunder", -8.0),
+     ("A loud explosion", "An explosion", 6.0), ("Very faint birdsong", "Birdsong", -12.0)],
 )
-def test_loudness_words_shift_target(prompt: str, offset: float) -> None:
-    assert plan(prompt).events[0].target_lufs == pytest.approx(-23.0 + offset)
+def test_loudness_words_shift_target(prompt: str, plain: str, offset: float) -> None:
+    assert plan(prompt).events[0].target_lufs == pytest.approx(
+        plan(plain).events[0].target_lufs + offset)
+
+
+def test_lexicon_levels_order_sources() -> None:
+    p = plan("a loud explosion and faint birdsong")
+    assert by_text(p, "explosion").target_lufs > by_text(p, "birdsong").target_lufs
+    # "heavy" describes density, not level: the siren stays above heavy traffic.
+    p = plan("heavy traffic and a police siren", duration_s=12.0)
+    assert by_text(p, "siren").target_lufs > by_text(p, "traffic").target_lufs
 
 
 def test_base_lufs_and_seed_options() -> None:
+    quiet = RulePlanner(base_lufs=-23.0).plan("A dog barks", duration_s=5).plan
     loud = RulePlanner(base_lufs=-16.0).plan("A dog barks", duration_s=5).plan
-    assert loud.events[0].target_lufs == -16.0
+    assert loud.events[0].target_lufs == pytest.approx(quiet.events[0].target_lufs + 7.0)
     a = RulePlanner(seed=1).plan("A dog barks", duration_s=5).plan.events[0].seed
     b = RulePlanner(seed=2).plan("A dog barks", duration_s=5).plan.events[0].seed
     assert a != b
@@ -167,8 +178,7 @@ def test_output_always_validates_or_names_the_prompt(prompt: str, duration_s: fl
         assert error.field == "prompt"
         return
     validate_plan(result.plan)
-    if "second" not in prompt:  # with no explicit time, the last event ends at the scene end
-        assert max(e.end_s for e in result.plan.events) == pytest.approx(duration_s)
+    assert all(e.end_s <= duration_s for e in result.plan.events)
 
 
 def test_create_planner_by_name() -> None:
@@ -221,11 +231,11 @@ def test_edit_heavier_is_new_content(demo_plan: Plan) -> None:
 
 
 def test_edit_move_and_add(demo_plan: Plan) -> None:
-    thunder = by_text(demo_plan, "thunder")
+    thunder, door = by_text(demo_plan, "thunder"), by_text(demo_plan, "door")
     moved = PLANNER.edit(demo_plan, "move the thunder to 1 s").plan
     # Length is kept when it fits, so the stem can be reused.
-    assert changes(demo_plan, PLANNER.edit(demo_plan, "move the thunder to 2 s").plan) == {
-        thunder.id: ChangeKind.MOVED
+    assert changes(demo_plan, PLANNER.edit(demo_plan, "move the door to 2 s").plan) == {
+        door.id: ChangeKind.MOVED
     }
     assert moved.event(thunder.id).start_s == 1.0
     added = PLANNER.edit(demo_plan, "add a dog barking at 6 s for 1 s").plan
@@ -238,7 +248,8 @@ def test_edit_move_and_add(demo_plan: Plan) -> None:
 def test_edit_errors_name_the_problem(demo_plan: Plan) -> None:
     with pytest.raises(InvalidInputError) as info:
         PLANNER.edit(demo_plan, "dance")
-    assert info.value.field == "instruction" and "replace A with B" in str(info.value)
+    assert info.value.field == "instruction" and "replace X with Y" in str(info.value)
+    assert "not understood" in str(info.value)
     with pytest.raises(NotFoundError, match="no event matches"):
         PLANNER.edit(demo_plan, "remove the helicopter")
     with pytest.raises(InvalidInputError):
@@ -277,7 +288,7 @@ def test_a_bare_verb_after_then_keeps_the_earlier_subject(
 ) -> None:
     p = plan(prompt)
     assert [e.description for e in sorted(p.events, key=lambda e: e.start_s)] == descriptions
-    assert p.events[0].end_s == pytest.approx(p.events[1].start_s)
+    assert p.events[0].end_s <= p.events[1].start_s + 1e-6
 
 
 @pytest.mark.parametrize(
@@ -344,14 +355,17 @@ def test_word_salad_of_connectives_and_times_always_validates() -> None:
 
 
 @pytest.mark.parametrize(
-    ("prompt", "offset"),
-    [("A clock ticks in a quiet room", 0.0),
-     ("A thunderstorm rolls into a quiet campsite", 0.0),
-     ("A quiet clock ticks in a room", -8.0),
-     ("A dog barks quietly in a quiet street", -8.0)],
+    ("prompt", "plain", "offset"),
+    [("A clock ticks in a quiet room", "A clock ticks in a room", 0.0),
+     ("A thunderstorm rolls into a quiet campsite", "A thunderstorm rolls into a campsite", 0.0),
+     ("A quiet clock ticks in a room", "A clock ticks in a room", -8.0),
+     ("A dog barks quietly in a quiet street", "A dog barks in a street", -8.0)],
 )
-def test_quiet_describing_the_place_does_not_turn_the_sound_down(prompt: str, offset: float) -> None:
-    assert plan(prompt).events[0].target_lufs == pytest.approx(-23.0 + offset)
+def test_quiet_describing_the_place_does_not_turn_the_sound_down(
+    prompt: str, plain: str, offset: float
+) -> None:
+    assert plan(prompt).events[0].target_lufs == pytest.approx(
+        plan(plain).events[0].target_lufs + offset)
 
 
 @pytest.mark.parametrize(

@@ -162,13 +162,15 @@ def test_loudness_and_move_edits_never_call_the_generator(manager, generator) ->
     assert rain.gain_db == pytest.approx(6.0, abs=0.6)
     assert recorder.kinds()["e2"] == ChangeKind.REGAINED
 
+    before = v1.manifest.event("e3")
     moved = manager.render(
-        manager.prepare_edit("scene", change=EventEdit(op="move", event_id="e3", start_s=1.0)),
+        manager.prepare_edit("scene", change=EventEdit(op="move", event_id="e3", start_s=0.5)),
         on_stem=recorder,
     )
     assert generator.calls == 1
     engine = moved.manifest.event("e3")
-    assert (engine.start_s, engine.end_s) == (1.0, 5.0)
+    assert engine.start_s == 0.5
+    assert engine.end_s == pytest.approx(0.5 + before.end_s - before.start_s)
     assert engine.stem_path == v1.manifest.event("e3").stem_path
     assert engine.gain_db == pytest.approx(0.0, abs=0.6)
     assert recorder.kinds()["e3"] == ChangeKind.MOVED
@@ -275,7 +277,7 @@ def test_everything_survives_a_restart(tmp_path, generator) -> None:
     assert all(Path(entry.stem_path).is_file() for entry in info.manifest.events)
     assert [summary.name for summary in again.list()] == ["scene"]
     # The restarted manager keeps reusing the old stems: no generator call for these.
-    moved = again.render(again.prepare_edit("scene", instruction="move the engine to 1 s"))
+    moved = again.render(again.prepare_edit("scene", instruction="move the engine 0.5 s earlier"))
     back = again.render(again.prepare_undo("scene"))
     assert generator.calls == 1
     assert moved.version == 3 and back.version == 2
