@@ -40,15 +40,15 @@ import soxr
 
 from engine.generators import GenerationRequest, GenerationResult
 from engine.generators.procedural.primitives import lowpass
-from engine.generators.procedural.recipes import RECIPES
+from engine.generators.procedural.recipes import recipe_for
 from engine.generators.procedural.recipes.beds import sketch_neutral
-from engine.generators.procedural.text import Traits, classify_family, describe_traits
+from engine.generators.procedural.text import Traits, read_description
 from engine.progress import CancelToken, ProgressFn
 from engine.render import fit_to_length
 
 # Bump whenever a recipe, the keyword table or the level rule changes samples: it is part of
 # every cache key made for this backend.
-DSP_VERSION = 2
+DSP_VERSION = 3
 
 # Beds longer than this are rendered once at this length and looped with a long crossfade:
 # a 600 s rain bed rendered whole peaks near 4 GB, tiled it stays near 0.4 GB, and a
@@ -65,7 +65,8 @@ MAX_SAMPLE_RATE = 384000
 _WORK_RATE: dict[str, int | None] = {
     "thunder": 16000, "crowd": 16000, "pad": 16000, "neutral": 16000, "wind": 24000,
     "engine": 24000, "dog": 24000, "cat": 24000, "animal": 24000, "alarm": 24000,
-    "water": 24000, "explosion": 32000,
+    "water": 24000, "explosion": 32000, "siren": 24000, "horn": 24000, "beep": 24000,
+    "scream": 24000, "cough": 24000, "heartbeat": 16000, "whistle": 32000, "note": 32000,
 }
 
 def _rng_for(seed: int, description: str) -> np.random.Generator:
@@ -108,17 +109,16 @@ def render_sketch(description: str, *, length_s: float, sample_rate: int = 48000
     checked = _check(GenerationRequest(description, length_s, seed, sample_rate), math.inf)
     if isinstance(checked, str):
         raise ValueError(checked)
-    family = classify_family(description)
+    family, traits = read_description(description, length_s=length_s)
     if family in BED_FAMILIES and length_s > BED_TILE_S:
         tile = render_sketch(description, length_s=BED_TILE_S, sample_rate=sample_rate, seed=seed)
         return fit_to_length(tile, frames=checked.frames, sample_rate=checked.sample_rate,
                              crossfade_ms=BED_TILE_CROSSFADE_MS)
-    traits = describe_traits(description)
     rng = _rng_for(seed, description)
     cap = _WORK_RATE.get(family)
     work_rate = min(checked.sample_rate, cap) if cap else checked.sample_rate
     work_frames = math.ceil(checked.frames * work_rate / checked.sample_rate) + 1
-    audio = np.atleast_2d(RECIPES[family](rng, work_frames, work_rate, traits))
+    audio = np.atleast_2d(recipe_for(family)(rng, work_frames, work_rate, traits))
     if not np.any(np.abs(audio) > 1e-9):  # e.g. a one-shot that could not fit: never silent
         audio = sketch_neutral(rng, work_frames, work_rate, traits)
     if traits.distant:  # air and walls eat the top end first

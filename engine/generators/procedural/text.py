@@ -1,6 +1,12 @@
-"""What the procedural backend reads from a description: its family and its loudness traits.
+"""What the procedural backend reads from a description: its family and its traits.
 
-``classify_family`` picks one family from a keyword table (``FAMILY_KEYWORDS``). Keywords
+The family comes from the sound lexicon (``presets/sounds.toml`` via ``engine.lexicon``): the
+entry that best matches the description names the family that sketches it, and its kind and
+hit length say whether a short event is one hit of a counted run ("a dog barks three times" is
+three events, each rendering exactly one bark). Only descriptions the lexicon does not match
+fall back to the keyword table below, so knowledge about sounds lives in the data file.
+
+The fallback ``FAMILY_KEYWORDS`` table: keywords
 match whole words with common inflections ("bark" matches "barks", "barking", "barked";
 "drive" matches "driving"; a keyword written "=fire" matches only "fire"/"fires", never the
 verb "firing"). A family scores the sum of the weights of its keywords found in the text,
@@ -18,8 +24,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
+
+from engine.lexicon import SoundEntry, load_lexicon
 
 
 @dataclass(frozen=True)
@@ -29,14 +38,24 @@ class Traits:
     text: str  # lower-cased description
     intensity: float = 0.6  # 0 (faint) .. 1 (violent); from loudness words
     distant: bool = False
+    sound: str = ""  # the lexicon entry's name ("dog howl"), "" when the lexicon had none
+    single_hit: bool = False  # render exactly one hit / one occurrence, never a run
 
     def has(self, *stems: str) -> bool:
-        """True if any stem starts a word of the text ("slam" matches "slams", "slammed")."""
+        """True if any stem starts a word of the text or of the lexicon entry's name
+        ("slam" matches "slams", "slammed"; "howl" matches "wolves" read as "dog howl")."""
         for stem in stems:
             pattern = r"\b" + r"\s+".join(re.escape(part) for part in stem.split())
-            if re.search(pattern, self.text):
+            if re.search(pattern, self.text) or (self.sound and re.search(pattern, self.sound)):
                 return True
         return False
+
+
+class Reading(NamedTuple):
+    """A description read once: the family that renders it and the traits its recipe uses."""
+
+    family: str
+    traits: Traits
 
 
 
@@ -83,14 +102,25 @@ FAMILY_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
                 "croak", "cricket", "insect", "cicada", "grasshopper", "pig", "oink")),
     ("bell", ("bell", "church bell", "doorbell", "chime", "ding", "toll", "gong", "ring",
               "triangle", "wind chime")),
-    ("alarm", ("alarm", "beep", "bleep", "siren", "buzzer", "horn", "honk", "phone",
-               "telephone", "ringtone", "notification", "fire alarm", "smoke alarm",
-               "alarm clock", "fire truck", "fire engine", "police car", "ambulance", "pip",
-               "blip", "microwave", "heart monitor")),
-    ("typing", ("typing", "type", "keyboard", "keystroke", "typewriter", "click",
-                "mouse click", "tick", "clock", "metronome")),
+    ("alarm", ("alarm", "buzzer", "phone", "telephone", "ringtone", "fire alarm",
+               "smoke alarm", "alarm clock", "car alarm")),
+    ("siren", ("siren", "fire truck", "fire engine", "police car", "ambulance", "air raid")),
+    ("horn", ("horn", "honk", "klaxon", "hooter", "trumpet", "bugle", "trombone", "tuba",
+              "fanfare", "foghorn")),
+    ("beep", ("beep", "bleep", "pip", "blip", "heart monitor", "sonar", "laser", "dial tone")),
+    ("typing", ("typing", "type", "keyboard", "keystroke", "typewriter")),
+    ("click", ("click", "mouse click", "tick", "clock", "metronome", "switch", "shutter",
+               "camera", "lock", "button", "snip", "scissors")),
+    ("keys", ("key", "keychain", "jingle", "coin", "chain")),
+    ("scream", ("scream", "shriek", "yell", "shout", "wail", "baby cry", "cry")),
+    ("cough", ("cough", "sneeze", "gasp", "sigh", "breath", "breathe", "pant", "snore",
+               "wheeze", "clear throat")),
+    ("whistle", ("whistle", "flute", "piccolo", "recorder", "kettle whistle")),
+    ("note", ("note", "piano", "guitar", "violin", "cello", "harp", "xylophone", "marimba",
+              "glockenspiel", "music box", "melody", "arpeggio", "pluck", "strum")),
+    ("heartbeat", ("heartbeat", "heart beat", "heart", "pulse")),
     ("pad", ("pad", "music", "musical", "drone", "synth", "synthesizer", "chord", "score",
-             "soundtrack", "melody", "hum", "strings")),
+             "soundtrack", "hum", "strings")),
 )
 FAMILIES: tuple[str, ...] = tuple(family for family, _ in FAMILY_KEYWORDS) + ("neutral",)
 
@@ -131,7 +161,13 @@ def _compiled_table() -> tuple[tuple[str, tuple[tuple[re.Pattern[str], int], ...
 
 
 def classify_family(description: str) -> str:
-    """The sketch family for a description (see the module docstring for the rule)."""
+    """The sketch family for a description: the lexicon's, else the keyword table's."""
+    entry = load_lexicon().match(description)
+    return entry.family if entry is not None else keyword_family(description)
+
+
+def keyword_family(description: str) -> str:
+    """The fallback family from ``FAMILY_KEYWORDS`` (see the module docstring for the rule)."""
     text = description.lower()
     best: tuple[int, int, int] | None = None  # (-score, first position, table index)
     best_family = "neutral"
@@ -147,11 +183,39 @@ def classify_family(description: str) -> str:
     return best_family
 
 
-def describe_traits(description: str) -> Traits:
+def read_description(description: str, *, length_s: float | None = None) -> Reading:
+    """Family and traits in one pass; ``length_s`` (the event's) decides single hits."""
+    entry = load_lexicon().match(description)
+    family = entry.family if entry is not None else keyword_family(description)
+    return Reading(family, describe_traits(description, length_s=length_s, entry=entry))
+
+
+def describe_traits(description: str, *, length_s: float | None = None,
+                    entry: SoundEntry | None = None) -> Traits:
     """Intensity (0.1..1) and distance from loudness words: each loud word +0.3, soft -0.3."""
     text = description.lower()
     words = re.findall(r"[a-z][a-z'-]*", text)
     loud = sum(word in _LOUD_WORDS for word in words)
     soft = sum(word in _SOFT_WORDS for word in words)
     intensity = float(np.clip(0.6 + 0.3 * loud - 0.3 * soft, 0.1, 1.0))
-    return Traits(text=text, intensity=intensity, distant=bool(_DISTANT.search(text)))
+    return Traits(text=text, intensity=intensity, distant=bool(_DISTANT.search(text)),
+                  sound=entry.name if entry is not None else "",
+                  single_hit=_is_single_hit(text, length_s, entry))
+
+
+_ONCE = re.compile(r"\b(once|a single|one single|just one|single)\b")
+
+
+def _is_single_hit(text: str, length_s: float | None, entry: SoundEntry | None) -> bool:
+    """One hit, not a run: said so ("once", "a single"), a one-shot sound, or an event of a
+    repeated-hit sound no longer than about one hit (the planner splits counted runs into one
+    event per hit, each about ``single_hit_s`` long)."""
+    if _ONCE.search(text):
+        return True
+    if entry is None or length_s is None:
+        return False
+    if entry.kind == "one_shot":
+        return True
+    if entry.kind == "hits":
+        return length_s <= 1.5 * entry.single_hit_s or length_s < entry.length_min_s
+    return False

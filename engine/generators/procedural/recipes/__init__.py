@@ -28,7 +28,21 @@ from engine.generators.procedural.recipes.hits import (
     sketch_thunder,
     sketch_typing,
 )
-from engine.generators.procedural.recipes.tones import sketch_alarm, sketch_bell
+from engine.generators.procedural.recipes.body import (
+    sketch_cough,
+    sketch_heartbeat,
+    sketch_scream,
+    sketch_whistle,
+)
+from engine.generators.procedural.recipes.mechanical import sketch_click, sketch_keys
+from engine.generators.procedural.recipes.music import sketch_note
+from engine.generators.procedural.recipes.signals import (
+    sketch_alarm,
+    sketch_beep,
+    sketch_horn,
+    sketch_siren,
+)
+from engine.generators.procedural.recipes.tones import sketch_bell
 from engine.generators.procedural.recipes.vehicles import sketch_engine
 from engine.generators.procedural.recipes.voices import (
     sketch_animal,
@@ -47,4 +61,12 @@ RECIPES: dict[str, Recipe] = {
     "explosion": sketch_explosion, "crowd": sketch_crowd, "bird": sketch_bird, "dog": sketch_dog,
     "cat": sketch_cat, "animal": sketch_animal, "bell": sketch_bell, "alarm": sketch_alarm,
     "typing": sketch_typing, "pad": sketch_pad, "neutral": sketch_neutral,
+    "siren": sketch_siren, "horn": sketch_horn, "beep": sketch_beep, "scream": sketch_scream,
+    "cough": sketch_cough, "whistle": sketch_whistle, "note": sketch_note,
+    "heartbeat": sketch_heartbeat, "keys": sketch_keys, "click": sketch_click,
 }
+
+
+def recipe_for(family: str) -> Recipe:
+    """The family's recipe; a family this backend does not know gets the neutral swell."""
+    return RECIPES.get(family, sketch_neutral)

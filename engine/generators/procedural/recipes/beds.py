@@ -148,6 +148,8 @@ def _drips(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np.ndar
         pan = rng.uniform(0.3, 0.7)
         for channel, gain in enumerate((math.sqrt(1 - pan), math.sqrt(pan))):
             add_at(out[channel], drip * gain * rng.uniform(0.5, 1.0), int(time_s * sample_rate))
+        if traits.single_hit:  # one drip of a counted run, nothing under it
+            return out
         time_s += rng.exponential(1.0 / (1.0 + 2.5 * traits.intensity)) + 0.05
     bed = _bubbles(rng, n_frames, sample_rate, 20, 300, 900)
     return edge_fade(mix_balanced((out, 1.0), (bed, 0.15)), sample_rate)

@@ -117,7 +117,34 @@ def sketch_footsteps(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) 
     return out
 
 
+def knocks(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np.ndarray:
+    """Knuckles on wood: three knocks (two for "twice", four light taps), one for a single hit."""
+    total_s = n_frames / sample_rate
+    onset_s = onset_for(total_s)
+    decay_scale = decay_scale_for(total_s, 1.5)
+    out = np.zeros(n_frames)
+    count = 2 if traits.has("double", "twice", "two") else (4 if traits.has("tap") else 3)
+    if traits.single_hit:
+        count = 1
+    spacing_s = rng.uniform(0.16, 0.24) * (0.6 if traits.has("tap") else 1.0)
+    heavy = traits.has("pound", "bang", "hammer", "fist")  # a fist, not knuckles: lower, longer
+    knock = stack_kernels(
+        (ping(sample_rate, rng.uniform(180, 260) * (0.5 if heavy else 1.0), 0.03), 1.0),
+        (ping(sample_rate, rng.uniform(700, 1000), 0.012), 0.5),
+        (noise_burst(rng, sample_rate, 0.002, low_hz=1500), 0.4),
+    )
+    for i in range(count):
+        add_at(
+            out,
+            knock * rng.uniform(0.8, 1.0),
+            int((onset_s + i * spacing_s * decay_scale) * sample_rate),
+        )
+    return out[None, :]
+
+
 def sketch_door(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np.ndarray:
+    if traits.has("knock", "rap", "pound", "taps on", "bangs on"):  # knocking is on a door
+        return knocks(rng, n_frames, sample_rate, traits)
     total_s = n_frames / sample_rate
     out = np.zeros(n_frames)
     onset_s = onset_for(total_s)
@@ -202,20 +229,7 @@ def sketch_impact(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> 
     decay_scale = decay_scale_for(total_s, 1.5)
     out = np.zeros(n_frames)
     if traits.has("knock", "tap", "rap"):
-        count = 2 if traits.has("double", "twice", "two") else (4 if traits.has("tap") else 3)
-        spacing_s = rng.uniform(0.16, 0.24) * (0.6 if traits.has("tap") else 1.0)
-        knock = stack_kernels(
-            (ping(sample_rate, rng.uniform(180, 260), 0.03), 1.0),
-            (ping(sample_rate, rng.uniform(700, 1000), 0.012), 0.5),
-            (noise_burst(rng, sample_rate, 0.002, low_hz=1500), 0.4),
-        )
-        for i in range(count):
-            add_at(
-                out,
-                knock * rng.uniform(0.8, 1.0),
-                int((onset_s + i * spacing_s * decay_scale) * sample_rate),
-            )
-        return out[None, :]
+        return knocks(rng, n_frames, sample_rate, traits)
     thud = stack_kernels(
         (noise_burst(rng, sample_rate, 0.04 * decay_scale + 0.005, high_hz=600), 1.0),
         (ping(sample_rate, rng.uniform(60, 120), 0.12 * decay_scale + 0.01), 0.8),

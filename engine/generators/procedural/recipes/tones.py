@@ -1,4 +1,5 @@
-"""Tonal recipes (mono): bells and alarms.
+"""Bell recipes (mono): church bells, hand bells, doorbells, chimes; the bell strike that
+other recipes reuse.
 
 Every recipe has one call shape, ``sketch_<family>(rng, n_frames, sample_rate, traits)``, and
 returns a float64 array (channels, n_frames); the generator sets the level afterwards.
@@ -12,18 +13,13 @@ import numpy as np
 
 from engine.generators.procedural.primitives import (
     Rng,
-    TWO_PI,
     convolve_train,
     decay_scale_for,
-    gate_spans,
     impulses_at,
     noise_burst,
-    odd_tone,
     onset_for,
     poisson_train,
     resonate,
-    running_cycles,
-    time_axis_s,
 )
 from engine.generators.procedural.text import Traits
 
@@ -89,7 +85,10 @@ def sketch_bell(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np
             decay_s,
         )
     repeating = traits.has("toll", "ringing", "rings", "peal", "chiming", "clang")
-    times = np.arange(onset_s, total_s, period_s) if repeating else np.array([onset_s])
+    if repeating and not traits.single_hit:
+        times = np.arange(onset_s, total_s, period_s)
+    else:
+        times = np.array([onset_s])
     return strike_bell(
         rng,
         impulses_at(n_frames, sample_rate, times, np.ones(len(times))),
@@ -97,45 +96,3 @@ def sketch_bell(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np
         freq_hz,
         decay_s,
     )
-
-
-def square_tone(n_frames: int, sample_rate: int, freq_hz: float) -> np.ndarray:
-    return odd_tone(running_cycles(np.full(n_frames, freq_hz), sample_rate), freq_hz, sample_rate)
-
-
-def sketch_alarm(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np.ndarray:
-    total_s = n_frames / sample_rate
-    time_s = time_axis_s(n_frames, sample_rate)
-    onset_s = onset_for(total_s)
-    ramp_s = 0.004  # crisp beeps
-    if traits.has("siren", "police", "ambulance", "fire truck", "fire engine"):
-        period_s = 0.35 if traits.has("yelp") else 3.5  # wail, or the fast yelp
-        freq_hz = 700.0 + 550.0 * (0.5 - 0.5 * np.cos(TWO_PI * time_s / period_s))
-        sound = odd_tone(running_cycles(freq_hz, sample_rate), 1250.0, sample_rate)
-        spans, ramp_s = [(0.0, total_s)], 0.05
-    elif traits.has("horn", "honk"):
-        sound = square_tone(n_frames, sample_rate, 392.0) + square_tone(
-            n_frames, sample_rate, 494.0
-        )  # two horns a third apart
-        spans = [(onset_s + 0.6 * i, 0.4) for i in range(1 + int(rng.integers(0, 3)))]
-    elif traits.has("phone", "telephone", "ringtone"):
-        sound = np.sin(TWO_PI * 1000.0 * time_s) + np.sin(
-            TWO_PI * min(1200.0, 0.45 * sample_rate) * time_s
-        )
-        sound *= 0.5 + 0.5 * np.sign(np.sin(TWO_PI * 25.0 * time_s))  # the ringer's 25 Hz rattle
-        spans = [(s, 0.4) for ring in np.arange(onset_s, total_s, 3.0) for s in (ring, ring + 0.6)]
-    elif traits.has(
-        "beep", "bleep", "pip", "blip", "notification", "monitor", "microwave", "scanner"
-    ):
-        sound = np.sin(
-            TWO_PI * min(float(rng.choice([880, 1000, 1200, 2000])), 0.4 * sample_rate) * time_s
-        )
-        if traits.has("beeping", "beeps", "monitor", "repeat", "continu"):
-            starts = np.arange(onset_s, total_s, 1.0)
-        else:
-            starts = onset_s + 0.25 * np.arange(int(rng.integers(1, 4)))
-        spans = [(s, 0.12) for s in starts]
-    else:  # alarm clock, smoke alarm, buzzer: four fast beeps then a rest, repeating
-        sound = square_tone(n_frames, sample_rate, min(rng.uniform(2500, 3200), 0.4 * sample_rate))
-        spans = [(s + 0.14 * i, 0.07) for s in np.arange(onset_s, total_s, 1.06) for i in range(4)]
-    return (sound * gate_spans(n_frames, sample_rate, spans, ramp_s=ramp_s))[None, :]

@@ -91,7 +91,7 @@ def _rpm_curve(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np.
     return rpm
 
 
-def _motion(n_frames: int, sample_rate: int, traits: Traits, speed_m_s: float) -> Motion:
+def motion_for(n_frames: int, sample_rate: int, traits: Traits, speed_m_s: float) -> Motion:
     """Pitch ratio and gain for a pass-by (Doppler about the midpoint), a departure or approach."""
     total_s = n_frames / sample_rate
     time_s = time_axis_s(n_frames, sample_rate)
@@ -122,7 +122,7 @@ def _motion(n_frames: int, sample_rate: int, traits: Traits, speed_m_s: float) -
 def sketch_engine(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np.ndarray:
     kind = _engine_kind(traits)
     voice = _ENGINES[kind]
-    pitch_ratio, gain = _motion(n_frames, sample_rate, traits, voice.speed_m_s)
+    pitch_ratio, gain = motion_for(n_frames, sample_rate, traits, voice.speed_m_s)
     rpm = _rpm_curve(rng, n_frames, sample_rate, traits)
     phase = running_cycles(voice.idle_hz * rpm * pitch_ratio, sample_rate)
     # Each firing differs a little in strength: that unevenness is what makes it an engine.

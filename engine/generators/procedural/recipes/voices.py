@@ -181,11 +181,15 @@ def _one_call(rng: Rng, sample_rate: int, call: Call, scale: float) -> np.ndarra
 
 
 def call_sequence(rng: Rng, n_frames: int, sample_rate: int, call: Call, *, scale: float = 1.0,
-          start_s: float | None = None) -> np.ndarray:
-    """Groups of calls filling the length: the first near the top, then call.gap_s apart."""
+                  start_s: float | None = None, single: bool = False) -> np.ndarray:
+    """Groups of calls filling the length: the first near the top, then call.gap_s apart.
+    ``single``: exactly one call (one event of a counted run, "barks three times")."""
     total_s = n_frames / sample_rate
     out = np.zeros(n_frames)
     time_s = min(rng.uniform(0.02, 0.15), 0.1 * total_s) if start_s is None else start_s
+    if single:
+        add_at(out, _one_call(rng, sample_rate, call, scale), int(time_s * sample_rate))
+        return out[None, :]
     while time_s < total_s - 0.02:
         for _ in range(int(rng.integers(call.group_size.fewest, call.group_size.most + 1))):
             one = _one_call(rng, sample_rate, call, scale) * rng.uniform(0.7, 1.0)
@@ -203,19 +207,22 @@ def sketch_bird(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np
         (("duck", "quack"), "quack"),
     ):
         if traits.has(*stems):
-            return call_sequence(rng, n_frames, sample_rate, CALLS[name])
+            return call_sequence(rng, n_frames, sample_rate, CALLS[name], single=traits.single_hit)
     singers = 3 if traits.has("birds", "flock", "chorus", "forest", "dawn", "songbirds") else 1
     out = np.zeros(n_frames)
-    for _ in range(singers):
-        _song(rng, out, sample_rate, rng.uniform(2500, 5000))
+    for _ in range(1 if traits.single_hit else singers):
+        _song(rng, out, sample_rate, rng.uniform(2500, 5000), phrases=1 if traits.single_hit else 0)
     return out[None, :]
 
 
-def _song(rng: Rng, out: np.ndarray, sample_rate: int, base_hz: float) -> None:
-    """Phrases of 2-8 chirp glissandi (down, up or trill), a rest between phrases."""
+def _song(rng: Rng, out: np.ndarray, sample_rate: int, base_hz: float, *, phrases: int = 0) -> None:
+    """Phrases of 2-8 chirp glissandi (down, up or trill), a rest between phrases; ``phrases``
+    > 0 stops after that many (one bird call), 0 fills the length."""
     total_s = out.shape[-1] / sample_rate
     time_s = min(rng.uniform(0.05, 0.4), 0.1 * total_s)
-    while time_s < total_s - 0.05:
+    sung = 0
+    while time_s < total_s - 0.05 and not (phrases and sung >= phrases):
+        sung += 1
         style = int(rng.integers(3))
         for _ in range(int(rng.integers(2, 9))):
             length_s = rng.uniform(0.04, 0.12)
@@ -241,16 +248,20 @@ def sketch_dog(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np.
         else (0.7 if traits.has("big", "large", "huge", "mastiff", "guard") else 1.0)
     )
     if traits.has("growl", "snarl"):
-        return call_sequence(rng, n_frames, sample_rate, CALLS["growl"], scale=scale)
+        return call_sequence(rng, n_frames, sample_rate, CALLS["growl"], scale=scale,
+                         single=traits.single_hit)
     if traits.has("howl", "wolf"):
-        return call_sequence(rng, n_frames, sample_rate, CALLS["howl"], scale=scale)
-    return call_sequence(rng, n_frames, sample_rate, CALLS["bark"], scale=scale)
+        return call_sequence(rng, n_frames, sample_rate, CALLS["howl"], scale=scale,
+                         single=traits.single_hit)
+    return call_sequence(rng, n_frames, sample_rate, CALLS["bark"], scale=scale,
+                         single=traits.single_hit)
 
 
 def sketch_cat(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np.ndarray:
     name = "purr" if traits.has("purr") else ("hiss" if traits.has("hiss") else "meow")
     return call_sequence(
-        rng, n_frames, sample_rate, CALLS[name], scale=1.4 if traits.has("kitten") else 1.0
+        rng, n_frames, sample_rate, CALLS[name], scale=1.4 if traits.has("kitten") else 1.0,
+        single=traits.single_hit,
     )
 
 
@@ -269,5 +280,5 @@ _ANIMAL_CALLS = (
 def sketch_animal(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np.ndarray:
     for stems, name in _ANIMAL_CALLS:
         if traits.has(*stems):
-            return call_sequence(rng, n_frames, sample_rate, CALLS[name])
-    return call_sequence(rng, n_frames, sample_rate, CALLS["call"])
+            return call_sequence(rng, n_frames, sample_rate, CALLS[name], single=traits.single_hit)
+    return call_sequence(rng, n_frames, sample_rate, CALLS["call"], single=traits.single_hit)
