@@ -19,6 +19,7 @@ from engine.planners import Planner, create_planner
 from engine.settings import EngineSettings
 
 if TYPE_CHECKING:  # imported where used: `audio-agent plan` needs neither the cache nor sessions
+    from engine.api import SessionEngine
     from engine.cache import RenderCache
     from engine.session import SessionManager
 
@@ -98,3 +99,24 @@ def build_session_manager(
         default_target_lufs=settings.target_lufs,
         ceiling_dbtp=settings.ceiling_dbtp,
     )
+
+
+def build_engine(
+    settings: EngineSettings,
+    *,
+    data_dir: Path,
+    planner: str | None = None,
+    backend: str | None = None,
+    llm_model: str | None = None,
+    cache_max_bytes: int | None = None,
+    max_video_bytes: int | None = None,
+) -> SessionEngine:
+    """The Engine a server (or any front door keeping sessions) talks to (engine.api)."""
+    from engine.api import SessionEngine
+    from engine.limits import MAX_VIDEO_BYTES
+
+    manager = build_session_manager(
+        settings, data_dir=data_dir, planner=planner, backend=backend, llm_model=llm_model,
+        cache_max_bytes=cache_max_bytes,
+    )
+    return SessionEngine(manager, max_video_bytes=max_video_bytes or MAX_VIDEO_BYTES)

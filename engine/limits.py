@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 from engine.errors import InvalidInputError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
 
 # ---------------------------------------------------------------------------- text
@@ -68,6 +70,7 @@ MAX_EVENT_ID_CHARS = 64
 MAX_PATH_CHARS = 4096
 MAX_FRAME_BYTES = 64 * 1024  # one client WebSocket frame
 MAX_DATAGRAM_BYTES = 8 * 1024  # one client OSC datagram
+MAX_VIDEO_BYTES = 8 * 1024**3  # a video a client names for a cue (setting max_video_bytes)
 
 
 def check_number(
@@ -180,3 +183,34 @@ def check_audio(audio: object, *, field: str = "audio") -> "np.ndarray":
     if not np.all(np.isfinite(array)):
         raise InvalidInputError(f"{field}: contains NaN or infinite samples", field=field)
     return array
+
+
+def check_video_path(path_text: str, *, max_bytes: int = MAX_VIDEO_BYTES) -> "Path":
+    """A video file a client names: it must exist, be a regular readable file of a sane size.
+    Returns the resolved path."""
+    import os
+    import stat
+    from pathlib import Path
+
+    path = Path(path_text).expanduser()
+    try:
+        info = path.stat()
+    except (OSError, ValueError):
+        raise InvalidInputError(
+            f"video_path={path_text!r}: no such file", field="video_path", value=path_text
+        ) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise InvalidInputError(
+            f"video_path={path_text!r}: not a regular file", field="video_path", value=path_text
+        )
+    if info.st_size == 0 or info.st_size > max_bytes:
+        raise InvalidInputError(
+            f"video_path={path_text!r}: {info.st_size} bytes; must be 1..{max_bytes}",
+            field="video_path",
+            value=path_text,
+        )
+    if not os.access(path, os.R_OK):
+        raise InvalidInputError(
+            f"video_path={path_text!r}: not readable", field="video_path", value=path_text
+        )
+    return path.resolve()

@@ -9,17 +9,16 @@ worker renders another:
   unchanged, moved and re-gained events, stores the version and makes it current.
 
 Layout under ``data_dir``: ``audio_agent.sqlite`` (engine.store) and
-``sessions/<safe name>/v<N>/`` (stems, mix.wav, manifest.json of version N). Session names are
-user text; ``session_dir_name`` maps any of them to one safe folder name inside ``sessions/``.
+``sessions/<safe name>/v<N>/`` (stems, mix.wav, manifest.json of version N).
+
+Beside it: engine.session_paths (safe folder names), engine.session_views (what front doors
+show of a session), engine.session_words (undo phrases, reply wording), engine.seeds (seeds).
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 import threading
-import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -28,7 +27,6 @@ from engine.edits import EventEdit, apply_edit
 from engine.errors import InvalidInputError, NotFoundError
 from engine.generators import Generator
 from engine.limits import (
-    SESSION_SLUG_CHARS,
     check_duration_s,
     check_position_s,
     check_seed,
@@ -47,51 +45,36 @@ from engine.plan import (
 )
 from engine.planners import Planner, PlanResult, Turn
 from engine.progress import CancelToken, ProgressFn
+from engine.session_paths import SESSIONS_DIR, SessionFolders, session_dir_name
+from engine.session_views import (
+    SessionInfo,
+    SessionSummary,
+    history,
+    neighbours,
+    session_info,
+    session_summary,
+)
+from engine.session_words import (
+    applied_reply,
+    describe_change,
+    planned_reply,
+    restored_reply,
+    route_instruction,
+)
 from engine.seeds import DEFAULT_SEED, plan_prompt, seed_plan
-from engine.store import JobRow, SessionRow, SessionStore, VersionRow
+from engine.store import SessionRow, SessionStore, VersionRow
+
+# Re-exported: callers have always found these here.
+__all__ = [
+    "DB_NAME", "SESSIONS_DIR", "OnStem", "PendingVersion", "SessionInfo", "SessionManager",
+    "SessionSummary", "SessionVersion", "VersionKind", "check_session_name", "route_instruction",
+    "session_dir_name",
+]
 
 DB_NAME = "audio_agent.sqlite"
-SESSIONS_DIR = "sessions"
-SLUG_CHARS = SESSION_SLUG_CHARS
 
 VersionKind = Literal["generate", "edit", "undo", "redo", "video_cue"]
 OnStem = Callable[[ManifestEvent, ChangeKind], None]
-
-# Plain history commands are handled here, never sent to a planner: an LLM asked to "undo"
-# would have to reconstruct the old plan, while the store already holds it exactly.
-_UNDO = re.compile(
-    r"^\s*(?:please\s+)?(?:undo(?:\s+(?:that|it|this|the\s+last(?:\s+(?:change|edit))?))?"
-    r"|go\s+back|revert(?:\s+(?:that|it))?)\s*(?:,?\s*please)?[\s.!]*$",
-    re.IGNORECASE,
-)
-_REDO = re.compile(
-    r"^\s*(?:please\s+)?(?:redo(?:\s+(?:that|it|this))?)\s*(?:,?\s*please)?[\s.!]*$",
-    re.IGNORECASE,
-)
-
-
-def route_instruction(instruction: str) -> Literal["undo", "redo"] | None:
-    """'undo' / 'undo that' / 'go back' -> 'undo'; 'redo' -> 'redo'; anything else None."""
-    if _UNDO.match(instruction):
-        return "undo"
-    if _REDO.match(instruction):
-        return "redo"
-    return None
-
-
-def session_dir_name(name: str) -> str:
-    """A folder name for ``name``: a readable ASCII slug plus a hash of the exact name.
-
-    The slug can only hold [a-z0-9_-] so no name reaches another folder ('..', '/', drive
-    letters); the hash keeps names apart that slug alike ('A b' vs 'a-b') and means the result
-    is never a bare Windows device name (CON, NUL, COM1...).
-    """
-    check_session_name(name)
-    ascii_text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
-    slug = re.sub(r"[^a-z0-9_-]+", "-", ascii_text.lower()).strip("-_")[:SLUG_CHARS].strip("-_")
-    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:12]
-    return f"{slug or 'session'}-{digest}"
-
 
 @dataclass(frozen=True)
 class PendingVersion:
@@ -131,56 +114,10 @@ class SessionVersion:
 
 
 @dataclass(frozen=True)
-class VersionSummary:
-    version: int
-    kind: str
-    instruction: str
-    created: float
-    event_count: int
-
-
-@dataclass(frozen=True)
-class SessionInfo:
-    name: str
-    current_version: int  # 0 until the first render lands
-    plan: Plan | None
-    manifest: Manifest | None
-    history: list[Turn]
-    versions: list[VersionSummary]
-    planner: str
-    backend: str
-    anchor_s: float
-    created: float
-    updated: float
-    can_undo: bool
-    can_redo: bool
-    interrupted_jobs: list[JobRow] = field(default_factory=list)
-    directory: str = ""
-
-
-@dataclass(frozen=True)
-class SessionSummary:
-    name: str
-    current_version: int
-    version_count: int
-    event_count: int
-    duration_s: float | None
-    updated: float
-    can_undo: bool
-    can_redo: bool
-
-
-@dataclass(frozen=True)
 class _Current:
     row: VersionRow
     plan: Plan
     manifest: Manifest
-
-
-def _describe_change(change: EventEdit) -> str:
-    fields = change.model_dump(exclude_none=True, exclude={"op"})
-    details = ", ".join(f"{key}={value!r}" for key, value in fields.items())
-    return f"{change.op}({details})"
 
 
 def _render_scene(**kwargs: object) -> Manifest:
@@ -205,19 +142,9 @@ class SessionManager:
         default_target_lufs: float = -23.0,
         ceiling_dbtp: float = -1.0,
     ) -> None:
-        self.data_dir = Path(data_dir).expanduser().resolve()
-        self.sessions_dir = self.data_dir / SESSIONS_DIR
-        self.sessions_dir.mkdir(parents=True, exist_ok=True)
-        if not self.sessions_dir.resolve().is_relative_to(self.data_dir):
-            # Stems are announced with their real paths and DAW scripts refuse any outside the
-            # reported stem root (the data dir), so say so now rather than fail every job later.
-            raise InvalidInputError(
-                f"data_dir={str(self.data_dir)!r}: {SESSIONS_DIR}/ links to "
-                f"{str(self.sessions_dir.resolve())!r}, outside the data dir; to keep stems on "
-                "another disk, point the data dir there instead",
-                field="data_dir",
-                value=str(self.data_dir),
-            )
+        self.folders = SessionFolders(data_dir)
+        self.data_dir = self.folders.data_dir
+        self.sessions_dir = self.folders.sessions_dir
         self.store = SessionStore(self.data_dir / DB_NAME)
         self.cache = cache
         self.limits = limits
@@ -241,25 +168,10 @@ class SessionManager:
     # -- paths -------------------------------------------------------------------------------
 
     def session_dir(self, session: str) -> Path:
-        path = self.sessions_dir / session_dir_name(session)
-        # Belt and braces: the slug cannot escape, but a symlinked sessions/ must not either.
-        if not path.resolve().is_relative_to(self.sessions_dir.resolve()):
-            raise InvalidInputError(
-                f"session={session!r}: maps outside the data dir", field="session", value=session
-            )
-        return path
+        return self.folders.session_dir(session)
 
     def version_dir(self, session: str, version: int) -> Path:
-        path = self.session_dir(session) / f"v{int(version)}"
-        # A link planted at a version's folder must not carry stems elsewhere either; checked
-        # here, before anything is written (the server's own check comes after the write).
-        if not path.resolve().is_relative_to(self.sessions_dir.resolve()):
-            raise InvalidInputError(
-                f"session={session!r}: version folder maps outside the data dir",
-                field="session",
-                value=session,
-            )
-        return path
+        return self.folders.version_dir(session, version)
 
     # -- factories (one instance per name: models load once) ---------------------------------
 
@@ -298,47 +210,17 @@ class SessionManager:
         )
 
     def _history(self, row: SessionRow | None) -> list[Turn]:
-        if row is None:
-            return []
-        turns = self.store.list_turns(row.name, up_to_version=row.current_version)
-        # Roles are checked by the store's schema, so the Literal holds.
-        return [Turn(turn.role, turn.content) for turn in turns]  # type: ignore[arg-type]
+        return history(self.store, row)
 
     def _neighbours(self, row: SessionRow) -> tuple[int | None, int | None]:
-        numbers = [v.version for v in self.store.list_versions(row.name)]
-        if row.current_version not in numbers:
-            return None, (numbers[0] if numbers else None)
-        index = numbers.index(row.current_version)
-        before = numbers[index - 1] if index > 0 else None
-        after = numbers[index + 1] if index + 1 < len(numbers) else None
-        return before, after
+        return neighbours(self.store.list_versions(row.name), row.current_version)
 
     def get(self, session: str) -> SessionInfo:
         row = self.store.require_session(check_session_name(session))
         current = self._current(row)
-        versions = self.store.list_versions(row.name)
-        before, after = self._neighbours(row)
-        return SessionInfo(
-            name=row.name,
-            current_version=row.current_version,
-            plan=current.plan if current else None,
+        return session_info(
+            self.store, row, plan=current.plan if current else None,
             manifest=current.manifest if current else None,
-            history=self._history(row),
-            versions=[
-                VersionSummary(
-                    v.version, v.kind, v.instruction, v.created,
-                    len(Plan.model_validate_json(v.plan_json).events),
-                )
-                for v in versions
-            ],
-            planner=row.planner,
-            backend=row.backend,
-            anchor_s=row.anchor_s,
-            created=row.created,
-            updated=row.updated,
-            can_undo=before is not None,
-            can_redo=after is not None,
-            interrupted_jobs=self.store.list_jobs(session=row.name, status="interrupted"),
             directory=str(self.session_dir(row.name)),
         )
 
@@ -346,19 +228,7 @@ class SessionManager:
         summaries = []
         for row in self.store.list_sessions():
             current = self._current(row)
-            before, after = self._neighbours(row)
-            summaries.append(
-                SessionSummary(
-                    name=row.name,
-                    current_version=row.current_version,
-                    version_count=len(self.store.list_versions(row.name)),
-                    event_count=len(current.plan.events) if current else 0,
-                    duration_s=current.plan.duration_s if current else None,
-                    updated=row.updated,
-                    can_undo=before is not None,
-                    can_redo=after is not None,
-                )
-            )
+            summaries.append(session_summary(self.store, row, plan=current.plan if current else None))
         return summaries
 
     # -- phase 1: prepare --------------------------------------------------------------------
@@ -450,8 +320,8 @@ class SessionManager:
             )
         if change is not None:
             plan = apply_edit(current.plan, change, limits=self.limits)
-            words = _describe_change(change)
-            result = PlanResult(plan=plan, planner="", reply=f"Applied {words}.")
+            words = describe_change(change)
+            result = PlanResult(plan=plan, planner="", reply=applied_reply(words))
         else:
             result = self._planner(row.planner).edit(
                 current.plan, text, history=self._history(row), limits=self.limits
@@ -496,7 +366,7 @@ class SessionManager:
             anchor_s=Manifest.model_validate_json(stored.manifest_json).anchor_s,
             base_version=row.current_version,
             instruction=kind,
-            reply=f"Restored version {target}.",
+            reply=restored_reply(target),
             session_planner=row.planner,
         )
 
@@ -535,7 +405,7 @@ class SessionManager:
             anchor_s=anchor_s,
             base_version=row.current_version,
             instruction=instruction,
-            reply=result.reply or f"Planned {len(plan.events)} event(s).",
+            reply=result.reply or planned_reply(len(plan.events)),
             fell_back=result.fell_back,
             session_planner=session_planner,
             seed=seed,

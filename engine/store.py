@@ -8,6 +8,7 @@ few rows per request, far below what would make a connection pool worth its comp
 
 from __future__ import annotations
 
+import enum
 import json
 import sqlite3
 import threading
@@ -15,12 +16,24 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator
 
 from engine.errors import AudioAgentError, InvalidInputError, NotFoundError
 
-JobStatus = Literal["queued", "running", "done", "failed", "cancelled", "interrupted"]
-JOB_STATUSES: tuple[str, ...] = ("queued", "running", "done", "failed", "cancelled", "interrupted")
+
+
+class JobStatus(str, enum.Enum):
+    """A stored job's state (the server's in-memory states are finer: server.jobs.JobState)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+
+JOB_STATUSES: tuple[str, ...] = tuple(status.value for status in JobStatus)
 
 _V1 = """
 CREATE TABLE sessions (
@@ -401,18 +414,21 @@ class SessionStore:
     # -- jobs --------------------------------------------------------------------------------
 
     @staticmethod
-    def _check_status(status: str) -> None:
-        if status not in JOB_STATUSES:
+    def _check_status(status: str) -> str:
+        """The status as its plain text value (a JobStatus or its value)."""
+        value = status.value if isinstance(status, JobStatus) else status
+        if value not in JOB_STATUSES:
             raise InvalidInputError(
                 f"status={status!r}: must be one of {', '.join(JOB_STATUSES)}",
                 field="status",
                 value=status,
             )
+        return value
 
     def add_job(
         self, job_id: str, *, session: str, request: dict[str, Any] | str, status: str = "queued"
     ) -> JobRow:
-        self._check_status(status)
+        status = self._check_status(status)
         request_json = request if isinstance(request, str) else json.dumps(request)
         now = time.time()
         with self._tx() as db:
@@ -424,7 +440,7 @@ class SessionStore:
         return self.require_job(job_id)
 
     def update_job(self, job_id: str, *, status: str, error: str = "") -> None:
-        self._check_status(status)
+        status = self._check_status(status)
         with self._tx() as db:
             updated = db.execute(
                 "UPDATE jobs SET status = ?, error = ?, updated = ? WHERE job_id = ?",
@@ -449,9 +465,8 @@ class SessionStore:
             clauses.append("session = ?")
             params.append(session)
         if status is not None:
-            self._check_status(status)
             clauses.append("status = ?")
-            params.append(status)
+            params.append(self._check_status(status))
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._query(f"SELECT * FROM jobs{where} ORDER BY created, job_id", tuple(params))
         return [JobRow(**dict(row)) for row in rows]

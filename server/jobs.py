@@ -13,6 +13,7 @@ then exactly one done or error.
 from __future__ import annotations
 
 import collections
+import enum
 import logging
 import math
 import queue
@@ -22,19 +23,63 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable, Protocol
 
 from engine.errors import AudioAgentError, BusyError, CancelledError, NotFoundError, TimeLimitError
 from engine.manifest import ManifestEvent
-from engine.progress import CancelToken
+from engine.plan import ChangeKind
+from engine.progress import CancelToken, ProgressFn
+from engine.session import OnStem, PendingVersion, SessionVersion
+from engine.store import JobStatus
 from server import protocol as p
 
 log = logging.getLogger("audio_agent.jobs")
 
-Sink = Callable[[Any], None]
-PrepareFn = Callable[[Any], Any]  # request model -> PendingVersion
-RenderFn = Callable[..., Any]  # (pending, *, progress, cancel, on_stem) -> SessionVersion
-RecordFn = Callable[["Job", str, str | None], None]  # (job, status, error message)
+Sink = Callable[[p.ServerMessage], None]
+PrepareFn = Callable[[p.JobRequest], PendingVersion]
+
+
+class RenderFn(Protocol):
+    def __call__(
+        self,
+        pending: PendingVersion,
+        *,
+        progress: ProgressFn | None = None,
+        cancel: CancelToken | None = None,
+        on_stem: OnStem | None = None,
+    ) -> SessionVersion: ...
+
+
+RecordFn = Callable[["Job", JobStatus, "str | None"], None]  # (job, status, error message)
+
+
+class JobState(enum.Enum):
+    """Where a job is. QUEUED -> PLANNING -> WAITING (for the render worker) -> RUNNING, then one
+    of the end states. The stored status (engine.store.JobStatus) is the coarser ``stored``."""
+
+    QUEUED = "queued"
+    PLANNING = "planning"
+    WAITING = "waiting"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"  # the server stopped first; reported after restart
+
+
+# What the store keeps of each state: planning and waiting are "queued" there (not yet running).
+STORED_STATUS: dict[JobState, JobStatus] = {
+    JobState.QUEUED: JobStatus.QUEUED,
+    JobState.PLANNING: JobStatus.QUEUED,
+    JobState.WAITING: JobStatus.QUEUED,
+    JobState.RUNNING: JobStatus.RUNNING,
+    JobState.DONE: JobStatus.DONE,
+    JobState.FAILED: JobStatus.FAILED,
+    JobState.CANCELLED: JobStatus.CANCELLED,
+    JobState.INTERRUPTED: JobStatus.INTERRUPTED,
+}
+
+
 _TIME_LIMIT_REASON = "time limit"
 _STOP_REASON = "the server stopped before this job finished; send the request again"
 
@@ -42,45 +87,44 @@ _STOP_REASON = "the server stopped before this job finished; send the request ag
 @dataclass
 class Job:
     id: str
-    request: Any
+    request: p.JobRequest
     sink: Sink
     token: CancelToken = field(default_factory=CancelToken)
-    state: str = "queued"  # queued | planning | waiting | running | done | failed | cancelled
-    pending: Any = None
+    state: JobState = JobState.QUEUED
+    pending: PendingVersion | None = None
     submitted_at: float = field(default_factory=time.monotonic)
     timer: threading.Timer | None = None
     last_progress: tuple[str, float] = ("", -1.0)
 
     @property
     def session(self) -> str:
-        return str(getattr(self.request, "session", ""))
+        return self.request.session
 
     @property
     def request_id(self) -> str:
-        return str(self.request.id)
+        return self.request.id
 
 
 def new_job_id() -> str:
     return "j" + uuid.uuid4().hex[:12]
 
 
-def plan_message(job: Job, pending: Any) -> p.PlanMessage:
+def plan_message(job: Job, pending: PendingVersion) -> p.PlanMessage:
     plan = pending.plan
     diff = {change.event_id: change.kind.value for change in pending.diff.changes}
     return p.PlanMessage(
-        id=job.request_id, job=job.id, session=str(pending.session), version=int(pending.version),
-        duration_s=plan.duration_s, anchor_s=float(getattr(pending, "anchor_s", 0.0) or 0.0),
-        events=list(plan.events),
-        diff=diff, notes=[str(note) for note in (getattr(pending, "notes", ()) or ())],
+        id=job.request_id, job=job.id, session=pending.session, version=pending.version,
+        duration_s=plan.duration_s, anchor_s=pending.anchor_s, events=list(plan.events),
+        diff=diff, notes=list(pending.notes),
     )
 
 
-def stem_message(job: Job, pending: Any, event: ManifestEvent, change: Any) -> p.StemReady:
+def stem_message(job: Job, pending: PendingVersion, event: ManifestEvent, change: ChangeKind) -> p.StemReady:
     return p.StemReady(
-        id=job.request_id, job=job.id, session=str(pending.session), version=int(pending.version),
+        id=job.request_id, job=job.id, session=pending.session, version=pending.version,
         event_id=event.id, description=event.description, stem_path=event.stem_path,
         start_s=event.start_s, end_s=event.end_s, target_lufs=event.target_lufs, gain_db=event.gain_db,
-        cache_hit=event.cache_hit, change=getattr(change, "value", str(change)),
+        cache_hit=event.cache_hit, change=change.value,
     )
 
 
@@ -129,7 +173,7 @@ class JobManager:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     # ------------------------------------------------------------------ API
-    def submit(self, request: Any, sink: Sink) -> Job:
+    def submit(self, request: p.JobRequest, sink: Sink) -> Job:
         """Queue a job; raises BusyError when ``max_jobs`` are already queued or running."""
         with self._lock:
             if self._stopped:
@@ -145,12 +189,12 @@ class JobManager:
             line.append(job)
             first_in_line = len(line) == 1
         sink(p.Accepted(id=job.request_id, job=job.id))
-        self._note(job, "queued")
+        self._note(job, JobState.QUEUED)
         if first_in_line:
             self._begin(job)
         return job
 
-    def cancel(self, job_id: str) -> str:
+    def cancel(self, job_id: str) -> JobState:
         """Cancel a queued or running job; returns the state it was in. The job itself then ends
         with an error message of code 'cancelled' to its own client."""
         with self._lock:
@@ -158,14 +202,14 @@ class JobManager:
             if job is None:
                 raise NotFoundError(f"job={job_id!r}: no queued or running job", field="job", value=job_id)
             state = job.state
-            waiting_in_line = state == "queued" and self._session_queues[job.session][0] is not job
+            waiting_in_line = state is JobState.QUEUED and self._session_queues[job.session][0] is not job
             if waiting_in_line:
                 self._session_queues[job.session].remove(job)
                 del self._jobs[job.id]
-                job.state = "cancelled"
+                job.state = JobState.CANCELLED
         job.token.cancel("cancelled by client")
         if waiting_in_line:
-            self._note(job, "cancelled", "cancelled by client")
+            self._note(job, JobState.CANCELLED, "cancelled by client")
             job.sink(p.error_message(CancelledError("cancelled by client"), request_id=job.request_id, job=job.id))
         return state
 
@@ -174,11 +218,11 @@ class JobManager:
             return list(self._jobs.values())
 
     # ------------------------------------------------------------------ internals
-    def _note(self, job: Job, status: str, error: str | None = None) -> None:
+    def _note(self, job: Job, state: JobState, error: str | None = None) -> None:
         if self._record is None:
             return
         try:
-            self._record(job, status, error)
+            self._record(job, STORED_STATUS[state], error)
         except Exception:  # recording is bookkeeping; never fail a job over it
             log.exception("could not record job %s", job.id)
 
@@ -193,7 +237,7 @@ class JobManager:
 
     def _begin(self, job: Job) -> None:
         """The job reached the head of its session's line: arm its time limit and plan it."""
-        job.state = "planning"
+        job.state = JobState.PLANNING
         self._arm(job)
         try:
             self._pool.submit(self._plan, job)
@@ -209,7 +253,7 @@ class JobManager:
             self._finish(job, error)
             return
         job.pending = pending
-        job.state = "waiting"
+        job.state = JobState.WAITING
         # Waiting for the render worker is not the job's fault: the limit restarts in _run.
         if job.timer is not None:
             job.timer.cancel()
@@ -227,12 +271,14 @@ class JobManager:
         if job.token.cancelled:
             self._finish(job, CancelledError(job.token.reason))
             return
-        job.state = "running"
+        assert job.pending is not None  # only planned jobs reach the render queue
+        pending = job.pending
+        job.state = JobState.RUNNING
         self._arm(job)
-        self._note(job, "running")
+        self._note(job, JobState.RUNNING)
         try:
             version = self._render(
-                job.pending,
+                pending,
                 progress=lambda stage, fraction: self._progress(job, stage, fraction),
                 cancel=job.token,
                 on_stem=lambda event, change: self._stem(job, event, change),
@@ -240,10 +286,9 @@ class JobManager:
         except BaseException as error:  # noqa: BLE001
             self._finish(job, error)
             return
-        manifest = version.manifest.model_dump(mode="json")
         done = p.Done(
-            id=job.request_id, job=job.id, session=str(job.pending.session),
-            version=int(version.version), manifest=manifest,
+            id=job.request_id, job=job.id, session=pending.session, version=version.version,
+            manifest=version.manifest,
         )
         self._finish(job, None, done)
 
@@ -258,8 +303,9 @@ class JobManager:
         job.last_progress = (stage, fraction)
         job.sink(p.Progress(id=job.request_id, job=job.id, stage=str(stage), fraction=fraction))
 
-    def _stem(self, job: Job, event: ManifestEvent, change: Any) -> None:
+    def _stem(self, job: Job, event: ManifestEvent, change: ChangeKind) -> None:
         self._check_inside(event.stem_path)
+        assert job.pending is not None  # stems land only while a planned job renders
         job.sink(stem_message(job, job.pending, event, change))
 
     def _check_inside(self, path: str) -> None:
@@ -270,7 +316,7 @@ class JobManager:
         if not resolved.is_relative_to(self._data_dir):
             raise AudioAgentError(f"stem path escapes the data dir: {path!r}", field="stem_path")
 
-    def _finish(self, job: Job, error: BaseException | None, done: Any = None) -> None:
+    def _finish(self, job: Job, error: BaseException | None, done: p.Done | None = None) -> None:
         if job.timer is not None:
             job.timer.cancel()
         if error is not None and job.token.cancelled and job.token.reason == _TIME_LIMIT_REASON:
@@ -279,12 +325,17 @@ class JobManager:
             )
         if error is not None and not isinstance(error, AudioAgentError):
             log.error("job %s failed", job.id, exc_info=error)
-        status = "done" if error is None else ("cancelled" if isinstance(error, CancelledError) else "failed")
-        if status == "cancelled" and job.token.reason == _STOP_REASON:
-            status = "interrupted"  # reported after restart, so the client can send it again
-        job.state = status
-        self._note(job, status, None if error is None else str(error))
         if error is None:
+            state = JobState.DONE
+        elif isinstance(error, CancelledError):
+            # Stopped with the server: reported after restart, so the client can send it again.
+            state = JobState.INTERRUPTED if job.token.reason == _STOP_REASON else JobState.CANCELLED
+        else:
+            state = JobState.FAILED
+        job.state = state
+        self._note(job, state, None if error is None else str(error))
+        if error is None:
+            assert done is not None
             job.sink(done)
         else:
             job.sink(p.error_message(error, request_id=job.request_id, job=job.id))

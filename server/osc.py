@@ -12,7 +12,7 @@ import asyncio
 import ipaddress
 import logging
 import threading
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
@@ -26,10 +26,11 @@ log = logging.getLogger("audio_agent.osc")
 # would vanish there without a trace. Oversized plan/done replies are sent in a compact form
 # (protocol.compact_osc_forms); anything else oversized becomes a too_large error.
 MAX_UDP_PAYLOAD = 9216
-Handle = Callable[[Any, Callable[[Any], None]], None]  # (request, sink) -> None
+Sink = Callable[[p.ServerMessage], None]
+Handle = Callable[[p.Request, Sink], None]
 
 
-def build_datagram(address: str, args: Iterable[Any]) -> bytes:
+def build_datagram(address: str, args: Iterable[p.OscArg]) -> bytes:
     builder = OscMessageBuilder(address=address)
     for value in args:
         if isinstance(value, bool):
@@ -43,7 +44,7 @@ def build_datagram(address: str, args: Iterable[Any]) -> bytes:
     return builder.build().dgram
 
 
-def encode_message(message: Any) -> bytes:
+def encode_message(message: p.ServerMessage) -> bytes:
     """A server message model -> one OSC datagram (see protocol.message_to_osc)."""
     address, args = p.message_to_osc(message)
     datagram = build_datagram(address, args)
@@ -54,7 +55,7 @@ def encode_message(message: Any) -> bytes:
                 return datagram
     if len(datagram) > MAX_UDP_PAYLOAD:
         error = p.ErrorMessage(
-            id=message.id, code="too_large", field=None, job=getattr(message, "job", None),
+            id=message.id, code=p.ErrorCode.TOO_LARGE.value, field=None, job=p.job_of(message),
             message=f"{address} would be {len(datagram)} bytes, over the {MAX_UDP_PAYLOAD}-byte OSC reply "
                     "limit; ask over WebSocket (audio-agent client) instead",
         )
@@ -88,15 +89,15 @@ class OscProtocol(asyncio.DatagramProtocol):
     def allowed(self, host: str) -> bool:
         return is_loopback(host) or host in self._allow
 
-    def sender(self, address: tuple[str, int]) -> Callable[[Any], None]:
+    def sender(self, address: tuple[str, int]) -> Sink:
         """A thread-safe sink sending each message as one datagram to ``address``."""
 
-        def send(message: Any) -> None:
+        def send(message: p.ServerMessage) -> None:
             try:
                 datagram = encode_message(message)
             except Exception as error:  # a bad message must not kill the job thread that sends it
                 log.exception("could not encode %r", message)
-                fallback = p.error_message(error, request_id=getattr(message, "id", ""))
+                fallback = p.error_message(error, request_id=message.id)
                 datagram = encode_message(fallback)
             if threading.get_ident() == self._loop_thread:
                 self._sendto(datagram, address)  # answer now, not after the handler returns
@@ -118,8 +119,7 @@ class OscProtocol(asyncio.DatagramProtocol):
         try:
             request, reply_port = self._decode(data)
         except p.ProtocolError as error:
-            port = getattr(error, "reply_port", 0)
-            (self.sender((host, port)) if port else reply_to)(p.error_message(error))
+            (self.sender((host, error.reply_port)) if error.reply_port else reply_to)(p.error_message(error))
             return
         except Exception as error:  # a decoder surprise still gets an answer; keep serving
             log.exception("could not decode an OSC datagram")
@@ -130,10 +130,10 @@ class OscProtocol(asyncio.DatagramProtocol):
             self._handle(request, sink)
         except Exception as error:  # the dispatcher answers its own errors; this is a last guard
             log.exception("OSC request failed")
-            sink(p.error_message(error, request_id=getattr(request, "id", "")))
+            sink(p.error_message(error, request_id=request.id))
 
     @staticmethod
-    def _decode(data: bytes) -> tuple[Any, int]:
+    def _decode(data: bytes) -> tuple[p.Request, int]:
         if len(data) > p.MAX_DATAGRAM_BYTES:
             raise p.ProtocolError(
                 f"datagram is {len(data)} bytes; the limit is {p.MAX_DATAGRAM_BYTES}", code="too_large"

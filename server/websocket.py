@@ -9,12 +9,11 @@ rebinding). When a token is configured, the client sends it as an ``Authorizatio
 from __future__ import annotations
 
 import asyncio
-import hmac
 import http
 import ipaddress
 import logging
 import weakref
-from typing import Any, Callable
+from typing import AsyncIterator, Callable
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -22,6 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from server import protocol as p
+from server.protocol import Connection, State, tokens_match
 
 log = logging.getLogger("audio_agent.websocket")
 
@@ -34,7 +34,8 @@ CLIENT_MAX_FRAME_BYTES = 16 * 1024 * 1024
 # With a token configured, a connection that has not authenticated gets this long to send its
 # auth message: an unauthenticated peer must not hold a connection open for free.
 AUTH_TIMEOUT_S = 10.0
-Handle = Callable[[Any, Callable[[Any], None]], None]
+Sink = Callable[[p.ServerMessage], None]
+Handle = Callable[[p.Request, Sink], None]
 
 
 def _hostname(value: str) -> str:
@@ -82,18 +83,13 @@ def token_from_headers(request: Request) -> str | None:
     return custom[0].strip() if custom else None
 
 
-def tokens_match(given: str | None, expected: str) -> bool:
-    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
-
-
-def _encode_or_error(message: Any) -> str:
+def _encode_or_error(message: p.ServerMessage) -> str:
     """Encode, or say why not: the client must never wait forever for a message that vanished."""
     try:
         return p.encode(message)
     except Exception as error:  # e.g. a NaN that JSON cannot carry
         log.exception("could not encode %r", message)
-        return p.encode(p.error_message(error, request_id=getattr(message, "id", ""),
-                                        job=getattr(message, "job", None)))
+        return p.encode(p.error_message(error, request_id=message.id, job=p.job_of(message)))
 
 
 class WebSocketTransport:
@@ -144,17 +140,17 @@ class WebSocketTransport:
     # ------------------------------------------------------------------ messages
     async def _serve_connection(self, connection: ServerConnection) -> None:
         loop = asyncio.get_running_loop()
-        outbox: asyncio.Queue[Any] = asyncio.Queue()
+        outbox: asyncio.Queue[p.ServerMessage] = asyncio.Queue()
 
-        def sink(message: Any) -> None:  # called from job threads and from the loop
+        def sink(message: p.ServerMessage) -> None:  # called from job threads and from the loop
             loop.call_soon_threadsafe(outbox.put_nowait, message)
 
         sender = asyncio.create_task(self._send_all(connection, outbox))
-        authed = self._token is None or connection in self._authed
+        state = Connection(token=self._token, authenticated=connection in self._authed)
         try:
-            async for frame in self._frames(connection, authed):
-                authed = self._on_frame(frame, sink, authed)
-                if authed is None:
+            async for frame in self._frames(connection, state):
+                self._on_frame(frame, sink, state)
+                if state.state is State.CLOSING:
                     await asyncio.sleep(0)  # let the error reach the outbox before closing
                     await outbox.join()
                     await connection.close(1008, "unauthorized")
@@ -168,46 +164,36 @@ class WebSocketTransport:
             await self._drain(outbox)
             sender.cancel()
 
-    async def _frames(self, connection: ServerConnection, authed: bool) -> Any:
+    async def _frames(self, connection: ServerConnection, state: Connection) -> AsyncIterator[str | bytes]:
         """The connection's frames; before authentication the first must come in time."""
-        if not authed:
+        if state.state is State.AWAITING_AUTH:
             yield await asyncio.wait_for(connection.recv(), self.auth_timeout_s)
         async for frame in connection:
             yield frame
 
-    def _on_frame(self, frame: str | bytes, sink: Callable[[Any], None], authed: bool) -> Any:
-        """Handle one frame; returns the new auth state, or None to close the connection.
-        Before authentication anything but a valid auth message closes it (after the error)."""
+    def _on_frame(self, frame: str | bytes, sink: Sink, state: Connection) -> None:
+        """Handle one frame: the connection's state machine says what to answer and whether a
+        request goes to the dispatcher (server.protocol.connection)."""
         try:
-            request = p.parse_request(frame)
-        except p.ProtocolError as error:
-            sink(p.error_message(error))
-            return authed or None
+            received = state.receive(frame)
         except Exception as error:  # a parser surprise must cost one error reply, not the connection
             log.exception("could not parse a frame")
             sink(p.error_message(error))
-            return authed or None
-        if isinstance(request, p.AuthRequest):
-            if self._token is None or tokens_match(request.token, self._token):
-                sink(p.AuthOk(id=request.id))
-                return True
-            sink(p.ErrorMessage(id=request.id, code="unauthorized", message="bad token", field="token"))
-            return None
-        if not authed:
-            sink(p.ErrorMessage(
-                id=request.id, code="unauthorized", field="token",
-                message="this server needs a token: send it as a header or a first auth message",
-            ))
-            return None
+            if state.state is State.AWAITING_AUTH:
+                state.state = State.CLOSING
+            return
+        for reply in received.replies:
+            sink(reply)
+        if received.request is None:
+            return
         try:
-            self._handle(request, sink)
+            self._handle(received.request, sink)
         except Exception as error:  # the dispatcher answers its own errors; this is a last guard
             log.exception("WebSocket request failed")
-            sink(p.error_message(error, request_id=request.id))
-        return authed
+            sink(p.error_message(error, request_id=received.request.id))
 
     @staticmethod
-    async def _send_all(connection: ServerConnection, outbox: asyncio.Queue[Any]) -> None:
+    async def _send_all(connection: ServerConnection, outbox: asyncio.Queue[p.ServerMessage]) -> None:
         while True:
             message = await outbox.get()
             try:
@@ -218,7 +204,7 @@ class WebSocketTransport:
                 outbox.task_done()
 
     @staticmethod
-    async def _drain(outbox: asyncio.Queue[Any]) -> None:
+    async def _drain(outbox: asyncio.Queue[p.ServerMessage]) -> None:
         # Give queued messages a moment to go out when the client closes first.
         try:
             await asyncio.wait_for(outbox.join(), timeout=0.5)

@@ -21,9 +21,15 @@ import pytest
 import soundfile as sf
 from pythonosc.osc_message import OscMessage
 
+from engine import api
+from engine.edits import EventEdit, apply_edit
 from engine.errors import InvalidInputError, NotFoundError
 from engine.manifest import FailedEvent, Manifest, ManifestEvent
 from engine.plan import ChangeKind, Event, Plan, diff_plans, validate_plan
+from engine.progress import CancelToken, ProgressFn
+from engine.session import OnStem, PendingVersion, SessionVersion, VersionKind
+from engine.session_views import InterruptedJob, SessionInfo, SessionSummary
+from engine.store import JobStatus
 from server import protocol as p
 from server.app import AudioAgentServer, ServerConfig
 from server.osc import build_datagram
@@ -32,21 +38,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 # ------------------------------------------------------------------------------ fake engine
-class FakePending:
-    def __init__(self, session: str, version: int, plan: Plan, old: Plan | None, base: int | None) -> None:
-        self.session, self.version, self.plan = session, version, plan
-        self.diff = diff_plans(old, plan)
-        self.notes: tuple[str, ...] = ()
-        self.base = base  # the version a restore points at (undo), else None
-
-
-class FakeVersion:
-    def __init__(self, version: int, plan: Plan, manifest: Manifest) -> None:
-        self.version, self.plan, self.manifest = version, plan, manifest
-
-
-class FakeManager:
-    """Plans 'a, b, c' prompts as one event per comma part; 'render' writes a tiny WAV per event.
+class FakeEngine:
+    """An engine.api.Engine that plans 'a, b, c' prompts as one event per comma part and
+    'renders' a tiny WAV per event, for transport and job tests (no DSP, no SQLite).
 
     Knobs for tests: ``stem_delay_s`` (sleep per stem, checking cancel), ``fail_word`` (events whose
     description contains it fail), ``gate`` (render waits on it: holds the single worker).
@@ -54,9 +48,10 @@ class FakeManager:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self.versions: dict[str, list[FakeVersion]] = {}
+        self.versions: dict[str, list[SessionVersion]] = {}
         self.current: dict[str, int] = {}
         self.generated: list[str] = []
+        self.jobs: dict[str, tuple[str, JobStatus]] = {}
         self.stem_delay_s = 0.0
         self.fail_word = "explode"
         self.gate: threading.Event | None = None
@@ -66,49 +61,51 @@ class FakeManager:
         versions = self.versions.get(session)
         return versions[self.current[session] - 1].plan if versions else None
 
-    def prepare_generate(self, session: str, *, prompt: str, duration_s: float, anchor_s: float = 0.0,
-                         planner: Any = None, backend: Any = None, seed: Any = None) -> FakePending:
-        parts = [part.strip() for part in prompt.split(",") if part.strip()]
-        step = duration_s / len(parts)
-        events = [Event(id=f"e{i + 1}", description=text, start_s=i * step, end_s=(i + 1) * step)
-                  for i, text in enumerate(parts)]
-        plan = validate_plan(Plan(duration_s=duration_s, events=tuple(events)))
-        return FakePending(session, len(self.versions.get(session, [])) + 1, plan, self._plan(session), None)
+    def _pending(self, session: str, version: int, plan: Plan, kind: VersionKind) -> PendingVersion:
+        return PendingVersion(session=session, version=version, kind=kind, plan=plan,
+                              diff=diff_plans(self._plan(session), plan))
 
-    def prepare_edit(self, session: str, *, instruction: str | None = None, change: Any = None) -> FakePending:
-        from engine.edits import EventEdit, apply_edit
+    def prepare(self, request: api.JobRequest) -> PendingVersion:
+        session = request.session
+        if isinstance(request, api.GenerateRequest):
+            parts = [part.strip() for part in request.prompt.split(",") if part.strip()]
+            step = request.duration_s / len(parts)
+            events = [Event(id=f"e{i + 1}", description=text, start_s=i * step, end_s=(i + 1) * step)
+                      for i, text in enumerate(parts)]
+            plan = validate_plan(Plan(duration_s=request.duration_s, events=tuple(events)))
+            return self._pending(session, len(self.versions.get(session, [])) + 1, plan, "generate")
+        if isinstance(request, api.EditRequest):
+            old = self._plan(session)
+            if old is None:
+                raise NotFoundError(f"session={session!r}: no such session", field="session", value=session)
+            if request.change is not None:
+                change = request.change.to_edit()
+            else:  # tiny grammar: "e2: new text"
+                event_id, _, text = str(request.instruction).partition(":")
+                change = EventEdit(op="replace_text", event_id=event_id.strip(), description=text.strip())
+            plan = apply_edit(old, change)
+            return self._pending(session, len(self.versions[session]) + 1, plan, "edit")
+        if isinstance(request, (api.UndoRequest, api.RedoRequest)):
+            if self.current.get(session, 0) < 2:
+                raise InvalidInputError("nothing to undo", field="session", value=session)
+            target = self.current[session] - 1
+            return self._pending(session, target, self.versions[session][target - 1].plan, "undo")
+        raise InvalidInputError("video cues are not faked", field="video_path")
 
-        old = self._plan(session)
-        if old is None:
-            raise NotFoundError(f"session={session!r}: no such session", field="session", value=session)
-        if change is None:  # tiny grammar: "e2: new text"
-            event_id, _, text = str(instruction).partition(":")
-            change = EventEdit(op="replace_text", event_id=event_id.strip(), description=text.strip())
-        plan = apply_edit(old, change)
-        return FakePending(session, len(self.versions[session]) + 1, plan, old, None)
-
-    def prepare_undo(self, session: str) -> FakePending:
-        if self.current.get(session, 0) < 2:
-            raise InvalidInputError("nothing to undo", field="session", value=session)
-        target = self.current[session] - 1
-        plan = self.versions[session][target - 1].plan
-        return FakePending(session, target, plan, self._plan(session), target)
-
-    prepare_redo = prepare_undo
-
-    def render(self, pending: FakePending, *, progress: Any = None, cancel: Any = None,
-               on_stem: Any = None) -> FakeVersion:
+    def render(self, pending: PendingVersion, *, progress: ProgressFn | None = None,
+               cancel: CancelToken | None = None, on_stem: OnStem | None = None) -> SessionVersion:
         while self.gate is not None and not self.gate.wait(0.05):
             if cancel is not None:
                 cancel.raise_if_cancelled()
         events, failed = [], []
+        restore = pending.kind == "undo"
         out_dir = self.data_dir / "sessions" / f"s{abs(hash(pending.session)) % 10**8}" / f"v{pending.version}"
         out_dir.mkdir(parents=True, exist_ok=True)
         for index, event in enumerate(pending.plan.events):
             if cancel is not None:
                 cancel.raise_if_cancelled()
             kind = pending.diff.kind_of(event.id)
-            needs = pending.base is None and kind in (ChangeKind.CHANGED, ChangeKind.ADDED)
+            needs = not restore and kind in (ChangeKind.CHANGED, ChangeKind.ADDED)
             if needs and self.fail_word in event.description:
                 failed.append(FailedEvent(id=event.id, description=event.description, error="boom"))
                 continue
@@ -131,19 +128,38 @@ class FakeManager:
                     cancel.raise_if_cancelled()
                 time.sleep(0.01)
         manifest = Manifest(duration_s=pending.plan.duration_s, sample_rate=48000, events=events, failed=failed)
-        version = FakeVersion(pending.version, pending.plan, manifest)
-        if pending.base is None:
+        version = SessionVersion(pending.session, pending.version, pending.kind, pending.plan, manifest)
+        if not restore:
             self.versions.setdefault(pending.session, []).append(version)
         self.current[pending.session] = pending.version
         return version
 
-    def get(self, session: str) -> dict[str, Any]:
-        if session not in self.versions:
-            raise NotFoundError(f"session={session!r}: no such session", field="session", value=session)
-        return {"name": session, "current_version": self.current[session]}
+    def session(self, name: str) -> SessionInfo:
+        if name not in self.versions:
+            raise NotFoundError(f"session={name!r}: no such session", field="session", value=name)
+        current = self.versions[name][self.current[name] - 1]
+        return SessionInfo(name=name, current_version=self.current[name], plan=current.plan,
+                           manifest=current.manifest, history=[], versions=[], planner="", backend="",
+                           anchor_s=0.0, created=0.0, updated=0.0, can_undo=self.current[name] > 1,
+                           can_redo=self.current[name] < len(self.versions[name]))
 
-    def list(self) -> list[dict[str, Any]]:
-        return [{"name": name, "current_version": self.current[name]} for name in sorted(self.versions)]
+    def sessions(self) -> list[SessionSummary]:
+        return [SessionSummary(name=name, current_version=self.current[name], version_count=len(versions),
+                               event_count=0, duration_s=None, updated=0.0, can_undo=False, can_redo=False)
+                for name, versions in sorted(self.versions.items())]
+
+    def record_job(self, job_id: str, *, session: str, status: JobStatus, request_json: str = "",
+                   error: str = "") -> None:
+        self.jobs[job_id] = (session, status)
+
+    def interrupted_jobs(self, session: str | None = None) -> list[InterruptedJob]:
+        return []
+
+    def mark_interrupted(self) -> list[InterruptedJob]:
+        return []
+
+    def close(self) -> None:
+        pass
 
 
 # ------------------------------------------------------------------------------ server fixture
@@ -151,13 +167,13 @@ class FakeManager:
 def start_server(tmp_path: Path) -> Iterator[Callable[..., AudioAgentServer]]:
     started: list[AudioAgentServer] = []
 
-    def start(*, data_dir: Path | None = None, manager: Any = None, real: bool = False,
+    def start(*, data_dir: Path | None = None, engine: FakeEngine | None = None, real: bool = False,
               **options: Any) -> AudioAgentServer:
         directory = data_dir or tmp_path / "data"
         config = ServerConfig(host="127.0.0.1", ws_port=0, osc_port=0, data_dir=directory, **options)
-        if manager is None and not real:
-            manager = FakeManager(directory)
-        server = AudioAgentServer(config, manager=manager).start()
+        if engine is None and not real:
+            engine = FakeEngine(directory)
+        server = AudioAgentServer(config, engine=engine).start()
         started.append(server)
         return server
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pythonosc.udp_client import SimpleUDPClient
 
+from engine.manifest import Manifest
 from server import protocol as p
 from server.app import ServerConfig
 from tests.server.conftest import ping_ok
@@ -125,7 +126,7 @@ def test_big_plans_and_manifests_still_fit_one_macos_sized_datagram(start_server
     assert done["type"] == "done" and done["manifest"]["truncated"] is True
     assert len(stems) == len(parts)
     full = p.Done(id="big", job=done["id"], session=done["session"], version=1,
-                  manifest=server.manager.versions["Reel 3 / Scene 12"][0].manifest.model_dump(mode="json"))
+                  manifest=server.engine.versions["Reel 3 / Scene 12"][0].manifest)
     assert len(build_datagram(*p.message_to_osc(full))) > MAX_UDP_PAYLOAD  # the compact form was needed
     plan = next(m for m in messages if m["type"] == "plan")
     assert plan["diff"] and set(plan["diff"]) == {s["event_id"] for s in stems}
@@ -168,5 +169,6 @@ def test_compact_forms_keep_what_a_daw_needs_to_place_stems():
     decoded = p.osc_to_message(message.address, list(message.params))
     assert message.address == "/audioagent/plan" and decoded["truncated"] is True
     assert decoded["diff"] == plan.diff and [e["id"] for e in decoded["events"]] == list(plan.diff)
-    small = p.Done(id="d", job="j", session="s", version=1, manifest={"events": []})
+    small = p.Done(id="d", job="j", session="s", version=1,
+                   manifest=Manifest(duration_s=1.0, sample_rate=48000, events=[]))
     assert "truncated" not in p.osc_to_message(*p.message_to_osc(small))["manifest"]

@@ -12,9 +12,12 @@ from typing import Any
 import pytest
 
 from engine.errors import BusyError, CancelledError, GeneratorError, NotFoundError, PlanValidationError
+from engine.manifest import Manifest
+from engine.session_views import SessionInfo
 from server import protocol as p
 
 ROOT = Path(__file__).resolve().parents[2]
+EMPTY = Manifest(duration_s=1.0, sample_rate=48000, events=[])
 
 
 def gen(**fields):
@@ -101,7 +104,7 @@ def test_engine_errors_map_through_one_table():
     for error, code, field in cases:
         message = p.error_message(error, request_id="q", job="j")
         assert (message.code, message.field, message.id, message.job) == (code, field, "q", "j")
-    assert set(p.WIRE_ERROR_CODES) >= {"internal", "invalid_input", "timeout", "busy", "not_found"}
+    assert set(p.WIRE_CODES) >= {"internal", "invalid_input", "timeout", "busy", "not_found"}
     hidden = p.error_message(RuntimeError("secret /etc/path"))
     assert hidden.code == "internal" and "secret" not in hidden.message
 
@@ -153,8 +156,9 @@ def test_server_messages_to_osc_match_the_contract():
     assert p.message_to_osc(p.Accepted(id="r", job="j")) == ("/audioagent/accepted", ["r", "j"])
     assert p.message_to_osc(p.Progress(id="r", job="j", stage="render", fraction=0.25)) == (
         "/audioagent/progress", ["r", "j", "render", 0.25])
-    address, args = p.message_to_osc(p.Done(id="r", job="j", session="s", version=3, manifest={"events": []}))
-    assert address == "/audioagent/done" and args[:3] == ["r", "s", 3] and json.loads(args[3]) == {"events": []}
+    address, args = p.message_to_osc(p.Done(id="r", job="j", session="s", version=3, manifest=EMPTY))
+    assert address == "/audioagent/done" and args[:3] == ["r", "s", 3]
+    assert json.loads(args[3]) == EMPTY.model_dump(mode="json")
     assert p.message_to_osc(p.ErrorMessage(id="r", code="busy", message="full")) == (
         "/audioagent/error", ["r", "busy", "full", ""])
     address, args = p.message_to_osc(p.Pong(id="r", server_version="1", stem_root="/d", planner="rules", backend="x"))
@@ -225,10 +229,13 @@ def test_protocol_doc_lists_every_message_and_the_exact_osc_arguments():
         p.PlanMessage(id="r", job="j", session="s", version=2, duration_s=1.0, events=[], diff={}),
         p.StemReady(id="r", job="j", session="s", version=2, event_id="e1", description="d", stem_path="/x.wav",
                     start_s=1.0, end_s=2.0, target_lufs=-20.0, gain_db=-1.5, cache_hit=True, change="moved"),
-        p.Done(id="r", job="j", session="s", version=2, manifest={}),
+        p.Done(id="r", job="j", session="s", version=2, manifest=EMPTY),
         p.ErrorMessage(id="r", code="busy", message="full", field="queue"),
         p.Pong(id="r", server_version="1", stem_root="/d", planner="rules", backend="procedural"),
-        p.SessionMessage(id="r", session="s", info={}), p.SessionsMessage(id="r", sessions=[]),
+        p.SessionMessage(id="r", session="s", info=SessionInfo(
+            name="s", current_version=0, plan=None, manifest=None, history=[], versions=[], planner="",
+            backend="", anchor_s=0.0, created=0.0, updated=0.0, can_undo=False, can_redo=False)),
+        p.SessionsMessage(id="r", sessions=[]),
         p.CancelAck(id="r", job="j", state="queued"), p.AuthOk(id="r"),
     ]
     for message in samples:
@@ -244,3 +251,7 @@ def test_protocol_doc_lists_every_message_and_the_exact_osc_arguments():
             if name in data:
                 expected = data[name] if data[name] is not None else ""
                 assert value == (int(expected) if isinstance(expected, bool) else expected), (address, name)
+    # The reply table is what the doc lists, name for name.
+    for kind, cell in replies.items():
+        if "the whole message as JSON" not in cell:
+            assert names_in(cell) == [arg.name for arg in p.reply_args(kind)], kind

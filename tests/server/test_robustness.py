@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 from engine.generators import GenerationResult, register_generator
 from engine.limits import MAX_PROMPT_CHARS
 from server import protocol as p
-from tests.server.conftest import FakeManager, OscPeer, collect, ping_ok, request, ws_call
+from tests.server.conftest import FakeEngine, OscPeer, collect, ping_ok, request, ws_call
 
 
 def osc_string(text: str) -> bytes:
@@ -240,9 +240,9 @@ def test_generator_raising_mid_batch_still_delivers_the_other_new_stems(start_se
 
 
 def test_cancel_mid_render(start_server, tmp_path):
-    manager = FakeManager(tmp_path / "data")
+    manager = FakeEngine(tmp_path / "data")
     manager.stem_delay_s = 0.3
-    server = start_server(manager=manager)
+    server = start_server(engine=manager)
 
     async def scenario():
         async with connect(f"ws://127.0.0.1:{server.ws_port}") as ws:
@@ -265,9 +265,9 @@ def test_cancel_mid_render(start_server, tmp_path):
 
 
 def test_queue_full_is_busy_and_planning_overlaps_rendering(start_server, tmp_path):
-    manager = FakeManager(tmp_path / "data")
+    manager = FakeEngine(tmp_path / "data")
     manager.gate = threading.Event()  # holds the one render worker
-    server = start_server(manager=manager, max_jobs=3)
+    server = start_server(engine=manager, max_jobs=3)
 
     async def scenario():
         sockets = [await connect(f"ws://127.0.0.1:{server.ws_port}") for _ in range(4)]
@@ -293,9 +293,9 @@ def test_queue_full_is_busy_and_planning_overlaps_rendering(start_server, tmp_pa
 
 
 def test_queued_job_cancelled_before_it_starts(start_server, tmp_path):
-    manager = FakeManager(tmp_path / "data")
+    manager = FakeEngine(tmp_path / "data")
     manager.gate = threading.Event()
-    server = start_server(manager=manager)
+    server = start_server(engine=manager)
 
     async def scenario():
         async with connect(f"ws://127.0.0.1:{server.ws_port}") as ws:
@@ -323,9 +323,9 @@ def test_queued_job_cancelled_before_it_starts(start_server, tmp_path):
 
 
 def test_job_time_limit(start_server, tmp_path):
-    manager = FakeManager(tmp_path / "data")
+    manager = FakeEngine(tmp_path / "data")
     manager.stem_delay_s = 2.0
-    server = start_server(manager=manager, time_limit_s=0.3)
+    server = start_server(engine=manager, time_limit_s=0.3)
     reply = ws_call(server.ws_port, request("generate", session="t", prompt="a, b", duration_s=2))[-1]
     assert (reply["type"], reply["code"]) == ("error", "timeout")
     assert ping_ok(server)
@@ -335,22 +335,25 @@ def test_waiting_for_the_render_worker_does_not_count_against_the_time_limit():
     """A job planned while another renders waits in line; only its own planning and rendering
     count toward its limit (a long queue on one GPU must not time out jobs that never ran)."""
     import time
-    from types import SimpleNamespace
 
     from engine.manifest import Manifest
     from engine.plan import Event, Plan, diff_plans
+    from engine.session import PendingVersion, SessionVersion
+    from server import protocol as p
     from server.jobs import JobManager
 
     plan = Plan(duration_s=1.0, events=(Event(id="e1", description="x", start_s=0.0, end_s=1.0),))
     first_render_may_end = threading.Event()
 
     def prepare(req):
-        return SimpleNamespace(session=req.session, version=1, plan=plan, diff=diff_plans(None, plan))
+        return PendingVersion(session=req.session, version=1, kind="generate", plan=plan,
+                              diff=diff_plans(None, plan))
 
-    def render(pending, *, progress, cancel, on_stem):
+    def render(pending, *, progress=None, cancel=None, on_stem=None):
         if pending.session == "long":
             first_render_may_end.wait(10)  # a render that ignores cancel, like one GPU kernel
-        return SimpleNamespace(version=1, manifest=Manifest(duration_s=1.0, sample_rate=48000, events=[]))
+        manifest = Manifest(duration_s=1.0, sample_rate=48000, events=[])
+        return SessionVersion(pending.session, 1, "generate", plan, manifest)
 
     manager = JobManager(prepare=prepare, render=render, time_limit_s=0.3)
     manager.start()
@@ -365,8 +368,9 @@ def test_waiting_for_the_render_worker_does_not_count_against_the_time_limit():
         return sink
 
     try:
-        manager.submit(SimpleNamespace(id="a", session="long", type="generate"), sink_for("long"))
-        manager.submit(SimpleNamespace(id="b", session="next", type="generate"), sink_for("next"))
+        generate = {"prompt": "x", "duration_s": 1.0}
+        manager.submit(p.GenerateRequest(id="a", session="long", **generate), sink_for("long"))
+        manager.submit(p.GenerateRequest(id="b", session="next", **generate), sink_for("next"))
         deadline = time.monotonic() + 10
         while not any(m.type == "plan" for m in seen["next"]) and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -384,7 +388,7 @@ def test_interrupted_jobs_are_reported_after_restart(start_server, tmp_path):
     data_dir = tmp_path / "data"
     server = start_server(real=True, data_dir=data_dir, backend="flaky-result")
     assert ws_call(server.ws_port, request("generate", session="x", prompt="rain", duration_s=1))[-1]["type"] == "done"
-    db_path = server.manager.store.db_path
+    db_path = server.engine.manager.store.db_path
     server.stop()
     # A job the previous process accepted but never finished (it was killed).
     store = SessionStore(db_path)
@@ -407,7 +411,7 @@ def test_an_interrupted_job_can_be_sent_again_as_reported(start_server, tmp_path
     server = start_server(real=True, data_dir=data_dir, backend="flaky-result")
     assert ws_call(server.ws_port, request("generate", session="x", prompt="rain, a door slamming",
                                            duration_s=2))[-1]["type"] == "done"
-    db_path = server.manager.store.db_path
+    db_path = server.engine.manager.store.db_path
     server.stop()
     store = SessionStore(db_path)
     store.add_job("jgone", session="x", status="queued", request={

@@ -204,10 +204,10 @@ def test_a_handshake_refused_after_the_token_check_leaves_no_auth_behind(start_s
 def test_bound_to_another_loopback_address_with_a_token(tmp_path):
     """127.0.0.2 is loopback too: Host must name it (or localhost), and the token still rules."""
     from server.app import AudioAgentServer, ServerConfig
-    from tests.server.conftest import FakeManager
+    from tests.server.conftest import FakeEngine
 
     config = ServerConfig(host="127.0.0.2", ws_port=0, osc_port=0, data_dir=tmp_path, token="t0k")
-    with AudioAgentServer(config, manager=FakeManager(tmp_path)) as server:
+    with AudioAgentServer(config, engine=FakeEngine(tmp_path)) as server:
         url = f"ws://127.0.0.2:{server.ws_port}"
 
         async def scenario():

@@ -1,0 +1,227 @@
+"""The engine's one interface for front doors: typed requests in, typed versions and views out.
+
+The CLI, the WebSocket/OSC server and front doors still to come (an MCP server, remote render
+workers) talk to the engine through what is defined here, and nothing else crosses:
+
+- request models (``GenerateRequest``, ``EditRequest``, ``UndoRequest``, ``RedoRequest``,
+  ``VideoCueRequest``): pydantic, bounded by engine.limits. The wire protocol's requests are
+  these models plus the envelope fields (server/protocol), so the wire schema is generated from
+  the same classes;
+- ``Engine``: the protocol a front door calls (prepare, render, read sessions, record jobs);
+  ``SessionEngine`` is the real one over a SessionManager (built by engine.compose);
+- the results: ``PendingVersion`` and ``SessionVersion`` (engine.session) and the session views
+  (engine.session_views).
+
+Planning and rendering are two calls so a server can plan one request while its single render
+worker renders another (see engine.session).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Literal, Protocol, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.edits import EventEdit
+from engine.limits import (
+    MAX_DURATION_S,
+    MAX_EVENT_ID_CHARS,
+    MAX_PATH_CHARS,
+    MAX_POSITION_S,
+    MAX_PROMPT_CHARS,
+    MAX_SESSION_NAME_CHARS,
+    MAX_VIDEO_BYTES,
+    SEED_LIMIT,
+    check_video_path,
+)
+from engine.progress import CancelToken, ProgressFn
+from engine.session import OnStem, PendingVersion, SessionManager, SessionVersion
+from engine.session_views import InterruptedJob, SessionInfo, SessionSummary, interrupted_job
+from engine.store import JobStatus
+
+if TYPE_CHECKING:
+    from engine.planners import PlanResult
+
+# ---------------------------------------------------------------------------- field types
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+Seconds = Annotated[float, Field(ge=0.0, le=MAX_POSITION_S, allow_inf_nan=False)]
+Duration = Annotated[float, Field(gt=0.0, le=MAX_DURATION_S, allow_inf_nan=False)]
+SessionName = Annotated[
+    str, Field(min_length=1, max_length=MAX_SESSION_NAME_CHARS, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+Text = Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)]
+Seed = Annotated[int, Field(ge=0, lt=SEED_LIMIT)]
+PlannerName = Annotated[str, Field(max_length=32)]
+BackendName = Annotated[str, Field(max_length=64)]
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GenerateRequest(_Command):
+    """Plan and render a new scene as the session's next version (the session is created if new)."""
+
+    session: SessionName
+    prompt: Text
+    duration_s: Duration
+    anchor_s: Seconds = 0.0
+    planner: PlannerName | None = None
+    backend: BackendName | None = None
+    seed: Seed | None = None  # engine.seeds: None is seed 0
+
+
+class Change(_Command):
+    """A structured edit of one event (the wire form of engine.edits.EventEdit)."""
+
+    op: Literal["move", "set_loudness", "replace_text", "delete", "add"]
+    event_id: Annotated[str, Field(max_length=MAX_EVENT_ID_CHARS)] | None = None
+    start_s: Seconds | None = None
+    end_s: Seconds | None = None
+    target_lufs: FiniteFloat | None = None
+    description: Text | None = None
+
+    def to_edit(self) -> EventEdit:
+        return EventEdit(**self.model_dump())
+
+
+class EditRequest(_Command):
+    """Revise the current version by exactly one of a free-text instruction or a change."""
+
+    session: SessionName
+    instruction: Text | None = None
+    change: Change | None = None
+
+
+class UndoRequest(_Command):
+    session: SessionName
+
+
+class RedoRequest(_Command):
+    session: SessionName
+
+
+class VideoCueRequest(_Command):
+    """Foley for a video range: hits spotted in the picture become the session's next version."""
+
+    session: SessionName
+    video_path: Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS)]
+    start_s: Seconds
+    end_s: Seconds
+    anchor_s: Seconds = 0.0
+    hint: Text | None = None
+
+
+JobRequest = Union[GenerateRequest, EditRequest, UndoRequest, RedoRequest, VideoCueRequest]
+
+
+class Engine(Protocol):
+    """What a front door may ask of the engine."""
+
+    def prepare(self, request: JobRequest) -> PendingVersion:
+        """Plan ``request`` (or pick the stored version, for undo/redo); nothing is rendered."""
+        ...
+
+    def render(
+        self,
+        pending: PendingVersion,
+        *,
+        progress: ProgressFn | None = None,
+        cancel: CancelToken | None = None,
+        on_stem: OnStem | None = None,
+    ) -> SessionVersion:
+        """Render what ``pending``'s diff says changed and make it the current version."""
+        ...
+
+    def session(self, name: str) -> SessionInfo: ...
+
+    def sessions(self) -> list[SessionSummary]: ...
+
+    def record_job(self, job_id: str, *, session: str, status: JobStatus, request_json: str = "",
+                   error: str = "") -> None:
+        """Keep a job's state, so a restart can tell clients which jobs it interrupted."""
+        ...
+
+    def interrupted_jobs(self, session: str | None = None) -> list[InterruptedJob]: ...
+
+    def mark_interrupted(self) -> list[InterruptedJob]:
+        """On start: jobs a previous process left queued or running are interrupted."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class SessionEngine:
+    """The real Engine: sessions in a data dir (engine.session) plus video cue planning."""
+
+    def __init__(self, manager: SessionManager, *, max_video_bytes: int = MAX_VIDEO_BYTES) -> None:
+        self.manager = manager
+        self.max_video_bytes = max_video_bytes
+
+    def prepare(self, request: JobRequest) -> PendingVersion:
+        manager = self.manager
+        if isinstance(request, GenerateRequest):
+            return manager.prepare_generate(
+                request.session, prompt=request.prompt, duration_s=request.duration_s,
+                anchor_s=request.anchor_s, planner=request.planner, backend=request.backend,
+                seed=request.seed,
+            )
+        if isinstance(request, EditRequest):
+            change = request.change.to_edit() if request.change is not None else None
+            return manager.prepare_edit(request.session, instruction=request.instruction, change=change)
+        if isinstance(request, UndoRequest):
+            return manager.prepare_undo(request.session)
+        if isinstance(request, RedoRequest):
+            return manager.prepare_redo(request.session)
+        return self._prepare_video(request)
+
+    def _prepare_video(self, request: VideoCueRequest) -> PendingVersion:
+        path = check_video_path(request.video_path, max_bytes=self.max_video_bytes)
+        from engine.video.cue import plan_from_video  # decoding and vision load on first use
+
+        # A server started with the LLM planner lets its (vision-capable) model name the hits;
+        # with the rule planner the offline onset planner answers.
+        result: PlanResult = plan_from_video(
+            path, start_s=request.start_s, end_s=request.end_s, hint=request.hint,
+            planner=self.manager.planner(),
+        )
+        words = f"video cue {path.name} {request.start_s:g}-{request.end_s:g} s"
+        if request.hint:
+            words += f": {request.hint}"
+        return self.manager.prepare_plan(
+            request.session, result, instruction=words, anchor_s=request.anchor_s
+        )
+
+    def render(
+        self,
+        pending: PendingVersion,
+        *,
+        progress: ProgressFn | None = None,
+        cancel: CancelToken | None = None,
+        on_stem: OnStem | None = None,
+    ) -> SessionVersion:
+        return self.manager.render(pending, progress=progress, cancel=cancel, on_stem=on_stem)
+
+    def session(self, name: str) -> SessionInfo:
+        return self.manager.get(name)
+
+    def sessions(self) -> list[SessionSummary]:
+        return self.manager.list()
+
+    def record_job(self, job_id: str, *, session: str, status: JobStatus, request_json: str = "",
+                   error: str = "") -> None:
+        store = self.manager.store
+        if status == JobStatus.QUEUED:
+            store.add_job(job_id, session=session, request=request_json, status=status)
+        else:
+            store.update_job(job_id, status=status, error=error)
+
+    def interrupted_jobs(self, session: str | None = None) -> list[InterruptedJob]:
+        rows = self.manager.store.list_jobs(session=session, status=JobStatus.INTERRUPTED)
+        return [interrupted_job(row) for row in rows]
+
+    def mark_interrupted(self) -> list[InterruptedJob]:
+        return [interrupted_job(row) for row in self.manager.store.mark_interrupted()]
+
+    def close(self) -> None:
+        self.manager.close()
