@@ -19,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 from urllib.parse import quote
-from xml.sax.saxutils import escape, quoteattr
 from typing import Any, Mapping
 
 from engine.errors import InvalidInputError, NotFoundError
@@ -184,6 +183,8 @@ def reapack_index(*, base_url: str, when: str) -> str:
     if not re.match(r"^(https?|file)://", base_url):
         raise InvalidInputError(f"base_url={base_url!r}: must be an http(s):// or file:// URL",
                                 field="base_url", value=base_url)
+    from xml.sax.saxutils import escape, quoteattr  # pulls in urllib.request: only when used
+
     source = _source_dir("reaper")
     tags = read_header(source / REAPACK_PACKAGE)
     for required in ("version", "description", "author"):

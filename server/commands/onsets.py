@@ -12,7 +12,6 @@ import math
 from pathlib import Path
 
 from engine.errors import InvalidInputError
-from engine.eval.onsets import DEFAULT_TOLERANCE_S, score_folders
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,12 +22,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("gen_dir", help="folder of generated WAVs")
     parser.add_argument("ref_dir", help="folder of reference WAVs (same file names)")
-    parser.add_argument("--tolerance-s", type=float, default=DEFAULT_TOLERANCE_S,
+    parser.add_argument("--tolerance-s", type=float, default=None,
                         help="match window, +/- seconds (default 0.1)")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    # numpy and the scorer load here, not at import: `audio-agent --help` stays fast.
+    from engine.eval.onsets import DEFAULT_TOLERANCE_S, score_folders
+
+    if args.tolerance_s is None:
+        args.tolerance_s = DEFAULT_TOLERANCE_S
     if not math.isfinite(args.tolerance_s) or args.tolerance_s <= 0:
         raise InvalidInputError(
             f"tolerance_s={args.tolerance_s!r}: must be > 0", field="tolerance_s", value=args.tolerance_s

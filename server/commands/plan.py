@@ -8,12 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
-from engine.compose import build_planner
 from engine.limits import check_duration_s, check_seed, check_text
-from engine.planners import PlanResult
-from engine.seeds import plan_prompt
-from engine.settings import EngineSettings, load_settings
+
+if TYPE_CHECKING:  # engine modules load when a command runs, not for `--help` (start-up)
+    from engine.planners import PlanResult
+    from engine.settings import EngineSettings
 
 
 def add_planning_args(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +44,8 @@ def add_planning_args(parser: argparse.ArgumentParser) -> None:
 
 def settings_from(args: argparse.Namespace, **extra: object) -> EngineSettings:
     """EngineSettings with the options given on the command line on top."""
+    from engine.settings import load_settings
+
     overrides: dict[str, object] = {"planner": args.planner, "target_lufs": args.target_lufs}
     overrides.update(extra)
     return load_settings(**{k: v for k, v in overrides.items() if v is not None})
@@ -59,6 +62,9 @@ def check_planning_args(args: argparse.Namespace, settings: EngineSettings) -> s
 def make_plan(args: argparse.Namespace, settings: EngineSettings) -> PlanResult:
     """Plan as the server does (engine.compose builds the planner, engine.seeds applies --seed),
     so the same prompt, seed and settings give the same plan from every front door."""
+    from engine.compose import build_planner
+    from engine.seeds import plan_prompt
+
     prompt = check_planning_args(args, settings)
     planner = build_planner(settings.planner, settings=settings, llm_model=args.llm_model)
     return plan_prompt(planner, prompt, duration_s=args.duration, seed=args.seed,

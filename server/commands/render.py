@@ -11,19 +11,18 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from engine import compose
-from engine.cache import RenderCache
 from engine.errors import InvalidInputError
-from engine.generators import Generator
-from engine.manifest import Manifest, ManifestEvent, read_manifest
-from engine.midi import check_tempo_bpm
-from engine.plan import TIME_EPS_S, Plan
-from engine.planners import PlanResult
-from engine.scene import MANIFEST_NAME, prepare_out_dir, render_scene
-from engine.settings import EngineSettings
 from server.commands.plan import add_planning_args, make_plan, print_notes, settings_from
+
+if TYPE_CHECKING:  # engine modules load when a command runs, not for `--help` (start-up)
+    from engine.cache import RenderCache
+    from engine.generators import Generator
+    from engine.manifest import Manifest, ManifestEvent
+    from engine.plan import Plan
+    from engine.planners import PlanResult
+    from engine.settings import EngineSettings
 
 BAR_WIDTH = 24
 
@@ -65,6 +64,8 @@ def check_anchor(args: argparse.Namespace) -> None:
 
 def _make_generator(args: argparse.Namespace, backend: str) -> Generator:
     """The backend with the model options given on the command line (procedural takes none)."""
+    from engine import compose
+
     given = {"model": args.model, "steps": args.steps, "guidance": args.guidance}
     return compose.build_generator(backend, **{k: v for k, v in given.items() if v is not None})
 
@@ -72,6 +73,8 @@ def _make_generator(args: argparse.Namespace, backend: str) -> Generator:
 def open_cache(settings: EngineSettings, enabled: bool) -> RenderCache | None:
     if not enabled:
         return None
+    from engine import compose
+
     return compose.open_cache(settings.resolved_cache_dir(), required=False)
 
 
@@ -82,6 +85,10 @@ def previous_stems(out: Path, plan: Plan, anchor_s: float) -> dict[str, Manifest
     timestamp, and on the command line nobody moves the DAW item for us, so a moved event
     gets a new file (from the raw render cache, without a generator call).
     """
+    from engine.manifest import read_manifest
+    from engine.plan import TIME_EPS_S
+    from engine.scene import MANIFEST_NAME
+
     path = out / MANIFEST_NAME
     if not path.is_file():
         return {}
@@ -122,6 +129,8 @@ def render_result(
     cue_markers_bpm: float | None = None,
 ) -> Manifest:
     """Render a planned scene into ``out`` with a progress display (shared by render, video-cue)."""
+    from engine.scene import render_scene
+
     display = ProgressDisplay(sys.stderr)
     cache = open_cache(settings, use_cache)
     try:
@@ -150,6 +159,9 @@ def render_result(
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.midi import check_tempo_bpm
+    from engine.scene import MANIFEST_NAME, prepare_out_dir
+
     started = time.perf_counter()
     settings = settings_from(args, backend=args.backend, sample_rate=args.sample_rate)
     check_anchor(args)
