@@ -9,6 +9,9 @@
 --   Redo scene edit. One undo point per applied batch, none empty. Peaks built for placed stems.
 --   Reversed/sectioned items and folder layouts kept. Windows: prompts with % and ! pass through.
 --   The server check no longer blocks REAPER; stopping a run cancels the server job.
+--   Cancel running job (the running action's toolbar button shows it is on).
+--   Regenerate with new words for the selected item. Scenes coloured, grouped, with a region;
+--   optional copy of the stems into the project's media folder.
 -- @provides
 --   [main] AudioAgent_Edit_scene.lua
 --   [main] AudioAgent_Undo_scene_edit.lua
@@ -16,6 +19,8 @@
 --   [main] AudioAgent_Sync_scene.lua
 --   [main] AudioAgent_Send_my_changes.lua
 --   [main] AudioAgent_Foley_from_selected_video_item.lua
+--   [main] AudioAgent_Regenerate_selected_with_new_words.lua
+--   [main] AudioAgent_Cancel_running_job.lua
 --   AudioAgent_lib.lua
 -- @about
 --   Drives a local Audio-Agent server (`audio-agent serve`) from REAPER: a text prompt becomes a

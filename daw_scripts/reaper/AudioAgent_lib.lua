@@ -939,6 +939,27 @@ end
 
 -- Start: ask the server's status in the background (the UI never waits on the client), then
 -- start the job once the answer is in.
+-- While a run lives, the global ext state names it (so "Cancel running job" finds its job) and
+-- the action's toolbar button shows as on.
+function Run:set_running(on)
+  if not self.command_id then -- this action's own button, read once while the action runs
+    local _, _, section, command_id = reaper.get_action_context()
+    self.section, self.command_id = section, command_id or 0
+  end
+  local section, command_id = self.section, self.command_id
+  if on then
+    reaper.SetExtState(AA.SECTION, "running", json.encode({ session = self.session, job = self.job,
+      title = self.title, paths = self.paths.cancel }), false)
+  elseif self.owns_running then
+    reaper.DeleteExtState(AA.SECTION, "running", false)
+  end
+  self.owns_running = on
+  if command_id and command_id ~= 0 then
+    reaper.SetToggleCommandState(section, command_id, on and 1 or 0)
+    reaper.RefreshToolbar2(section, command_id)
+  end
+end
+
 function Run:start()
   self.proj = AA.pin_project()
   self.paths = AA.new_job_paths(self.kind, self.session)
@@ -946,6 +967,7 @@ function Run:start()
   if not ok then return self:fail(err) end
   self.started_s = reaper.time_precise()
   self.last_activity_s = self.started_s
+  self:set_running(true)
   reaper.atexit(function() self:on_exit() end)
   local function loop()
     if self.finished then return end
@@ -1027,6 +1049,7 @@ function Run:handle(message)
   local kind = message.type
   if kind == "accepted" then
     self.job = message.job
+    self:set_running(true)
   elseif kind == "progress" then
     self:show_progress(message)
   elseif kind == "plan" then
@@ -1200,6 +1223,7 @@ function Run:finish_scene()
     failures = fails or {}
   end
   self.finished = true
+  self:set_running(false)
   reaper.UpdateArrange()
   local parts = {}
   local rendered = {}
@@ -1235,6 +1259,7 @@ end
 function Run:fail(message)
   if self.finished then return false end
   self.finished = true
+  self:set_running(false)
   if AA.project_is_active() then self:remove_inserted() end
   reaper.UpdateArrange()
   if self.conflict then
@@ -1255,6 +1280,7 @@ end
 function Run:on_exit()
   if self.finished then return end
   self.finished = true
+  self:set_running(false)
   if self.job then
     AA.start_client({ "cancel", "--job", self.job }, self.paths.cancel)
     self:console(self.title .. ": stopped; asked the server to cancel job " .. self.job)
@@ -1285,24 +1311,36 @@ end
 
 -- A request about an existing scene: the designer's own changes go first (one version), then
 -- the request itself, each naming the version this project shows; each ends with a sync.
--- opts: kind, title, session, args (the client words before --session; nil: changes only).
+-- opts: kind, title, session, args (the client words before --session; nil: changes only),
+-- changes (structured changes the request itself carries, as a changes file).
+function AA.write_changes(session, changes)
+  local paths = AA.new_job_paths("changes", session)
+  local path = paths.events:gsub("%.jsonl$", "-changes.json")
+  local handle = io.open(path, "wb")
+  if not handle then error("cannot write the changes file " .. path, 0) end
+  handle:write(json.encode(setmetatable(changes, json.array_mt)))
+  handle:close()
+  return path
+end
+
 function AA.request_run(opts)
   local session = opts.session
   local function start_request()
-    if not opts.args then return end
+    if not opts.args and not opts.changes then return end
     local args = {}
-    for _, a in ipairs(opts.args) do args[#args + 1] = a end
+    for _, a in ipairs(opts.args or { "edit" }) do args[#args + 1] = a end
+    if opts.changes then
+      args[#args + 1] = "--changes-file"
+      args[#args + 1] = AA.write_changes(session, opts.changes)
+    end
     for _, a in ipairs((AA.scene_args(session))) do args[#args + 1] = a end
     AA.new_run({ kind = opts.kind, title = opts.title, session = session, client_args = args }):start()
   end
   local changes = AA.hand_changes(session)
   if #changes == 0 then return start_request() end
-  local paths = AA.new_job_paths("changes", session)
-  local handle = io.open(paths.events:gsub("%.jsonl$", "-changes.json"), "wb")
-  if not handle then return AA.error_box(opts.title, "cannot write the changes file in " .. paths.events) end
-  handle:write(json.encode(setmetatable(changes, json.array_mt)))
-  handle:close()
-  local args = { "edit", "--changes-file", (paths.events:gsub("%.jsonl$", "-changes.json")) }
+  local ok, file = pcall(AA.write_changes, session, changes)
+  if not ok then return AA.error_box(opts.title, file) end
+  local args = { "edit", "--changes-file", file }
   for _, a in ipairs((AA.scene_args(session))) do args[#args + 1] = a end
   local run = AA.new_run({ kind = "changes", title = "Send my changes", session = session, client_args = args })
   run.on_success = start_request

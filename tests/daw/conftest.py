@@ -75,10 +75,12 @@ class ScriptedClient:
             log.write_text(text, encoding="utf-8")
             exit_path.write_text(code + "\n", encoding="utf-8")
             return ""
-        job: dict[str, Any] = {"argv": argv, "exit": exit_path, "log": log, "request": request}
-        if "--events-file" in argv:
-            job["events"] = Path(argv[argv.index("--events-file") + 1])
-        self.jobs.append(job)
+        if "--events-file" not in argv:  # e.g. `cancel`: fire and forget, it ends at once
+            log.write_text("", encoding="utf-8")
+            exit_path.write_text("0\n", encoding="utf-8")
+            return ""
+        self.jobs.append({"argv": argv, "exit": exit_path, "log": log, "request": request,
+                          "events": Path(argv[argv.index("--events-file") + 1])})
         return ""
 
     @property

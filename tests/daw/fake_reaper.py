@@ -250,6 +250,11 @@ class FakeReaper:
         self.sources: list[Source] = []
         self.processes: list[subprocess.Popen[bytes]] = []
         self.exec_commands: list[tuple[str, int]] = []
+        self.ext_state: dict[tuple[str, str], str] = {}
+        self.toggle_states: dict[tuple[int, int], int] = {}
+        self.toolbar_refreshes: list[tuple[int, int]] = []
+        self.script_path = ""
+        self.command_id = 0
         self.lua = lua54.LuaRuntime(unpack_returned_tuples=True)
         self.lua.globals().reaper = self._make_table()
 
@@ -309,6 +314,8 @@ class FakeReaper:
         "Undo points are created for ReaScripts by default. To prevent the automatic addition
         of an undo point, a script can call defer()")."""
         path = Path(scripts_dir) / name
+        self.script_path = str(path)
+        self.command_id = 50000 + sum(path.name.encode()) % 1000  # a stable id per action file
         deferred_before = len(self.deferred)
         points_before = [len(p.history) for p in self.projects]
         self._block_closed = False
@@ -476,6 +483,29 @@ class FakeReaper:
                 m.update(pos=float(pos), end=float(region_end), name=name, color=int(color))
                 return True
         return False
+
+    # global ext state (REAPER's ExtState: not saved with any project; persist=True keeps it
+    # in reaper-extstate.ini across restarts)
+    def api_SetExtState(self, section: str, key: str, value: str, persist: bool) -> None:
+        self.ext_state[(section, key)] = value
+
+    def api_GetExtState(self, section: str, key: str) -> str:
+        return self.ext_state.get((section, key), "")
+
+    def api_DeleteExtState(self, section: str, key: str, persist: bool) -> None:
+        self.ext_state.pop((section, key), None)
+
+    # toolbar state of the running action
+    def api_get_action_context(self) -> tuple[bool, str, int, int, int, int, int, str]:
+        # is_new_value, filename, section id, command id, mode, resolution, value, contextstr
+        return (False, self.script_path, 0, self.command_id, -1, -1, -1, "")
+
+    def api_SetToggleCommandState(self, section: int, command_id: int, state: int) -> bool:
+        self.toggle_states[(int(section), int(command_id))] = int(state)
+        return True
+
+    def api_RefreshToolbar2(self, section: int, command_id: int) -> None:
+        self.toolbar_refreshes.append((int(section), int(command_id)))
 
     def api_GetOS(self) -> str:
         return self.os_name

@@ -383,3 +383,41 @@ def test_fades_the_plan_asks_for_are_applied_unless_the_designer_set_their_own(r
     items = reaper.items_of_session(session)
     assert items["rain"].values["D_FADEINLEN"] == 0.01 and items["rain"].values["D_FADEOUTLEN"] == 0.05
     assert items["door"].values["D_FADEOUTLEN"] == 0.3
+
+
+def test_cancel_action_cancels_the_running_job_and_the_toolbar_shows_it(reaper, client, scripts_dir, stem_root):
+    start_generate(reaper, scripts_dir, "wind", "4")
+    generate_button = (0, reaper.command_id)
+    assert reaper.toggle_states[generate_button] == 1  # the toolbar shows a job running
+    client.send({"type": "accepted", "id": "r1", "job": "job-7"})
+    client.send(stem(client, stem_root, "wind", "wind", 1.0, 3.0, 0.0, session=session_of(client)))
+    reaper.run_deferred()
+    reaper.run_script("AudioAgent_Cancel_running_job.lua", scripts_dir)
+    assert client.calls[-1][-3:] == ["cancel", "--job", "job-7"]
+    client.send({"type": "error", "id": "r1", "code": "cancelled", "message": "cancelled by client", "field": None,
+                 "job": "job-7"})
+    reaper.run_deferred()
+    assert not reaper.running and reaper.all_items() == []
+    assert reaper.toggle_states[generate_button] == 0 and reaper.ext_state == {}
+    reaper.run_script("AudioAgent_Cancel_running_job.lua", scripts_dir)
+    assert reaper.message_boxes[-1] == ("AudioAgent: Cancel running job", "no Audio-Agent job is running")
+    assert reaper.active.empty_undo_points() == []
+
+
+def test_regenerate_with_new_words_sends_one_change_for_the_selected_event(reaper, client, scripts_dir,
+                                                                         stem_root, scene):
+    session = scene["session"]
+    item = reaper.items_of_session(session)["door"]
+    item.selected = True
+    item.values["D_FADEOUTLEN"] = 0.2
+    run(reaper, "AudioAgent_Regenerate_selected_with_new_words.lua", scripts_dir, "a heavy wooden door")
+    assert reaper.user_input_requests[-1][3] == "car door slam"  # the current words offered
+    argv = client.job["argv"]
+    assert words(client)[0] == "edit" and argv[argv.index("--base-version") + 1] == "1"
+    sent = json.loads(Path(argv[argv.index("--changes-file") + 1]).read_text())
+    assert sent == [{"op": "replace_text", "event_id": "door", "description": "a heavy wooden door"}]
+    door = new_stem(client, stem_root, scene, "door", description="a heavy wooden door")
+    finish(reaper, client, {**scene["stems"], "door": door}, version=2, session=session)
+    after = reaper.items_of_session(session)["door"]
+    assert after.take.source.filename == door["stem_path"] and after.take.name == "a heavy wooden door"
+    assert after.values["D_FADEOUTLEN"] == 0.2
