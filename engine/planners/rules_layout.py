@@ -133,7 +133,11 @@ def _place_clause(clause: Clause, start_s: float, slot_s: float, duration_s: flo
         return
     time = clause.time
     if clause.stops:
-        _stop(running, clause.entry, start_s)
+        stopped = _stop(running, clause.entry, start_s)
+        if not stopped and clause.entry is not None and clause.entry.continuous:
+            # "the music stops" with no music before: it was playing until now.
+            layout.placed.append(Placed(clause, 0.0, max(start_s, BED_LEAD_S)))
+            return
         if clause.entry is None or clause.entry.kind == "bed":
             return  # "the music stops": nothing more to hear
         layout.placed.append(Placed(clause, start_s, start_s + STOP_EVENT_S))
@@ -181,13 +185,16 @@ def _same_source(a: SoundEntry | None, b: SoundEntry | None) -> bool:
     return a is not None and b is not None and (a.name == b.name or a.family == b.family)
 
 
-def _stop(running: list[Placed], entry: SoundEntry | None, at_s: float) -> None:
-    """End the running beds the stop names (all of them when it names none)."""
+def _stop(running: list[Placed], entry: SoundEntry | None, at_s: float) -> bool:
+    """End the running beds the stop names (all of them when it names none); any ended?"""
+    stopped = False
     for placed in list(running):
         if entry is None or _same_source(placed.clause.entry, entry):
             if at_s > placed.start_s:
                 placed.end_s = at_s
             running.remove(placed)
+            stopped = True
+    return stopped
 
 
 # ---- the whole scene -----------------------------------------------------------------------

@@ -151,7 +151,9 @@ def make_clause(raw: str) -> Clause | None:
         return None
     entry = load_lexicon().match(text)
     bed_words = bool(_BED.search(raw))
-    is_bed = bed_words or (entry is not None and entry.kind == "bed" and count is None)
+    stops = is_stop(text)
+    is_bed = (bed_words or (entry is not None and entry.kind == "bed" and count is None)) \
+        and not stops
     if entry is not None:
         one_shot = entry.kind in ("one_shot", "hits") and not bed_words
     else:
@@ -168,7 +170,7 @@ def make_clause(raw: str) -> Clause | None:
         count=count,
         fade_in_share=fade_in,
         fade_out_share=fade_out,
-        stops=is_stop(text) and not is_bed,
+        stops=stops,
         repeated=bool(_REPEATEDLY.search(raw)),
         background=bed_words,
     )

@@ -6,7 +6,7 @@ import pytest
 
 from engine.edits import EventEdit, apply_edit, stable_seed
 from engine.errors import InvalidInputError, NotFoundError, PlanValidationError
-from engine.plan import ChangeKind, diff_plans, validate_plan
+from engine.plan import ChangeKind, PlanLimits, diff_plans, validate_plan
 
 PLAN = validate_plan({
     "duration_s": 10.0,
@@ -78,3 +78,128 @@ def test_move_outside_the_scene_says_so_in_terms_of_start(start_s: float) -> Non
         apply_edit(PLAN, EventEdit(op="move", event_id="e2", start_s=start_s))
     assert info.value.field == "start_s"
     assert f"start_s={start_s:g}" in str(info.value) and "[0, 10)" in str(info.value)
+
+
+# ---- the plain-language edit grammar of the rule planner ------------------------------------
+
+from engine.planners.rules import RulePlanner  # noqa: E402
+
+RULES = RulePlanner()
+WIDE = PlanLimits(max_overlap=8)
+SCENE = validate_plan({
+    "duration_s": 10.0,
+    "events": [
+        {"id": "e1", "description": "Rain", "start_s": 0, "end_s": 10, "target_lufs": -29},
+        {"id": "e2", "description": "A dog barks", "start_s": 0, "end_s": 1, "target_lufs": -21},
+        {"id": "e3", "description": "A door slams", "start_s": 3, "end_s": 4, "target_lufs": -20},
+        {"id": "e4", "description": "Footsteps on gravel", "start_s": 4, "end_s": 8,
+         "target_lufs": -27},
+        {"id": "e5", "description": "Thunder rumbles", "start_s": 2, "end_s": 7, "target_lufs": -21},
+        {"id": "e6", "description": "A car passes", "start_s": 5, "end_s": 9, "target_lufs": -21},
+    ],
+}, limits=WIDE)
+
+
+def edited(instruction: str):
+    return RULES.edit(SCENE, instruction, limits=WIDE).plan
+
+
+def only_changed(new, *ids: str) -> None:
+    """Every event not in ``ids`` is exactly as it was, id included."""
+    for event in SCENE.events:
+        if event.id not in ids:
+            assert new.event(event.id) == event
+
+
+def test_make_shorter_and_longer_keep_the_start() -> None:
+    new = edited("make the door slam shorter")
+    assert new.event("e3").start_s == 3.0 and new.event("e3").length_s < 1.0
+    assert edited("make the thunder longer").event("e5").length_s > 5.0
+    assert edited("the thunder should last 2 seconds").event("e5").end_s == 4.0
+    assert edited("end the thunder at 9 s").event("e5").end_s == 9.0
+    only_changed(new, "e3")
+
+
+@pytest.mark.parametrize(
+    ("instruction", "start_s"),
+    [("move the door slam 2 s later", 5.0), ("the door slam 1 second earlier", 2.0),
+     ("delay the door by 1.5 seconds", 4.5), ("bring the door in at 6 s", 6.0),
+     ("push the door back by a second", 4.0), ("move the door slam to three seconds later", 6.0),
+     ("hey, can you move the door to 0:07?", 7.0)],
+)
+def test_relative_and_absolute_moves(instruction: str, start_s: float) -> None:
+    new = edited(instruction)
+    assert new.event("e3").start_s == pytest.approx(start_s)
+    assert new.event("e3").length_s == pytest.approx(1.0)
+    only_changed(new, "e3")
+
+
+def test_shift_everything() -> None:
+    new = edited("shift everything 1 second later")
+    for event in SCENE.events:
+        assert new.event(event.id).start_s == event.start_s + 1.0
+
+
+def test_order_swap_and_after() -> None:
+    new = edited("swap the order of the dog and the door")
+    assert new.event("e2").start_s == 3.0 and new.event("e3").start_s == 0.0
+    after = edited("the dog should come after the door")
+    assert after.event("e2").start_s >= after.event("e3").end_s - 1e-6
+
+
+@pytest.mark.parametrize(
+    ("instruction", "event_id", "delta_lu"),
+    [("lower the rain by 3 dB", "e1", -3.0), ("quieter thunder", "e5", -6.0),
+     ("the thunder is too loud", "e5", -6.0), ("raise the door by 2 dB", "e3", 2.0),
+     ("turn the dog down a bit", "e2", -3.0), ("the rain is too quiet", "e1", 6.0)],
+)
+def test_loudness_with_and_without_amounts(instruction: str, event_id: str, delta_lu: float) -> None:
+    new = edited(instruction)
+    assert new.event(event_id).target_lufs == SCENE.event(event_id).target_lufs + delta_lu
+    only_changed(new, event_id)
+
+
+def test_everything_louder_and_mute() -> None:
+    new = edited("everything louder by 2 dB")
+    assert all(new.event(e.id).target_lufs == e.target_lufs + 2.0 for e in SCENE.events)
+    assert edited("mute the thunder").event("e5").target_lufs == -70.0
+
+
+@pytest.mark.parametrize(
+    "instruction",
+    ["can you please remove the footsteps", "I don't like the footsteps, take it out",
+     "get rid of the footsteps", "no footsteps please"],
+)
+def test_politeness_and_filler(instruction: str) -> None:
+    new = edited(instruction)
+    assert "e4" not in new.event_ids
+    only_changed(new, "e4")
+
+
+def test_put_a_new_sound_adds_it_and_an_existing_one_moves() -> None:
+    new = edited("put a car horn at 7 seconds")
+    assert new.event("e6") == SCENE.event("e6")  # the car stays where it was
+    horn = [e for e in new.events if e.id not in SCENE.event_ids]
+    assert len(horn) == 1 and "horn" in horn[0].description.lower()
+    assert horn[0].start_s == 7.0 and horn[0].length_s <= 2.0
+    moved = edited("put the door at 6 seconds")
+    assert moved.event("e3").start_s == 6.0 and moved.event_ids == SCENE.event_ids
+
+
+def test_an_ambiguous_target_lists_the_candidates() -> None:
+    plan = validate_plan({"duration_s": 10.0, "events": [
+        {"id": "e1", "description": "A car passes", "start_s": 0, "end_s": 4},
+        {"id": "e2", "description": "A car idles", "start_s": 6, "end_s": 10}]})
+    with pytest.raises(InvalidInputError) as info:
+        RULES.edit(plan, "make the car quieter")
+    assert "e1: A car passes" in str(info.value) and "e2: A car idles" in str(info.value)
+    assert RULES.edit(plan, "remove the idling car").plan.event_ids == ["e1"]
+
+
+def test_an_unreadable_edit_is_one_clear_line() -> None:
+    with pytest.raises(InvalidInputError) as info:
+        edited("make it sound more like the eighties")
+    message = str(info.value)
+    assert "\n" not in message and "not understood" in message and "swap X and Y" in message
+    with pytest.raises(NotFoundError, match="elephant"):
+        edited("move the elephant to 3 s")

@@ -158,3 +158,31 @@ def test_next_event_id_skips_used() -> None:
     plan = validate_plan(_plan(_event(id="e1"), _event(id="e2", description="x", start_s=5, end_s=6)))
     assert next_event_id(plan) == "e3"
     assert next_event_id(None) == "e1"
+
+
+# ---- shaped fades and plan notes (optional, backward compatible) ------------------------------
+
+
+def test_fades_and_notes_are_optional_and_round_trip() -> None:
+    old_style = validate_plan(_plan(_event()))
+    assert old_style.events[0].fade_in_s is None and old_style.notes == ()
+    shaped = validate_plan({**_plan(_event(fade_in_s=2.0, fade_out_s=1.5)), "notes": ["merged"]})
+    again = validate_plan(shaped.model_dump(mode="json"))
+    assert again == shaped and again.events[0].fade_out_s == 1.5 and again.notes == ("merged",)
+
+
+@pytest.mark.parametrize(
+    ("fades", "message"),
+    [({"fade_in_s": -1.0}, "must be >= 0"), ({"fade_out_s": math.inf}, "finite"),
+     ({"fade_in_s": 3.0, "fade_out_s": 3.0}, "must fit in the event's 5 s")],
+)
+def test_bad_fades_are_named(fades: dict, message: str) -> None:
+    with pytest.raises(PlanValidationError, match=message) as info:
+        validate_plan(_plan(_event(**fades)))
+    assert info.value.field.startswith("events[0].fade_")
+
+
+def test_a_new_fade_shape_needs_a_new_stem() -> None:
+    old = validate_plan(_plan(_event()))
+    new = validate_plan(_plan(_event(fade_out_s=2.0)))
+    assert diff_plans(old, new).kind_of("e1") == ChangeKind.CHANGED

@@ -373,3 +373,140 @@ def test_quiet_describing_the_place_does_not_turn_the_sound_down(
 )
 def test_over_is_a_preposition_not_a_connective(prompt: str) -> None:
     assert [e.description for e in plan(prompt).events] == [prompt]
+
+
+# ---- the layouts a sound designer expects (issue examples) ----------------------------------
+
+WIDE = PlanLimits(max_overlap=6)
+
+
+def sources(p: Plan, word: str) -> list:
+    return sorted((e for e in p.events if word in e.description.lower()), key=lambda e: e.start_s)
+
+
+def test_counts_become_separate_short_events() -> None:
+    p = plan("a dog barks three times and then a truck rumbles past")
+    dogs, truck = sources(p, "dog"), by_text(p, "truck")
+    assert len(dogs) == 3 and all(e.length_s <= 1.5 for e in dogs)
+    assert dogs[-1].start_s - dogs[0].start_s < 4.0  # spaced naturally, not over the scene
+    assert truck.start_s >= dogs[-1].end_s - 1e-6
+    clicks = sources(plan("camera shutter clicks five times", 6.0), "camera")
+    assert len(clicks) == 5 and all(e.length_s < 1.0 for e in clicks)
+    assert len({e.seed for e in clicks}) == 5  # each hit its own render, not one copied
+
+
+@pytest.mark.parametrize(
+    ("prompt", "word", "count"),
+    [("someone knocks on the door twice", "knock", 2), ("four knocks on a wooden door", "knock", 4),
+     ("a duck quacks several times", "duck", 3), ("a few gunshots in the distance", "gunshot", 3),
+     ("a church bell tolls five times", "bell", 5)],
+)
+def test_count_words(prompt: str, word: str, count: int) -> None:
+    assert len(sources(plan(prompt, 20.0), word)) == count
+
+
+def test_one_shots_keep_their_natural_length() -> None:
+    door = by_text(plan("A door slamming", 10.0), "door")
+    assert 0.5 <= door.length_s <= 1.5
+    scream = by_text(plan("a woman screams at 4 seconds"), "scream")
+    assert scream.start_s == 4.0 and scream.length_s <= 3.0
+    boom = by_text(plan("an explosion", 10.0), "explosion")
+    assert 2.5 <= boom.length_s <= 5.0  # the tail stays
+
+
+def test_kettle_boils_for_six_seconds_then_clicks_off() -> None:
+    p = plan("a kettle boils for 6 seconds then clicks off")
+    boil, click = sorted(p.events, key=lambda e: e.start_s)
+    assert (boil.start_s, boil.end_s) == (0.0, 6.0)
+    assert click.start_s == 6.0 and click.length_s <= 1.5
+    assert all("kettle" in e.description.lower() for e in p.events)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "order"),
+    [("keys jingle, a lock turns, and a door opens", ["keys", "lock", "door"]),
+     ("a subway train arrives, brakes screech, doors open and a chime plays",
+      ["train", "brakes", "doors", "chime"])],
+)
+def test_lists_of_actions_play_in_order(prompt: str, order: list[str]) -> None:
+    p = plan(prompt, 15.0)
+    starts = [by_text(p, word).start_s for word in order]
+    assert starts == sorted(starts) and len(set(starts)) == len(starts)
+
+
+def test_lists_of_layers_play_together_without_merging() -> None:
+    result = PLANNER.plan("wind, rain, thunder and a crackling fire", duration_s=10.0, limits=WIDE)
+    assert len(result.plan.events) == 4 and not result.notes
+    assert all(e.start_s == 0.0 for e in result.plan.events)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "source"),
+    [("a chainsaw starts, runs for 5 seconds, then stops", "chainsaw"),
+     ("a helicopter approaches, hovers overhead, then fades away", "helicopter")],
+)
+def test_every_event_names_its_source(prompt: str, source: str) -> None:
+    p = plan(prompt, 15.0)
+    assert len(p.events) >= 2
+    assert all(source in e.description.lower() for e in p.events)
+
+
+def test_dynamics_words_become_fades() -> None:
+    p = plan("a helicopter approaches, hovers overhead, then fades away", 15.0)
+    first, *_, last = sorted(p.events, key=lambda e: e.start_s)
+    assert first.fade_in_s and first.fade_in_s >= 0.5 * first.length_s
+    assert last.fade_out_s and last.fade_out_s >= 0.5 * last.length_s
+    assert by_text(plan("a car passes by"), "car").fade_in_s
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    ["a glass breaks at three seconds", "a glass breaks 3 seconds in", "a glass breaks at 0:03",
+     "0:03 a glass breaks"],
+)
+def test_time_words(prompt: str) -> None:
+    glass = by_text(plan(prompt), "glass")
+    assert glass.start_s == 3.0 and "3" not in glass.description
+
+
+def test_lists_of_times_are_one_event_each() -> None:
+    p = plan("a dog barks at 1 second, 4 seconds and 7 seconds")
+    assert [e.start_s for e in sources(p, "dog")] == [1.0, 4.0, 7.0]
+    assert all("second" not in e.description for e in p.events)
+
+
+def test_ranges_and_for_then() -> None:
+    siren = by_text(plan("a siren from 2 to 7 seconds"), "siren")
+    assert (siren.start_s, siren.end_s) == (2.0, 7.0)
+    p = plan("footsteps for 4 seconds, then a door opens", 8.0)
+    assert by_text(p, "footsteps").end_s == 4.0 and by_text(p, "door").start_s == 4.0
+
+
+def test_beds_continue_through_then_until_stopped() -> None:
+    p = plan("rain falls, then a door slams, then a dog barks")
+    rain = by_text(p, "rain")
+    assert (rain.start_s, rain.end_s) == (0.0, 10.0)
+    p = plan("music plays, then the music stops, then a door slams")
+    music, door = by_text(p, "music"), by_text(p, "door")
+    assert music.end_s <= door.start_s + 1e-6
+
+
+def test_time_past_the_end_is_a_note_in_the_plan() -> None:
+    result = PLANNER.plan("a gunshot at 12 seconds", duration_s=10.0)
+    assert result.plan.notes and "past the scene end" in result.plan.notes[0]
+    assert result.plan.notes == result.notes
+
+
+def test_silence_makes_no_stem() -> None:
+    p = plan("two seconds of silence, then a door slams", 6.0)
+    assert [e.description for e in p.events] == ["A door slams"]
+    assert p.events[0].start_s == 2.0
+    with pytest.raises(InvalidInputError, match="only silence"):
+        PLANNER.plan("silence", duration_s=5.0)
+
+
+def test_merging_layers_is_a_note_in_the_plan() -> None:
+    result = PLANNER.plan("wind, rain, thunder and a crackling fire", duration_s=10.0,
+                          limits=PlanLimits(max_overlap=2))
+    assert max_concurrent(result.plan.events)[0] <= 2
+    assert any("max_overlap" in note for note in result.plan.notes)
