@@ -25,7 +25,7 @@ from engine.plan import (
     max_concurrent,
     validate_plan,
 )
-from engine.planners import PlanResult, Turn
+from engine.planners.base import PlanResult, Turn
 from engine.planners.rules_layout import Placed, clause_offset_lu, fades_s, layout_scene
 from engine.planners.rules_text import make_clause, setting_beds, split_scene
 

@@ -16,50 +16,25 @@ All times in the returned plan are relative to ``start_s``; duration_s = end_s -
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Sequence
 
 from engine.edits import stable_seed
 from engine.errors import InvalidInputError, PlanValidationError
-from engine.plan import DEFAULT_LIMITS, Event, Plan, PlanLimits, max_concurrent, validate_plan
+from engine.plan import Event, Plan, PlanLimits, max_concurrent, validate_plan
 from engine.planners import PlanResult
 from engine.video.decode import decode_frames
-from engine.video.onsets import OnsetAnalysis, OnsetOptions, VisualOnset, detect_onsets
+from engine.video.cue_items import CueItem, CueOptions, clip_item, hit_lufs, snap_to_onsets
+from engine.video.onsets import OnsetAnalysis, detect_onsets
+# CueItem, CueOptions and snap_to_onsets are importable from here too; their home is cue_items,
+# which engine.video.vision shares (so vision never imports this module, which imports it).
 
 PLANNER_NAME = "video-onsets"
 _PREPOSITIONS = {"on", "of", "against", "in", "at", "with", "into", "onto", "from", "to", "over"}
 _IRREGULAR = {"feet": "foot", "teeth": "tooth", "mice": "mouse", "people": "person", "men": "man",
               "women": "woman", "children": "child", "geese": "goose", "hooves": "hoof", "leaves": "leaf",
               "knives": "knife", "wolves": "wolf", "shelves": "shelf", "halves": "half"}
-
-
-@dataclass(frozen=True)
-class CueOptions:
-    hit_length_s: float = 0.4  # a hit's stem length (shortened when the next hit comes sooner)
-    min_hit_length_s: float = 0.08
-    cuts: Literal["skip", "mark"] = "skip"
-    cut_length_s: float = 0.35
-    beds: bool = True
-    loudest_hit_lufs: float = -16.0  # the strongest onset of the cue
-    quietest_hit_lufs: float = -28.0  # an onset at the detection threshold
-    bed_lufs: float = -32.0
-    cut_lufs: float = -24.0
-    snap_window_s: float = 0.25  # LLM events further than this from any onset keep their time
-    onsets: OnsetOptions = OnsetOptions()
-    limits: PlanLimits = DEFAULT_LIMITS
-
-
-@dataclass(frozen=True)
-class CueItem:
-    """A plan event before ids and overlap fixing: kind decides how it may be shortened."""
-
-    kind: Literal["hit", "bed", "cut"]
-    description: str
-    start_s: float
-    end_s: float
-    target_lufs: float
-    strength: float = 0.0
 
 
 def singular(word: str) -> str:
@@ -95,13 +70,6 @@ def bed_description(hint: str | None) -> str:
     return f"continuous {phrase}, steady movement" if phrase else "soft continuous movement rustle"
 
 
-def _hit_lufs(strength: float, strongest: float, options: CueOptions) -> float:
-    # Loudness follows visual strength on a log scale: a hit half as strong is ~6 dB quieter.
-    ratio = max(1e-3, strength / strongest) if strongest > 0 else 1.0
-    lufs = options.loudest_hit_lufs + 20.0 * math.log10(ratio)
-    return max(options.quietest_hit_lufs, min(options.loudest_hit_lufs, lufs))
-
-
 def items_from_onsets(
     analysis: OnsetAnalysis, *, offset_s: float, duration_s: float, hint: str | None, options: CueOptions
 ) -> list[CueItem]:
@@ -111,7 +79,7 @@ def items_from_onsets(
     items = [
         CueItem("hit", hit_description(hint), onset.time_s - offset_s,
                 onset.time_s - offset_s + options.hit_length_s,
-                _hit_lufs(onset.strength, strongest, options), onset.strength)
+                hit_lufs(onset.strength, strongest, options), onset.strength)
         for onset in hits
     ]
     if options.cuts == "mark":
@@ -126,14 +94,7 @@ def items_from_onsets(
                     options.bed_lufs, span.energy)
             for span in analysis.spans
         ]
-    return [item for item in (_clip(item, duration_s) for item in items) if item is not None]
-
-
-def _clip(item: CueItem, duration_s: float) -> CueItem | None:
-    start_s, end_s = max(0.0, item.start_s), min(duration_s, item.end_s)
-    if end_s - start_s < 0.02:
-        return None
-    return replace(item, start_s=start_s, end_s=end_s)
+    return [item for item in (clip_item(item, duration_s) for item in items) if item is not None]
 
 
 def _shorten_hits(items: list[CueItem], options: CueOptions) -> list[CueItem]:
@@ -209,14 +170,6 @@ def analyse_cue(
 ) -> OnsetAnalysis:
     _check_range(start_s, end_s, options.limits)
     return detect_onsets(decode_frames(path, start_s=start_s, end_s=end_s), options=options.onsets)
-
-
-def snap_to_onsets(time_s: float, onsets: Sequence[VisualOnset], *, window_s: float) -> float:
-    """The nearest onset time within window_s, else time_s unchanged."""
-    nearest = min(onsets, key=lambda onset: abs(onset.time_s - time_s), default=None)
-    if nearest is not None and abs(nearest.time_s - time_s) <= window_s:
-        return nearest.time_s
-    return time_s
 
 
 def cue_plan(

@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from engine.video.cue_items import CueItem, clip_item, hit_lufs, snap_to_onsets
 from engine.video.decode import decode_keyframes
 from engine.video.onsets import OnsetAnalysis
 
@@ -99,7 +100,6 @@ def vision_items(
     options: Any,
 ) -> list:
     """CueItems from the model's answer, each hit sitting on a detected onset where one is near."""
-    from engine.video.cue import CueItem, _clip, _hit_lufs
 
     messages = build_messages(path, analysis, start_s=start_s, duration_s=duration_s, hint=hint)
     data = ask_model(settings, messages)
@@ -112,7 +112,7 @@ def vision_items(
         time_s, strength = _hit_time(hit, onsets, start_s, options.snap_window_s)
         if not text or time_s is None:
             continue
-        lufs = _hit_lufs(strength, strongest, options) if strength else options.quietest_hit_lufs
+        lufs = hit_lufs(strength, strongest, options) if strength else options.quietest_hit_lufs
         items.append(CueItem("hit", text, time_s - start_s, time_s - start_s + options.hit_length_s,
                              lufs, strength))
     for bed in _dicts(data.get("beds")):
@@ -123,7 +123,7 @@ def vision_items(
             continue
         if text and math.isfinite(bed_start_s) and math.isfinite(bed_end_s):
             items.append(CueItem("bed", text, bed_start_s, bed_end_s, options.bed_lufs))
-    items = [item for item in (_clip(item, duration_s) for item in items) if item and item.description]
+    items = [item for item in (clip_item(item, duration_s) for item in items) if item and item.description]
     if not items:
         raise VisionPlanError("the answer named no usable event")
     return items
@@ -152,8 +152,6 @@ def _hit_time(hit: dict, onsets: list, start_s: float, window_s: float) -> tuple
         return None, 0.0
     if not math.isfinite(wanted):
         return None, 0.0
-    from engine.video.cue import snap_to_onsets
-
     snapped = snap_to_onsets(wanted, onsets, window_s=window_s)
     strength = next((o.strength for o in onsets if o.time_s == snapped), 0.0)
     return snapped, strength
