@@ -61,8 +61,10 @@ class LibraryGenerator:
     name = "library"
 
     def __init__(self, *, index: str | Path | None = None, threshold: float | None = None,
-                 candidates: int | None = None, settings: LibrarySettings | None = None) -> None:
+                 candidates: int | None = None, clap_model: str | None = None,
+                 settings: LibrarySettings | None = None) -> None:
         self.settings = settings or load_library_settings()
+        self.clap_model = clap_model or self.settings.clap_model
         self.index_path = Path(index).expanduser() if index is not None else index_path(self.settings)
         self.threshold = self.settings.threshold if threshold is None else float(threshold)
         if not 0.0 <= self.threshold <= 1.0:
@@ -76,11 +78,16 @@ class LibraryGenerator:
                 field="library", value=str(self.index_path),
             )
         self._loaded: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self.semantic = None
+        if self.clap_model:  # CLAP similarity joins the score (vectors from `library embed`)
+            from engine.library.semantic import ClapEmbedder, SemanticIndex
+
+            self.semantic = SemanticIndex(self.index, ClapEmbedder(self.clap_model))
 
     def identity(self) -> Mapping[str, Any]:
         # The generation changes with every add/rescan/remove, so cached renders follow the index.
         return {"backend": self.name, "index": str(self.index_path), "generation": self.index.generation(),
-                "fit": FIT_VERSION, "candidates": self.candidates}
+                "fit": FIT_VERSION, "candidates": self.candidates, "clap_model": self.clap_model}
 
     # --- choosing ---------------------------------------------------------------------------
 
@@ -93,7 +100,8 @@ class LibraryGenerator:
         chosen: list[tuple[SearchHit | None, str | None, list[SearchHit]]] = [(None, None, [])] * len(requests)
         for description, positions in by_description.items():
             first = requests[positions[0]]
-            hits = search(self.index, description, length_s=first.length_s, limit=max(self.candidates, 10))
+            hits = search(self.index, description, length_s=first.length_s, limit=max(self.candidates, 10),
+                          semantic=self.semantic)
             kind = understand(description, length_s=first.length_s).kind
             if not hits:
                 for position in positions:
@@ -163,10 +171,11 @@ class HybridGenerator(LibraryGenerator):
     name = "hybrid"
 
     def __init__(self, *, index: str | Path | None = None, threshold: float | None = None,
-                 candidates: int | None = None, fallback: str | None = None,
+                 candidates: int | None = None, clap_model: str | None = None, fallback: str | None = None,
                  model: str | None = None, steps: int | None = None, guidance: float | None = None,
                  settings: LibrarySettings | None = None) -> None:
-        super().__init__(index=index, threshold=threshold, candidates=candidates, settings=settings)
+        super().__init__(index=index, threshold=threshold, candidates=candidates, clap_model=clap_model,
+                         settings=settings)
         self.fallback_name = fallback or self.settings.fallback
         if self.fallback_name in ("library", "hybrid"):
             raise InvalidInputError(f"fallback={self.fallback_name!r}: must be a model or the procedural backend",

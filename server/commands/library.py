@@ -1,4 +1,4 @@
-"""`audio-agent library add|list|remove|rescan|search`: the designer's sound library index.
+"""`audio-agent library add|list|remove|rescan|search|embed`: the designer's sound library index.
 
 The index lives at <data_dir>/library.sqlite (or the [library] ``index`` setting, or
 ``--index``). Summaries go to stdout; each skipped file is one line on stderr
@@ -121,6 +121,19 @@ def run_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_embed(args: argparse.Namespace) -> int:
+    from engine.library.semantic import ClapEmbedder, SemanticIndex
+
+    with _open(args) as index:
+        semantic = (SemanticIndex(index, ClapEmbedder(args.model)) if args.model
+                    else SemanticIndex.from_settings(index))
+        done, failures = semantic.update()
+    for path, reason in failures:
+        print(f"skipped: {path}: {reason}", file=sys.stderr)
+    print(f"{done} file(s) embedded with {semantic.embedder.name}, {len(failures)} skipped")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "library",
@@ -146,6 +159,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     again = actions.add_parser("rescan", help="re-read new and changed files, drop deleted ones")
     again.set_defaults(handler=run_rescan)
+
+    embed = actions.add_parser("embed", help="compute CLAP vectors for files that have none (semantic search)")
+    embed.add_argument("--model", default=None, metavar="ID_OR_DIR",
+                       help="CLAP Hub id or local folder (default: [library] clap_model)")
+    embed.set_defaults(handler=run_embed)
 
     find = actions.add_parser("search", help="ranked matches for an event description")
     find.add_argument("text", help='what the event sounds like, e.g. "heavy wooden door slam"')
