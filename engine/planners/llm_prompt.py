@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from engine.errors import InvalidInputError
 from engine.plan import MAX_TARGET_LUFS, MIN_TARGET_LUFS, Plan, PlanLimits
-from engine.planners import Turn
+from engine.planners.base import Turn
 
 PRESETS_DIR = Path(__file__).resolve().parents[2] / "presets"
 PROMPT_FILES = {"plain": "planner_prompt.md", "loudness": "planner_prompt_loudness.md"}
@@ -28,6 +28,7 @@ _ALLOWED_PLACEHOLDERS = {
     "max_description_chars",
     "min_target_lufs",
     "max_target_lufs",
+    "length_priors",
 }
 _MIN_PROMPT_CHARS = 200
 
@@ -83,6 +84,7 @@ def load_system_prompt(
         max_description_chars=limits.max_description_chars,
         min_target_lufs=f"{MIN_TARGET_LUFS:g}",
         max_target_lufs=f"{MAX_TARGET_LUFS:g}",
+        length_priors=length_priors(),
     )
     required = _REQUIRED_FIELDS["plain"] + _REQUIRED_FIELDS.get(variant, ())
     missing = [name for name in required if name not in text]
@@ -94,6 +96,54 @@ def load_system_prompt(
             field="prompt_file", value=str(path),
         )
     return text
+
+
+# Entries of each kind shown to the model: enough to set the scale, few enough to keep the
+# system prompt small for local models (about 1.5k characters in all).
+PRIORS_PER_KIND = 14
+_KIND_LABELS = (
+    ("one_shot", "one-shots"),
+    ("hits", "one hit of a repeated sound"),
+    ("sustained", "sustained sounds"),
+)
+
+
+COMMON_SOURCES = (
+    "door slam", "door opens", "gunshot", "explosion", "glass shatter", "scream", "car horn",
+    "thud", "crash", "splash", "match strike", "lock turns", "keys jingle", "chime",
+    "dog bark", "knocking", "cough", "beep", "click", "camera shutter", "clapping", "church bell",
+    "footsteps", "car passing", "thunder", "siren", "alarm", "kettle boiling", "phone ringing",
+    "applause", "helicopter", "train", "chainsaw", "laugh", "baby crying", "speech",
+    "rain", "wind", "traffic", "fire", "ocean waves", "birdsong", "crowd chatter", "fan",
+    "room tone", "crickets", "machinery", "clock ticking",
+)
+
+
+@lru_cache(maxsize=1)
+def length_priors() -> str:
+    """Natural lengths from the sound lexicon (presets/sounds.toml), one line per kind, so the
+    LLM planner and the rule planner agree on what a good layout is."""
+    from engine.lexicon import load_lexicon
+
+    lexicon = load_lexicon()
+    # The most common sources first, then the rest of the file, so the sample sets the scale.
+    common = [lexicon.get(name) for name in COMMON_SOURCES if name in {e.name for e in lexicon.entries}]
+    entries = common + [e for e in lexicon.entries if e not in common]
+    lines = []
+    for kind, label in _KIND_LABELS:
+        items = []
+        for entry in (e for e in entries if e.kind == kind):
+            if kind == "hits":
+                items.append(f"{entry.name} {entry.single_hit_s:g}")
+            else:
+                tail = f" (tail {entry.tail_s:g})" if entry.tail_s else ""
+                items.append(f"{entry.name} {entry.length_min_s:g}-{entry.length_max_s:g}{tail}")
+            if len(items) == PRIORS_PER_KIND:
+                break
+        lines.append(f"   - {label}: " + "; ".join(items) + ".")
+    beds = [e.name for e in entries if e.kind == "bed"][:PRIORS_PER_KIND]
+    lines.append("   - beds (whole scene unless stopped): " + ", ".join(beds) + ".")
+    return "\n".join(lines)
 
 
 def approx_tokens(text: str) -> int:

@@ -118,3 +118,16 @@ def test_duplicate_names_and_bad_toml_are_refused(tmp_path: Path) -> None:
         read_lexicon(_write(tmp_path, "sound = [{"))
     with pytest.raises(InvalidInputError, match="non-empty 'sound' list"):
         read_lexicon(_write(tmp_path, "other = 1"))
+
+
+@pytest.mark.parametrize("variant", ["plain", "loudness"])
+def test_llm_prompt_carries_the_lexicon_priors_and_the_counts_rule(variant: str) -> None:
+    from engine.plan import PlanLimits
+    from engine.planners.llm_prompt import load_system_prompt
+
+    text = load_system_prompt(variant, limits=PlanLimits())
+    slam = load_lexicon().get("door slam")
+    assert f"door slam {slam.length_min_s:g}-{slam.length_max_s:g}" in text
+    assert f"dog bark {load_lexicon().get('dog bark').single_hit_s:g}" in text
+    assert "three times" in text and "separate events" in text
+    assert "$" not in text

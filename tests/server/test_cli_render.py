@@ -254,8 +254,8 @@ def test_settings_defaults():
     settings = EngineSettings()
     levels = (settings.sample_rate, settings.target_lufs, settings.ceiling_dbtp)
     assert levels == (48000, -23.0, -1.0)
-    assert (settings.backend, settings.planner, settings.max_overlap) == ("procedural", "rules", 3)
-    assert settings.limits().max_overlap == 3
+    assert (settings.backend, settings.planner, settings.max_overlap) == ("procedural", "rules", 6)
+    assert settings.limits().max_overlap == 6
 
 
 def test_settings_env_beats_toml_file(hermetic_settings, monkeypatch):
