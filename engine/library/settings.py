@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from pydantic import Field, ValidationError
 from pydantic_settings import SettingsConfigDict
@@ -22,7 +22,6 @@ class LibrarySettings(TableSettings):
     fallback: str = "procedural"  # hybrid's backend where the library has nothing good enough
     candidates: int = Field(default=6, ge=1, le=100)  # near-best files repeated hits rotate through
     clap_model: str | None = None  # Hub id or local folder of a CLAP model; enables semantic search
-    stem_names: Literal["ucs", "plain"] = "ucs"
 
 
 def load_library_settings(**overrides: object) -> LibrarySettings:
