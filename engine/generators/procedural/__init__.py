@@ -7,11 +7,11 @@ working rate, sets the level and is the ``Generator`` the registry builds.
 
 from engine.generators.procedural.generator import (
     BED_FAMILIES,
-    BED_TILE_S,
     DSP_VERSION,
     ProceduralGenerator,
     render_sketch,
 )
+from engine.generators.procedural.long_events import LONG_EVENT_S
 from engine.generators.procedural.text import (
     FAMILIES,
     FAMILY_KEYWORDS,
@@ -21,6 +21,6 @@ from engine.generators.procedural.text import (
 )
 
 __all__ = [
-    "BED_FAMILIES", "BED_TILE_S", "DSP_VERSION", "FAMILIES", "FAMILY_KEYWORDS",
+    "BED_FAMILIES", "LONG_EVENT_S", "DSP_VERSION", "FAMILIES", "FAMILY_KEYWORDS",
     "ProceduralGenerator", "Traits", "classify_family", "describe_traits", "render_sketch",
 ]

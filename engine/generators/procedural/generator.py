@@ -7,29 +7,28 @@ while the real backend is busy or absent. It will never sound like a recording.
 
 How a description becomes audio:
 
-1. ``classify_family`` picks one family from a keyword table (``FAMILY_KEYWORDS``). Keywords
-   match whole words with common inflections ("bark" matches "barks", "barking", "barked";
-   "drive" matches "driving"; a keyword written "=fire" matches only "fire"/"fires", never the
-   verb "firing"). A family scores the sum of the weights of its keywords found in the text,
-   where a keyword's weight is its number of words, so "fire alarm" (2) outranks "fire" (1).
-   The strongest family wins; on a tie the family whose first match comes earliest in the
-   text wins (the named subject usually comes first: "rain on a car roof" is rain), then
-   table order. Nothing matched gives "neutral": a soft filtered-noise swell.
-2. Loudness words ("heavy", "distant", "gentle"...) set an intensity and a distance that scale
-   densities, decays and the output level; the event length scales one-shot decays so a door
-   slam in a 0.3 s event still ends inside it, and beds fill whatever length they get.
-3. The family's recipe in ``procedural_dsp`` renders at a working rate no higher than the
-   family needs, then the result is resampled to the requested rate and cut to exactly
+1. ``text.read_description`` finds the sound in the lexicon (``presets/sounds.toml``): its
+   family picks the recipe, its kind and hit length decide whether a short event is exactly
+   one hit; descriptions the lexicon does not know fall back to a keyword table. Loudness
+   words ("heavy", "distant", "gentle"...) set an intensity and a distance that scale
+   densities, decays and the output level; the event length scales one-shot decays so a
+   door slam in a 0.3 s event still ends inside it, and beds fill whatever length they get.
+2. The family's recipe (``recipes/``) renders at a working rate no higher than the family
+   needs, then the result is resampled to the requested rate and cut to exactly
    round(length_s * sample_rate) frames. Beds (rain, wind, water, fire, crowd, pad) are stereo
-   with slightly decorrelated channels; everything else is mono. Beds longer than BED_TILE_S
-   are one BED_TILE_S render looped with a long equal-power crossfade, to bound memory.
+   with slightly decorrelated channels; everything else is mono.
+3. Events longer than ``LONG_EVENT_S`` are built segment by segment into one float32 output
+   (``long_events``), so memory stays bounded: continuing sounds from a shuffled pool of
+   crossfaded segments, one-shots as their first minute followed by silence.
 
 Samples depend only on (description, seed, length, rate): the random generator is seeded from
-a hash of (seed, description), so one request always renders the same audio.
+a hash of (seed, description) (and, for long events, the segment index), so one request
+always renders the same audio.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass
@@ -39,23 +38,27 @@ import numpy as np
 import soxr
 
 from engine.generators import GenerationRequest, GenerationResult
+from engine.generators.procedural.long_events import (
+    LONG_EVENT_S,
+    render_continuing,
+    render_head,
+)
 from engine.generators.procedural.primitives import lowpass
 from engine.generators.procedural.recipes import recipe_for
 from engine.generators.procedural.recipes.beds import sketch_neutral
 from engine.generators.procedural.text import Traits, read_description
 from engine.progress import CancelToken, ProgressFn
-from engine.render import fit_to_length
 
 # Bump whenever a recipe, the keyword table or the level rule changes samples: it is part of
 # every cache key made for this backend.
 DSP_VERSION = 3
 
-# Beds longer than this are rendered once at this length and looped with a long crossfade:
-# a 600 s rain bed rendered whole peaks near 4 GB, tiled it stays near 0.4 GB, and a
-# stationary texture does not reveal a one-minute loop.
+# Stereo, slightly decorrelated families; everything else is mono.
 BED_FAMILIES = frozenset({"rain", "wind", "water", "fire", "crowd", "pad"})
-BED_TILE_S = 60.0
-BED_TILE_CROSSFADE_MS = 2000.0
+# Without a lexicon entry to say so, these ring out once in a long event instead of continuing.
+ONE_SHOT_FAMILIES = frozenset({"thunder", "door", "impact", "gunshot", "explosion", "scream",
+                               "horn", "whistle"})
+_LEVEL_BLOCK_FRAMES = 1 << 16
 
 MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 384000
@@ -110,31 +113,76 @@ def render_sketch(description: str, *, length_s: float, sample_rate: int = 48000
     if isinstance(checked, str):
         raise ValueError(checked)
     family, traits = read_description(description, length_s=length_s)
-    if family in BED_FAMILIES and length_s > BED_TILE_S:
-        tile = render_sketch(description, length_s=BED_TILE_S, sample_rate=sample_rate, seed=seed)
-        return fit_to_length(tile, frames=checked.frames, sample_rate=checked.sample_rate,
-                             crossfade_ms=BED_TILE_CROSSFADE_MS)
-    rng = _rng_for(seed, description)
+    if length_s > LONG_EVENT_S:
+        raw = _render_long(description, family, traits, checked, seed)
+    else:
+        raw = _render_raw(family, traits, _rng_for(seed, description), checked.frames,
+                          checked.sample_rate)
+    return _set_level(raw, traits)
+
+
+def _work_rate(family: str, sample_rate: int) -> int:
     cap = _WORK_RATE.get(family)
-    work_rate = min(checked.sample_rate, cap) if cap else checked.sample_rate
-    work_frames = math.ceil(checked.frames * work_rate / checked.sample_rate) + 1
+    return min(sample_rate, cap) if cap else sample_rate
+
+
+def _render_raw(family: str, traits: Traits, rng: np.random.Generator, frames: int,
+                sample_rate: int) -> np.ndarray:
+    """The family's recipe at its working rate, resampled and cut to exactly ``frames``."""
+    work_rate = _work_rate(family, sample_rate)
+    work_frames = math.ceil(frames * work_rate / sample_rate) + 1
     audio = np.atleast_2d(recipe_for(family)(rng, work_frames, work_rate, traits))
     if not np.any(np.abs(audio) > 1e-9):  # e.g. a one-shot that could not fit: never silent
         audio = sketch_neutral(rng, work_frames, work_rate, traits)
     if traits.distant:  # air and walls eat the top end first
         audio = lowpass(audio, 1500.0, work_rate)
-    if work_rate != checked.sample_rate:
-        audio = soxr.resample(audio.T, work_rate, checked.sample_rate).T
-    if audio.shape[-1] < checked.frames:  # resampler rounding; normally we rendered extra
-        audio = np.pad(audio, ((0, 0), (0, checked.frames - audio.shape[-1])))
-    return _set_level(audio[:, : checked.frames], traits)
+    if work_rate != sample_rate:
+        audio = soxr.resample(audio.T, work_rate, sample_rate).T
+    if audio.shape[-1] < frames:  # resampler rounding; normally we rendered extra
+        audio = np.pad(audio, ((0, 0), (0, frames - audio.shape[-1])))
+    return audio[:, :frames]
+
+
+def _continues(family: str, traits: Traits) -> bool:
+    """Does the sound keep going for a long event (a bed, a run of barks), or ring out once?"""
+    if traits.kind:
+        return traits.kind in ("bed", "sustained") or (
+            traits.kind == "hits" and not traits.single_hit)
+    return family not in ONE_SHOT_FAMILIES
+
+
+def _render_long(description: str, family: str, traits: Traits, checked: _Checked,
+                 seed: int) -> np.ndarray:
+    """A long event in bounded memory (see ``long_events``)."""
+
+    def render_segment(index: int, frames: int, steady: bool) -> np.ndarray:
+        rng = _rng_for(seed, f"{description}\x00segment {index}")
+        return _render_raw(family, dataclasses.replace(traits, steady=steady), rng, frames,
+                           checked.sample_rate)
+
+    if not _continues(family, traits):
+        return render_head(render_segment, frames=checked.frames,
+                           sample_rate=checked.sample_rate)
+    return render_continuing(
+        render_segment, family=family, frames=checked.frames,
+        channels=2 if family in BED_FAMILIES else 1,
+        work_rate=_work_rate(family, checked.sample_rate), sample_rate=checked.sample_rate,
+        order_rng=_rng_for(seed, f"{description}\x00order"))
 
 
 def _set_level(audio: np.ndarray, traits: Traits) -> np.ndarray:
-    """Peak-normalise to a level that follows the loudness words (render sets final LUFS)."""
+    """Peak-normalise to a level that follows the loudness words (render sets final LUFS).
+
+    Works in place on float32 input, a block at a time, so a ten-minute stem is never copied.
+    """
     level = 10 ** (-1.0 / 20.0) * (0.3 + 0.7 * traits.intensity) * (0.6 if traits.distant else 1.0)
-    audio = np.nan_to_num(audio.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    audio = audio.astype(np.float32, copy=False)
+    peak = 0.0
+    for start in range(0, audio.shape[-1], _LEVEL_BLOCK_FRAMES):
+        block = audio[:, start:start + _LEVEL_BLOCK_FRAMES]
+        np.nan_to_num(block, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        if block.size:
+            peak = max(peak, float(np.max(np.abs(block))))
     if peak > 0.0:
         audio *= np.float32(level / peak)
     return np.ascontiguousarray(np.clip(audio, -1.0, 1.0, out=audio))

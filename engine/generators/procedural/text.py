@@ -40,6 +40,8 @@ class Traits:
     distant: bool = False
     sound: str = ""  # the lexicon entry's name ("dog howl"), "" when the lexicon had none
     single_hit: bool = False  # render exactly one hit / one occurrence, never a run
+    kind: str = ""  # the lexicon entry's kind (one_shot, hits, sustained, bed), "" if none
+    steady: bool = False  # a segment of a long event: no swell in or out (applied once)
 
     def has(self, *stems: str) -> bool:
         """True if any stem starts a word of the text or of the lexicon entry's name
@@ -200,7 +202,8 @@ def describe_traits(description: str, *, length_s: float | None = None,
     intensity = float(np.clip(0.6 + 0.3 * loud - 0.3 * soft, 0.1, 1.0))
     return Traits(text=text, intensity=intensity, distant=bool(_DISTANT.search(text)),
                   sound=entry.name if entry is not None else "",
-                  single_hit=_is_single_hit(text, length_s, entry))
+                  single_hit=_is_single_hit(text, length_s, entry),
+                  kind=entry.kind if entry is not None else "")
 
 
 _ONCE = re.compile(r"\b(once|a single|one single|just one|single)\b")

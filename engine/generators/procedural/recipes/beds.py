@@ -312,6 +312,8 @@ def sketch_pad(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np.
         lowpass(out, cutoff, sample_rate) * (1.0 - sweep)
         + lowpass(out, 2.2 * cutoff, sample_rate) * sweep
     )
+    if traits.steady:  # a segment of a long pad: the swell is applied once over the event
+        return out
     total_s = n_frames / sample_rate
     env = swell_env(
         n_frames,
@@ -326,7 +328,11 @@ def sketch_neutral(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) ->
     """Soft band-passed pink noise swelling in and out: a placeholder that reads as 'something'."""
     total_s = n_frames / sample_rate
     source = bandpass(pink_noise(rng, n_frames), 250, 3500, sample_rate)
-    env = swell_env(n_frames, sample_rate, attack_s=0.45 * total_s, release_s=0.45 * total_s)
+    if traits.steady:  # a segment of a long event: the swell is applied once over the event
+        env = np.ones(n_frames)
+    else:
+        env = swell_env(n_frames, sample_rate, attack_s=0.45 * total_s,
+                        release_s=0.45 * total_s)
     return (
         source * env * np.clip(1.0 + 0.2 * smooth_noise(rng, n_frames, sample_rate, 1.0), 0.0, None)
     )
