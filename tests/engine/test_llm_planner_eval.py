@@ -69,7 +69,8 @@ def test_rules_run_prints_a_line_per_caption_and_an_aggregate(capsys):
     assert len(records) == 25 and aggregate["prompts"] == 25
     assert aggregate["by_kind"]["pair"]["prompts"] == 5
     assert aggregate["valid_rate"] == 1.0 and aggregate["overlap_violations"] == 0
-    assert all(r["planner"] == "rules" and r["ends_at_end"] for r in records)
+    # Short sounds keep their natural length, so a scene may end in silence: only validity holds.
+    assert all(r["planner"] == "rules" and r["valid"] for r in records)
 
 
 def test_llm_run_scores_what_the_model_planned():
