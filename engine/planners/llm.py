@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,7 +34,7 @@ from typing import Any, Sequence
 
 from engine.errors import InvalidInputError, PlannerError, PlanValidationError
 from engine.plan import DEFAULT_LIMITS, Plan, PlanLimits, validate_plan
-from engine.planners import Planner, PlanResult, Turn
+from engine.planners.base import Planner, PlanResult, Turn
 from engine.planners.llm_config import (
     LLMSettings,
     Variant,
@@ -82,10 +81,6 @@ from engine.planners.llm_prompt import (
 __all__ = ["LLMPlanner", "LLMSettings", "llm_configured", "create_openai_client"]
 
 log = logging.getLogger(__name__)
-
-# Endpoint keys whose models list was read in this process (for the context size it reports).
-_PROBED: set[str] = set()
-_PROBED_LOCK = threading.Lock()
 
 # A plan whose last event ends this close to the scene end counts as reaching it.
 END_TOLERANCE_S = 0.05
@@ -208,16 +203,11 @@ class LLMPlanner:
     def forget_endpoint(self) -> None:
         """Forget what was learnt about this endpoint (``llm check`` probes afresh)."""
         MEMORY.forget(self.endpoint_key, cache_file=self.cache_file)
-        with _PROBED_LOCK:
-            _PROBED.discard(self.endpoint_key)
 
     def probe_context(self) -> int | None:
         """The context size the models list reports for this model (read once per process)."""
-        key = self.endpoint_key
-        with _PROBED_LOCK:
-            if key in _PROBED:
-                return self.endpoint_info().context_tokens
-            _PROBED.add(key)
+        if not MEMORY.first_probe(self.endpoint_key):
+            return self.endpoint_info().context_tokens
         try:
             models = list_models(
                 self._client_or_new(), timeout_s=min(_PROBE_TIMEOUT_S, self.settings.timeout_s)
@@ -339,18 +329,20 @@ class LLMPlanner:
         then the quoted answer is cut."""
         repair = {"role": "user", "content": repair_message(error)}
         history, current = call.messages[:-1], call.messages[-1]
-        quoted = first_text
+        kept_chars = len(first_text)
         context = self.endpoint_info().context_tokens
         system = self._system_prompt(call, self.endpoint_info().rung)
         while True:
+            quoted = first_text if kept_chars == len(first_text) else (
+                first_text[:kept_chars] + " …")
             messages = [*history, current, {"role": "assistant", "content": quoted}, repair]
             sent = [{"role": "system", "content": system}, *messages]
             if context is None or estimate_tokens(sent) + MIN_ANSWER_TOKENS <= context:
                 return messages
             if history:
                 history = history[1:]
-            elif len(quoted) > _MIN_QUOTED_CHARS:
-                quoted = quoted[: max(_MIN_QUOTED_CHARS, len(quoted) // 2)] + " …"
+            elif kept_chars > _MIN_QUOTED_CHARS:
+                kept_chars = max(_MIN_QUOTED_CHARS, kept_chars // 2)
             else:
                 raise _Failure(
                     f"no room for a repair round in the model's {context}-token context (the "

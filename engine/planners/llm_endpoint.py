@@ -65,6 +65,7 @@ class EndpointMemory:
         self._lock = threading.Lock()
         self._known: dict[str, EndpointInfo] = {}
         self._loaded_files: set[Path] = set()
+        self._probed: set[str] = set()
 
     def get(self, key: str, *, cache_file: Path | None) -> EndpointInfo:
         with self._lock:
@@ -99,14 +100,25 @@ class EndpointMemory:
     def forget(self, key: str, *, cache_file: Path | None) -> None:
         with self._lock:
             self._load(cache_file)
+            self._probed.discard(key)
             if self._known.pop(key, None) is not None:
                 self._save(cache_file)
+
+    def first_probe(self, key: str) -> bool:
+        """True the first time it is asked for ``key`` in this process (or since forget):
+        the models list is read once per endpoint for the context size it may report."""
+        with self._lock:
+            if key in self._probed:
+                return False
+            self._probed.add(key)
+            return True
 
     def clear_process_memory(self) -> None:
         """Forget everything held in memory (tests; the file stays as it is)."""
         with self._lock:
             self._known.clear()
             self._loaded_files.clear()
+            self._probed.clear()
 
     # ----------------------------------------------------------------- file
     def _load(self, cache_file: Path | None) -> None:

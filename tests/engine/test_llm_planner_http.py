@@ -16,6 +16,7 @@ from engine.errors import PlannerError
 from engine.plan import Event, Plan, PlanLimits
 from engine.planners import PlanResult, Turn
 from engine.planners.llm import LLMPlanner, LLMSettings
+from engine.planners.llm_endpoint import MEMORY
 from engine.planners.llm_parse import schema_note
 from tests.fake_openai_server import FakeOpenAIServer
 
@@ -48,6 +49,7 @@ class StubFallback:
 def clean_env(monkeypatch, tmp_path):
     # What the planner learns about endpoints goes to a file of this test, not the user's cache.
     monkeypatch.setenv("AUDIO_AGENT_LLM_ENDPOINT_CACHE", str(tmp_path / "llm_endpoints.json"))
+    MEMORY.clear_process_memory()  # a later test may get an earlier test's port
     for name in ("AUDIO_AGENT_LLM_VARIANT", "AUDIO_AGENT_LLM_STRUCTURED_OUTPUT",
                  "AUDIO_AGENT_LLM_FALLBACK", "AUDIO_AGENT_LLM_TEMPERATURE"):
         monkeypatch.delenv(name, raising=False)
