@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -217,7 +217,7 @@ def _limit(
     spans = _gain_spans(out, found, ceiling, sample_rate)
     # Outside the spans nothing changed (and nothing was over the ceiling); only the spans,
     # with the interpolator's reach around them, can still be over after smoothing.
-    peak = max(truepeak.scan(out, start=a, stop=b).peak for a, b in spans)
+    peak = max(truepeak.scan(out, start=a, stop=b).peak for a, b in _merged(spans, out.shape[0]))
     if peak > ceiling:
         out *= np.float32(ceiling / peak)
     return out, None, True
@@ -251,12 +251,67 @@ def _gain_spans(
     return spans
 
 
+def _merged(spans: list[tuple[int, int]], channels: int) -> list[tuple[int, int]]:
+    """Spans closer than one true-peak block joined: a few extra frames cost less than a pass."""
+    gap = truepeak.block_frames(channels)
+    merged: list[tuple[int, int]] = []
+    for low, high in spans:
+        if merged and low - merged[-1][1] < gap:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+        else:
+            merged.append((low, high))
+    return merged
+
+
 def _smoothed_gain(needed: np.ndarray, half: int) -> np.ndarray:
     from scipy.ndimage import minimum_filter1d, uniform_filter1d  # heavy: only when limiting
 
     held = minimum_filter1d(needed, size=2 * half + 1, mode="nearest")
     smooth = uniform_filter1d(held, size=half, mode="nearest")
     return np.minimum(smooth, needed)  # guards float error at window edges
+
+
+class Normalised(NamedTuple):
+    """What ``normalise_stem`` made, with the measurements it already has."""
+
+    audio: np.ndarray
+    gain_db: float  # the static gain applied (make-up rounds not included)
+    measured_lufs: float | None  # loudness of the input, None for silence
+    true_peak_dbtp: float | None  # of ``audio`` when a pass already measured it, else None
+
+
+def normalise_stem(
+    audio: np.ndarray,
+    *,
+    sample_rate: int,
+    target_lufs: float,
+    ceiling_dbtp: float | None = -1.0,
+) -> Normalised:
+    """``normalise_to_lufs``, also handing back the output's true peak when it is known.
+
+    Loudness is measured again only after the limiter changed something: a static gain moves
+    loudness by exactly that gain, so a round the limiter leaves alone is already on target.
+    """
+    array = _check_audio(audio)
+    measured = measure_lufs(array, sample_rate)
+    if measured is None:
+        return Normalised(array.copy(), 0.0, None, None)
+    gain_db = target_lufs - measured
+    out = (array * db_to_gain(gain_db)).astype(np.float32)
+    if ceiling_dbtp is None:
+        return Normalised(out, gain_db, measured, None)
+    peak_db: float | None = None
+    for _ in range(MAKEUP_ROUNDS):
+        out, peak_db, changed = _limit(out, sample_rate, ceiling_dbtp)
+        if not changed:
+            break
+        now = measure_lufs(out, sample_rate)
+        if now is None or abs(target_lufs - now) <= LOUDNESS_TOLERANCE_LU:
+            break
+        out = (out * db_to_gain(target_lufs - now)).astype(np.float32)
+    else:
+        out, peak_db, _ = _limit(out, sample_rate, ceiling_dbtp)
+    return Normalised(out, gain_db, measured, peak_db)
 
 
 def normalise_to_lufs(
@@ -272,29 +327,10 @@ def normalise_to_lufs(
     measured_lufs is the loudness of the input before any gain. Silence comes back unchanged
     with gain 0 dB and measured None. With a ceiling, the limiter and make-up rounds described
     in the module docstring run; the result's own loudness is ``measure_lufs`` of it.
-
-    Loudness is measured again only after the limiter changed something: a static gain moves
-    loudness by exactly that gain, so a round the limiter leaves alone is already on target.
     """
-    array = _check_audio(audio)
-    measured = measure_lufs(array, sample_rate)
-    if measured is None:
-        return array.copy(), 0.0, None
-    gain_db = target_lufs - measured
-    out = (array * db_to_gain(gain_db)).astype(np.float32)
-    if ceiling_dbtp is None:
-        return out, gain_db, measured
-    for _ in range(MAKEUP_ROUNDS):
-        out, _, changed = _limit(out, sample_rate, ceiling_dbtp)
-        if not changed:
-            break
-        now = measure_lufs(out, sample_rate)
-        if now is None or abs(target_lufs - now) <= LOUDNESS_TOLERANCE_LU:
-            break
-        out = (out * db_to_gain(target_lufs - now)).astype(np.float32)
-    else:
-        out = _limit(out, sample_rate, ceiling_dbtp)[0]
-    return out, gain_db, measured
+    done = normalise_stem(audio, sample_rate=sample_rate, target_lufs=target_lufs,
+                          ceiling_dbtp=ceiling_dbtp)
+    return done.audio, done.gain_db, done.measured_lufs
 
 
 @dataclass(frozen=True)

@@ -341,15 +341,20 @@ def _render_one(job: _Job, out: _Output, *, cache_hit: bool) -> _Rendered:
                                  crossfade_ms=CROSSFADE_MS)
     audio = render.apply_fades(audio, sample_rate=rate, fade_in_ms=FADE_IN_MS,
                                fade_out_ms=FADE_OUT_MS)
-    audio, _, _ = render.normalise_to_lufs(
+    normalised = render.normalise_stem(
         audio, sample_rate=rate, target_lufs=job.target_lufs, ceiling_dbtp=out.ceiling_dbtp
     )
+    audio = normalised.audio
     if out.subtype == "PCM_24":
         # Measure what the file will hold, not the float array before rounding.
         # (Scaling by 2**23 and back is exact in float32: the same values as in float64.)
         audio = np.round(audio * np.float32(8388608.0)) / np.float32(8388608.0)
     measured = render.measure_lufs(audio, rate)
-    peak = render.true_peak_dbtp(audio, rate)
+    # The limiter's pass already measured the float samples' true peak when it looked at them;
+    # 24-bit rounding moves it by about 1e-6 dB.
+    peak = normalised.true_peak_dbtp
+    if peak is None:
+        peak = render.true_peak_dbtp(audio, rate)
     event = job.event
     path = _write_named(
         out.folder, event.id, audio, sample_rate=rate, subtype=out.subtype,
@@ -527,12 +532,12 @@ def render_scene(
                   ceiling_dbtp)
     jobs = _jobs(plan, generator, sample_rate, default_target_lufs, cache)
     done: dict[str, _Rendered] = {}
+    keep_audio = write_mix and _keep_stems_for_mix(jobs)
 
     def finish(event_id: str, rendered: _Rendered) -> None:
         if aligned:
             rendered = _Rendered(_aligned_copy(rendered, out), rendered.audio)
         done[event_id] = rendered if keep_audio else rendered.without_audio()
-    keep_audio = write_mix and _keep_stems_for_mix(jobs)
         if on_stem is not None:
             on_stem(rendered.entry)
 
