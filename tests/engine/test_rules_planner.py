@@ -510,3 +510,40 @@ def test_merging_layers_is_a_note_in_the_plan() -> None:
                           limits=PlanLimits(max_overlap=2))
     assert max_concurrent(result.plan.events)[0] <= 2
     assert any("max_overlap" in note for note in result.plan.notes)
+
+
+# ---- the evaluation set (benchmarks/planner_eval_set.py) -------------------------------------
+
+
+def _eval_set():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "planner_eval_set.py"
+    spec = importlib.util.spec_from_file_location("planner_eval_set", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_eval_set_checks_catch_wrong_layouts() -> None:
+    bench = _eval_set()
+    one_long_bark = validate_plan({"duration_s": 10.0, "events": [
+        {"id": "e1", "description": "A dog barks", "start_s": 0, "end_s": 10}]})
+    failures = bench.check_request(one_long_bark, [], {"c": {"dog": 3}, "maxlen": {"dog": 1.5}})
+    assert len(failures) == 2
+    moved = one_long_bark.model_copy(update={"events": (
+        one_long_bark.events[0].model_copy(update={"start_s": 1.0}),)})
+    assert bench.check_edit(one_long_bark, moved, {"start": {"dog": "+2"}})
+    assert not bench.check_edit(one_long_bark, moved, {"start": {"dog": "+1"}})
+
+
+def test_eval_set_is_large_and_the_rule_planner_passes_it() -> None:
+    bench = _eval_set()
+    requests, edits = bench.load_rows(bench.REQUESTS), bench.load_rows(bench.EDITS)
+    assert len(requests) >= 150 and len(edits) >= 60
+    assert {r["split"] for r in requests + edits} == {"tune", "held_out"}
+    result = bench.summary(list(bench.run_requests(PLANNER, requests)),
+                           list(bench.run_edits(PLANNER, edits)))
+    assert result["requests"]["rate"] >= 0.9 and result["edits"]["rate"] >= 0.9
