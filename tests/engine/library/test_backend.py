@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from engine.errors import InvalidInputError
 from engine.generators import GenerationRequest, GenerationResult, create_generator, register_generator
@@ -15,6 +16,7 @@ from engine.library.fit import PRE_ROLL_S
 from engine.library.store import LibraryIndex
 from engine.plan import Event, Plan
 from engine.scene import render_scene
+from engine.render_settings import SceneLabels
 
 RATE = 48000
 
@@ -149,6 +151,8 @@ def test_a_scene_renders_from_the_library(built: LibraryIndex, tmp_path: Path) -
         Event(id="e3", description="a cow moos", start_s=3.0, end_s=5.0),
     ))
     manifest = render_scene(plan, generator=create_generator("hybrid", index=str(built.path), fallback="test-tone"),
-                            out_dir=tmp_path / "out", backend_name="hybrid")
+                            out_dir=tmp_path / "out", labels=SceneLabels(backend="hybrid"))
     assert not manifest.failed and len(manifest.events) == 3
     assert all(Path(e.stem_path).is_file() for e in manifest.events)
+    channels = {e.id: sf.info(e.stem_path).channels for e in manifest.events}
+    assert channels["e1"] == 2 and channels["e2"] == 1  # the stereo bed stays stereo in its stem
