@@ -359,6 +359,9 @@ def _split_simultaneous(part: str) -> list[str]:
             clauses[-1] = f"{previous}, {piece.strip()}"
         elif connective == "and" and previous and _is_verb_continuation(piece, previous):
             clauses.append(f"{_subject(_last_subject_piece(previous))} {piece.strip()}\x00seq")
+        elif connective == "and" and previous and _new_action_of_a_short_sound(piece, previous):
+            # "an arrow whooshes and hits a target": two sounds of one source, in order.
+            clauses.append(f"{_subject(_last_subject_piece(previous))} {piece.strip()}\x00seq")
         elif connective == "and" and previous and _continues_texture(piece, previous):
             # "Fire crackles and pops", "a man answering and talking": one source, one event.
             clauses[-1] = f"{previous.strip()} and {piece.strip()}"
@@ -367,6 +370,19 @@ def _split_simultaneous(part: str) -> list[str]:
         else:
             clauses.append(piece)
     return clauses
+
+
+def _new_action_of_a_short_sound(piece: str, previous: str) -> bool:
+    """A verb after a one-shot that names a different sound ("whooshes and hits")."""
+    if previous.endswith("\x00seq") or "," in previous or not _verb_led(piece):
+        return False
+    if not _looks_like_clause(previous) or _source_kind(previous) not in ("one_shot", "hits"):
+        return False
+    from engine.lexicon import load_lexicon
+
+    lexicon = load_lexicon()
+    first, second = lexicon.match(previous.replace("\x01", " ")), lexicon.match(piece)
+    return second is not None and first is not None and second.name != first.name
 
 
 def _continues_texture(piece: str, previous: str) -> bool:
