@@ -96,6 +96,7 @@ def cue_to_stems(clip: Path, out: Path, *, backend: str, end_s: float) -> dict:
     from engine.errors import AudioAgentError
     from engine.generators import create_generator
     from engine.scene import render_scene
+    from engine.render_settings import SceneLabels
 
     try:
         generator = create_generator(backend)
@@ -104,7 +105,7 @@ def cue_to_stems(clip: Path, out: Path, *, backend: str, end_s: float) -> dict:
     started = time.perf_counter()
     result = plan_from_video(clip, start_s=0.0, end_s=end_s, hint="footsteps")
     planned = time.perf_counter()
-    manifest = render_scene(result.plan, generator=generator, out_dir=out, backend_name=backend)
+    manifest = render_scene(result.plan, generator=generator, out_dir=out, labels=SceneLabels(backend))
     rendered = time.perf_counter()
     return {
         "backend": backend,

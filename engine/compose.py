@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from engine.errors import GeneratorError
 from engine.generators import Generator, create_generator
 from engine.planners import Planner, create_planner
+from engine.render_settings import RenderSettings
 from engine.settings import EngineSettings
 
 if TYPE_CHECKING:  # imported where used: `audio-agent plan` needs neither the cache nor sessions
@@ -95,9 +96,7 @@ def build_session_manager(
         generator_factory=generator_factory,
         cache=cache,
         limits=settings.limits(),
-        sample_rate=settings.sample_rate,
-        default_target_lufs=settings.target_lufs,
-        ceiling_dbtp=settings.ceiling_dbtp,
+        render_settings=RenderSettings.from_settings(settings),
     )
 
 

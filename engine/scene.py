@@ -33,12 +33,13 @@ import soundfile as sf
 from engine import render
 from engine.errors import CancelledError, InvalidInputError
 from engine.generators import GenerationRequest, GenerationResult, Generator
-from engine.limits import check_position_s, check_sample_rate
+from engine.limits import check_position_s
 from engine.manifest import FailedEvent, Manifest, ManifestEvent, write_manifest
 from engine.midi import write_cue_markers
 from engine.plan import Event, Plan, validate_plan
 from engine.progress import CancelToken, ProgressFn, no_progress
-from engine.stems import SUBTYPES, write_stem
+from engine.render_settings import DEFAULT_RENDER, RenderSettings, SceneLabels
+from engine.stems import write_stem
 
 if TYPE_CHECKING:
     from engine.cache import RenderCache
@@ -79,18 +80,10 @@ def _key(generator: Generator, request: GenerationRequest, cache: RenderCache | 
     return cache_key(generator, request)
 
 
-def _check_args(
-    plan: Plan | Mapping[str, object], sample_rate: int, subtype: str, anchor_s: float
-) -> Plan:
+def _check_args(plan: Plan | Mapping[str, object], anchor_s: float) -> Plan:
+    """The plan to render (settings are checked by RenderSettings.checked)."""
     if not isinstance(plan, Plan):
         plan = validate_plan(plan)
-    check_sample_rate(sample_rate)
-    if subtype not in SUBTYPES:
-        raise InvalidInputError(
-            f"subtype={subtype!r}: choose one of {', '.join(SUBTYPES)}",
-            field="subtype",
-            value=subtype,
-        )
     check_position_s(anchor_s)
     if not plan.events:
         raise InvalidInputError("events: a plan needs at least one event", field="events", value=[])
@@ -339,8 +332,11 @@ def _render_one(job: _Job, out: _Output, *, cache_hit: bool) -> _Rendered:
     rate = out.sample_rate
     audio = render.fit_to_length(job.raw, frames=job.frames, sample_rate=rate,
                                  crossfade_ms=CROSSFADE_MS)
-    audio = render.apply_fades(audio, sample_rate=rate, fade_in_ms=FADE_IN_MS,
-                               fade_out_ms=FADE_OUT_MS)
+    # A plan's shaped fades ("approaches", "fades away") replace the short anti-click ones.
+    audio = render.apply_fades(
+        audio, sample_rate=rate,
+        fade_in_ms=max(FADE_IN_MS, 1000.0 * (job.event.fade_in_s or 0.0)),
+        fade_out_ms=max(FADE_OUT_MS, 1000.0 * (job.event.fade_out_s or 0.0)))
     normalised = render.normalise_stem(
         audio, sample_rate=rate, target_lufs=job.target_lufs, ceiling_dbtp=out.ceiling_dbtp
     )
@@ -351,7 +347,7 @@ def _render_one(job: _Job, out: _Output, *, cache_hit: bool) -> _Rendered:
         audio = np.round(audio * np.float32(8388608.0)) / np.float32(8388608.0)
     measured = render.measure_lufs(audio, rate)
     # The limiter's pass already measured the float samples' true peak when it looked at them;
-    # 24-bit rounding moves it by about 1e-6 dB.
+    # 24-bit rounding moves it by far less than the 0.01 dB the file's bext field holds.
     peak = normalised.true_peak_dbtp
     if peak is None:
         peak = render.true_peak_dbtp(audio, rate)
@@ -373,6 +369,8 @@ def _render_one(job: _Job, out: _Output, *, cache_hit: bool) -> _Rendered:
         stem_path=str(path),
         cache_hit=cache_hit,
         cache_key=job.key,
+        fade_in_s=event.fade_in_s,
+        fade_out_s=event.fade_out_s,
     )
     return _Rendered(entry, audio)
 
@@ -498,27 +496,21 @@ def render_scene(
     *,
     generator: Generator,
     out_dir: str | os.PathLike[str],
+    settings: RenderSettings = DEFAULT_RENDER,
     anchor_s: float = 0.0,
-    sample_rate: int = 48000,
-    subtype: str = "PCM_24",
-    aligned: bool = False,
-    default_target_lufs: float = -23.0,
-    ceiling_dbtp: float = -1.0,
     cache: RenderCache | None = None,
     reuse: Mapping[str, ManifestEvent] | None = None,
-    write_mix: bool = True,
+    labels: SceneLabels = SceneLabels(),
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
     on_stem: Callable[[ManifestEvent], None] | None = None,
-    backend_name: str = "",
-    planner_name: str = "",
-    notes: Sequence[str] = (),
-    cue_markers_bpm: float | None = None,
 ) -> Manifest:
     """Render ``plan`` into ``out_dir`` and return the manifest written there (see module doc).
 
-    With ``cue_markers_bpm`` a cues.mid beside the manifest holds a marker per event at that
-    tempo (engine.midi), for DAWs that should show the layout without an Audio-Agent script.
+    ``settings`` (engine.render_settings.RenderSettings) is the file format, loudness and extras
+    (with ``cue_markers_bpm`` a cues.mid beside the manifest holds a marker per event, for DAWs
+    that should show the layout without an Audio-Agent script); ``labels`` is what the manifest
+    records about who made the scene. ``anchor_s`` is the scene start on the DAW timeline.
 
     ``cache`` is an engine.cache.RenderCache (or None); ``reuse`` maps event id to that event's
     entry in a previous manifest. Stages reported to ``progress``: "generate", "render", "mix".
@@ -526,7 +518,12 @@ def render_scene(
     ``cancel`` is checked before generating, between events and before the mix; a cancelled
     render leaves the stems already written but no manifest.
     """
-    plan = _check_args(plan, sample_rate, subtype, anchor_s)
+    settings = settings.checked()
+    sample_rate, subtype = settings.sample_rate, settings.subtype
+    default_target_lufs, ceiling_dbtp = settings.default_target_lufs, settings.ceiling_dbtp
+    aligned, write_mix, cue_markers_bpm = settings.aligned, settings.write_mix, settings.cue_markers_bpm
+    backend_name, planner_name, notes = labels.backend, labels.planner, labels.notes
+    plan = _check_args(plan, anchor_s)
     report: ProgressFn = progress or no_progress
     out = _Output(prepare_out_dir(out_dir), plan.duration_s, anchor_s, sample_rate, subtype,
                   ceiling_dbtp)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, Literal, Sequence
 
 from engine.cache import RenderCache
 from engine.edits import EventEdit, apply_edit
@@ -45,6 +45,8 @@ from engine.plan import (
 )
 from engine.planners import Planner, PlanResult, Turn
 from engine.progress import CancelToken, ProgressFn
+from engine.render_settings import RenderSettings, SceneLabels
+from engine.reuse import session_reuse
 from engine.session_paths import SESSIONS_DIR, SessionFolders, session_dir_name
 from engine.session_views import (
     SessionInfo,
@@ -120,13 +122,6 @@ class _Current:
     manifest: Manifest
 
 
-def _render_scene(**kwargs: object) -> Manifest:
-    # Imported on first use: engine.scene pulls in the DSP stack, which planning never needs.
-    from engine.scene import render_scene
-
-    return render_scene(**kwargs)  # type: ignore[arg-type]
-
-
 class SessionManager:
     """Sessions of one data dir. Thread-safe; renders of one session are serialised."""
 
@@ -138,19 +133,16 @@ class SessionManager:
         generator_factory: Callable[[str | None], Generator],
         cache: RenderCache | None = None,
         limits: PlanLimits = DEFAULT_LIMITS,
-        sample_rate: int = 48000,
-        default_target_lufs: float = -23.0,
-        ceiling_dbtp: float = -1.0,
+        render_settings: RenderSettings = RenderSettings(),
     ) -> None:
+        """``render_settings``: how every version is written (rate, loudness target, ceiling)."""
         self.folders = SessionFolders(data_dir)
         self.data_dir = self.folders.data_dir
         self.sessions_dir = self.folders.sessions_dir
         self.store = SessionStore(self.data_dir / DB_NAME)
         self.cache = cache
         self.limits = limits
-        self.sample_rate = sample_rate
-        self.default_target_lufs = default_target_lufs
-        self.ceiling_dbtp = ceiling_dbtp
+        self.render_settings = render_settings.checked()
         self._planner_factory = planner_factory
         self._generator_factory = generator_factory
         self._planners: dict[str, Planner] = {}
@@ -214,6 +206,10 @@ class SessionManager:
 
     def _neighbours(self, row: SessionRow) -> tuple[int | None, int | None]:
         return neighbours(self.store.list_versions(row.name), row.current_version)
+
+    def current_version(self, session: str) -> int:
+        """The session's current version (0: nothing rendered yet); NotFoundError if unknown."""
+        return self.store.require_session(check_session_name(session)).current_version
 
     def get(self, session: str) -> SessionInfo:
         row = self.store.require_session(check_session_name(session))
@@ -295,13 +291,17 @@ class SessionManager:
         *,
         instruction: str | None = None,
         change: EventEdit | None = None,
+        changes: Sequence[EventEdit] | None = None,
     ) -> PendingVersion:
-        """Revise the current version by a free-text instruction or one structured change."""
+        """Revise the current version by a free-text instruction, one structured change, or
+        several applied in order (a DAW's hand edits), as one new version."""
         name = check_session_name(session)
-        if (instruction is None) == (change is None):
+        if sum(x is not None for x in (instruction, change, changes)) != 1:
             raise InvalidInputError(
                 "instruction: give either an instruction or a change", field="instruction"
             )
+        if change is not None:
+            changes = [change]
         text = ""
         if instruction is not None:
             text = check_text("instruction", instruction)
@@ -318,9 +318,11 @@ class SessionManager:
                 field="session",
                 value=name,
             )
-        if change is not None:
-            plan = apply_edit(current.plan, change, limits=self.limits)
-            words = describe_change(change)
+        if changes is not None:
+            plan = current.plan
+            for one in changes:
+                plan = apply_edit(plan, one, limits=self.limits)
+            words = "; ".join(describe_change(one) for one in changes)
             result = PlanResult(plan=plan, planner="", reply=applied_reply(words))
         else:
             result = self._planner(row.planner).edit(
@@ -446,22 +448,21 @@ class SessionManager:
             if on_stem is not None:
                 on_stem(entry, diff.kind_of(entry.id))
 
-        manifest = _render_scene(
-            plan=plan,
+        # Imported on first use: engine.scene pulls in the DSP stack, which planning never needs.
+        from engine.scene import render_scene
+
+        manifest = render_scene(
+            plan,
             generator=self._generator(pending.backend),
             out_dir=out_dir,
+            settings=self.render_settings,
             anchor_s=pending.anchor_s,
-            sample_rate=self.sample_rate,
-            default_target_lufs=self.default_target_lufs,
-            ceiling_dbtp=self.ceiling_dbtp,
             cache=self.cache,
             reuse=reuse,
+            labels=SceneLabels(pending.backend, pending.planner, pending.notes),
             progress=progress,
             cancel=cancel,
             on_stem=landed,
-            backend_name=pending.backend,
-            planner_name=pending.planner,
-            notes=pending.notes,
         )
         for entry in manifest.events:  # a renderer that skipped the callback still reports
             if entry.id not in notified:
@@ -481,10 +482,7 @@ class SessionManager:
         # Diff again: the current version may have moved since planning (the server orders a
         # session's jobs, but other callers need not); reuse must match what is on disk now.
         diff = diff_plans(current.plan if current else None, pending.plan)
-        reuse: dict[str, ManifestEvent] = {}
-        if current is not None:
-            keep = set(diff.ids(ChangeKind.UNCHANGED, ChangeKind.MOVED, ChangeKind.REGAINED))
-            reuse = {e.id: e for e in current.manifest.events if e.id in keep}
+        reuse = session_reuse(current.manifest if current else None, diff)
         manifest = self._scene(
             pending, pending.plan, out_dir=self.version_dir(pending.session, pending.version),
             reuse=reuse, diff=diff, progress=progress, cancel=cancel, on_stem=on_stem,

@@ -19,8 +19,7 @@ from server.commands.plan import add_planning_args, make_plan, print_notes, sett
 if TYPE_CHECKING:  # engine modules load when a command runs, not for `--help` (start-up)
     from engine.cache import RenderCache
     from engine.generators import Generator
-    from engine.manifest import Manifest, ManifestEvent
-    from engine.plan import Plan
+    from engine.manifest import Manifest
     from engine.planners import PlanResult
     from engine.settings import EngineSettings
 
@@ -78,34 +77,6 @@ def open_cache(settings: EngineSettings, enabled: bool) -> RenderCache | None:
     return compose.open_cache(settings.resolved_cache_dir(), required=False)
 
 
-def previous_stems(out: Path, plan: Plan, anchor_s: float) -> dict[str, ManifestEvent]:
-    """Stems of an earlier render into the same folder that can stand as they are.
-
-    Only stems at the same timeline position are offered: a reused file keeps its BWF
-    timestamp, and on the command line nobody moves the DAW item for us, so a moved event
-    gets a new file (from the raw render cache, without a generator call).
-    """
-    from engine.manifest import read_manifest
-    from engine.plan import TIME_EPS_S
-    from engine.scene import MANIFEST_NAME
-
-    path = out / MANIFEST_NAME
-    if not path.is_file():
-        return {}
-    try:
-        previous = read_manifest(path)
-    except (OSError, ValueError):
-        return {}  # an unreadable old manifest only costs the reuse
-    if abs(previous.anchor_s - anchor_s) > TIME_EPS_S:
-        return {}
-    starts = {event.id: event.start_s for event in plan.events}
-    return {
-        event.id: event
-        for event in previous.events
-        if event.id in starts and abs(starts[event.id] - event.start_s) <= TIME_EPS_S
-    }
-
-
 def summary(manifest: Manifest, wall_s: float) -> str:
     hits = sum(event.cache_hit for event in manifest.events)
     peak = manifest.mix_true_peak_dbtp
@@ -129,6 +100,8 @@ def render_result(
     cue_markers_bpm: float | None = None,
 ) -> Manifest:
     """Render a planned scene into ``out`` with a progress display (shared by render, video-cue)."""
+    from engine.render_settings import RenderSettings, SceneLabels
+    from engine.reuse import folder_reuse
     from engine.scene import render_scene
 
     display = ProgressDisplay(sys.stderr)
@@ -138,19 +111,14 @@ def render_result(
             result.plan,
             generator=generator,
             out_dir=out,
+            settings=RenderSettings.from_settings(
+                settings, subtype=subtype, aligned=aligned, cue_markers_bpm=cue_markers_bpm
+            ),
             anchor_s=anchor_s,
-            sample_rate=settings.sample_rate,
-            subtype=subtype,
-            aligned=aligned,
-            default_target_lufs=settings.target_lufs,
-            ceiling_dbtp=settings.ceiling_dbtp,
             cache=cache,
-            reuse=previous_stems(out, result.plan, anchor_s),
+            reuse=folder_reuse(out, result.plan, anchor_s),
+            labels=SceneLabels(settings.backend, result.planner, result.notes),
             progress=display,
-            backend_name=settings.backend,
-            planner_name=result.planner,
-            notes=result.notes,
-            cue_markers_bpm=cue_markers_bpm,
         )
     finally:
         display.close()

@@ -20,6 +20,7 @@ from engine.plan import ChangeKind, diff_plans
 from engine.planners import Turn
 from engine.planners.llm import LLMPlanner, LLMSettings
 from engine.scene import render_scene
+from engine.render_settings import RenderSettings
 from tests.fake_openai_server import FakeOpenAIServer
 
 SAMPLE_RATE = 48000
@@ -111,7 +112,8 @@ def test_conversation_diffs_and_renders_only_what_the_model_changed(server, tmp_
         calls_before = len(generator.calls)
         reuse = {e.id: e for e in manifest.events} if manifest else None
         new_manifest = render_scene(result.plan, generator=generator, cache=cache, reuse=reuse,
-                                    out_dir=tmp_path / f"v{number}", write_mix=False)
+                                    out_dir=tmp_path / f"v{number}",
+                                    settings=RenderSettings(write_mix=False))
         asked = [d for call in generator.calls[calls_before:] for d in call]
         assert sorted(asked) == sorted(generated), f"turn {number}: {text}"
         assert not new_manifest.failed

@@ -22,6 +22,7 @@ from engine.generators import GenerationResult
 from engine.manifest import read_manifest
 from engine.plan import Event, Plan
 from engine.progress import CancelToken
+from engine.render_settings import RenderSettings, SceneLabels
 from engine.scene import MANIFEST_NAME, PROCEDURAL_NOTE, render_scene
 from engine.stems import read_bext
 
@@ -110,7 +111,7 @@ def rendered(tmp_path):
         anchor_s=12.5,
         progress=lambda stage, fraction: stages.append((stage, fraction)),
         on_stem=landed.append,
-        planner_name="rules",
+        labels=SceneLabels(planner="rules"),
     )
     return manifest, generator, stages, landed, tmp_path / "out"
 
@@ -305,7 +306,7 @@ def test_cancel_between_events_leaves_no_manifest(tmp_path):
 
 def test_aligned_copies_span_the_scene_from_zero(tmp_path):
     manifest = render_scene(
-        demo_plan(), generator=FakeGenerator(), out_dir=tmp_path, aligned=True, anchor_s=3.0
+        demo_plan(), generator=FakeGenerator(), out_dir=tmp_path, settings=RenderSettings(aligned=True), anchor_s=3.0
     )
     for event in manifest.events:
         assert Path(event.aligned_path).parent == tmp_path / "aligned"
@@ -321,7 +322,7 @@ def test_aligned_copies_span_the_scene_from_zero(tmp_path):
 def test_float_stems_and_other_sample_rate(tmp_path):
     manifest = render_scene(
         demo_plan(), generator=FakeGenerator(length_factor=1.5), out_dir=tmp_path,
-        subtype="FLOAT", sample_rate=44100, write_mix=False,
+        settings=RenderSettings(subtype="FLOAT", sample_rate=44100, write_mix=False),
     )
     assert manifest.mix_path is None and not (tmp_path / "mix.wav").exists()
     for event in manifest.events:
@@ -333,7 +334,7 @@ def test_float_stems_and_other_sample_rate(tmp_path):
 def test_procedural_backend_is_noted_as_a_sketch(tmp_path):
     manifest = render_scene(
         demo_plan(), generator=FakeGenerator(name="procedural"), out_dir=tmp_path,
-        notes=("planner note",),
+        labels=SceneLabels(notes=("planner note",)),
     )
     assert manifest.notes == ["planner note", PROCEDURAL_NOTE]
     assert manifest.backend == "procedural"
@@ -341,13 +342,17 @@ def test_procedural_backend_is_noted_as_a_sketch(tmp_path):
 
 @pytest.mark.parametrize(
     "kwargs, field",
-    [({"anchor_s": -1.0}, "anchor_s"), ({"subtype": "MP3"}, "subtype"),
-     ({"sample_rate": 100}, "sample_rate")],
+    [({"anchor_s": -1.0}, "anchor_s"), ({"settings": RenderSettings(subtype="MP3")}, "subtype"),
+     ({"settings": RenderSettings(sample_rate=100)}, "sample_rate"),
+     ({"settings": RenderSettings(ceiling_dbtp=3.0)}, "ceiling_dbtp"),
+     ({"settings": RenderSettings(default_target_lufs=-99.0)}, "default_target_lufs"),
+     ({"settings": RenderSettings(cue_markers_bpm=0.0)}, "tempo_bpm")],
 )
 def test_bad_arguments_name_the_field(tmp_path, kwargs, field):
     with pytest.raises(InvalidInputError) as info:
         render_scene(demo_plan(), generator=FakeGenerator(), out_dir=tmp_path, **kwargs)
     assert info.value.field == field
+    assert not list(tmp_path.iterdir())  # refused before anything was written
 
 
 def test_out_dir_that_is_a_file_is_bad_input(tmp_path):
@@ -374,3 +379,21 @@ def test_identical_events_share_one_request_but_get_their_own_files(tmp_path):
     assert k1.cache_key == k2.cache_key and k1.stem_path != k2.stem_path
     np.testing.assert_array_equal(sf.read(k1.stem_path)[0], sf.read(k2.stem_path)[0])
     assert read_bext(k2.stem_path)["time_reference_samples"] == 2.5 * SR
+
+
+def test_folder_reuse_offers_only_stems_at_the_same_place(tmp_path):
+    """The CLI's reuse rule (engine.reuse): same folder, same anchor, same start."""
+    from engine.reuse import folder_reuse
+
+    plan = demo_plan()
+    first = render_scene(plan, generator=FakeGenerator(), out_dir=tmp_path, anchor_s=1.0)
+    assert set(folder_reuse(tmp_path, plan, 1.0)) == {e.id for e in first.events}
+    assert folder_reuse(tmp_path, plan, 2.0) == {}  # another anchor: every BWF stamp is wrong
+    moved = plan.model_copy(update={"events": (
+        plan.events[0].model_copy(update={"start_s": plan.events[0].start_s + 0.5,
+                                          "end_s": plan.events[0].end_s + 0.5}),
+        *plan.events[1:])})
+    assert plan.events[0].id not in folder_reuse(tmp_path, moved, 1.0)
+    assert folder_reuse(tmp_path / "empty", plan, 1.0) == {}
+    (tmp_path / MANIFEST_NAME).write_text("{not json")
+    assert folder_reuse(tmp_path, plan, 1.0) == {}  # unreadable: costs the reuse, not the render

@@ -10,6 +10,7 @@ import soundfile as sf
 from engine import scene
 from engine.plan import Event, Plan
 from engine.scene import render_scene
+from engine.render_settings import RenderSettings
 from tests.engine.test_scene import FakeGenerator
 
 SR = 48000
@@ -36,10 +37,10 @@ def _data(path) -> bytes:
 @pytest.mark.parametrize("subtype", ["PCM_24", "FLOAT"])
 def test_streamed_mix_is_bit_identical_to_the_in_memory_mix(tmp_path, monkeypatch, subtype):
     held = render_scene(overlapping_plan(), generator=FakeGenerator(), out_dir=tmp_path / "held",
-                        subtype=subtype)
+                        settings=RenderSettings(subtype=subtype))
     monkeypatch.setattr(scene, "MIX_MEMORY_BYTES", 0)  # every stem read back from its file
     streamed = render_scene(overlapping_plan(), generator=FakeGenerator(),
-                            out_dir=tmp_path / "streamed", subtype=subtype)
+                            out_dir=tmp_path / "streamed", settings=RenderSettings(subtype=subtype))
     held_mix, _ = sf.read(held.mix_path, dtype="float32")
     streamed_mix, _ = sf.read(streamed.mix_path, dtype="float32")
     np.testing.assert_array_equal(streamed_mix, held_mix)

@@ -23,6 +23,7 @@ from engine.plan import ChangeKind, Event, Plan
 from engine.planners import PlanResult
 from engine.planners.rules import RulePlanner
 from engine.progress import CancelToken
+from engine.render_settings import RenderSettings
 from engine.session import SessionManager, route_instruction, session_dir_name
 
 RATE = 16000  # the engine's default is 48 kHz; 16 kHz keeps these tests fast on 2 cores
@@ -79,7 +80,7 @@ def _manager(data_dir: Path, generator: CountingGenerator, **options) -> Session
         data_dir=data_dir,
         planner_factory=lambda name: RulePlanner(),
         generator_factory=lambda name: generator,
-        sample_rate=RATE,
+        render_settings=RenderSettings(sample_rate=RATE),
         **options,
     )
 
@@ -445,7 +446,7 @@ def test_real_procedural_backend(tmp_path) -> None:
         planner_factory=lambda name: RulePlanner(),
         generator_factory=lambda name: Counted(),
         cache=RenderCache(tmp_path / "cache"),
-        sample_rate=RATE,
+        render_settings=RenderSettings(sample_rate=RATE),
     )
     _, v1 = _generate(manager)
     assert batches == [3] and len(v1.manifest.events) == 3 and not v1.manifest.failed

@@ -127,7 +127,17 @@ def test_render_options_reach_the_files(tmp_path, capsys):
         assert (info.subtype, info.samplerate) == ("FLOAT", 44100)
         position = read_bext(event["stem_path"])["time_reference_samples"]
         assert position == round((2.5 + event["start_s"]) * 44100)
-    assert -20.0 in [event["target_lufs"] for event in data["events"]]
+    # --target-lufs moves the scene's reference level: every event's target follows it (the
+    # planner places events relative to it; -23 is the default).
+    plan = json.loads(_plan_json(capsys, "rain on a tin roof, then a dog barks", "6"))
+    targets = {event["id"]: event["target_lufs"] for event in data["events"]}
+    for event in plan["events"]:
+        assert targets[event["id"]] == pytest.approx(min(-5.0, (event["target_lufs"] or -23.0) + 3.0))
+
+
+def _plan_json(capsys, prompt: str, duration: str) -> str:
+    assert main(["plan", prompt, "--duration", duration]) == 0
+    return capsys.readouterr().out
 
 
 def test_cue_markers_file_marks_every_event(tmp_path, capsys):

@@ -12,6 +12,7 @@ from engine.eval.onsets import detect_audio_onsets, match_count
 from engine.generators import GenerationResult, register_generator
 from engine.manifest import read_manifest
 from engine.scene import render_scene
+from engine.render_settings import SceneLabels
 from engine.stems import read_bext
 from engine.video.cue import plan_from_video
 from server.cli import main
@@ -61,7 +62,7 @@ def test_rendered_hits_sound_on_the_visual_onsets(flash_video, tmp_path, backend
     path, truth = flash_video
     result = plan_from_video(path, start_s=0.0, end_s=3.0, hint="hand claps")
     manifest = render_scene(result.plan, generator=create_generator(backend), out_dir=tmp_path / "out",
-                            backend_name=backend, planner_name=result.planner)
+                            labels=SceneLabels(backend, result.planner))
     assert not manifest.failed and len(manifest.events) == len(truth)
     found = _stem_onsets(manifest)
     assert match_count(found, truth, tolerance_s=TOLERANCE_S) / len(truth) >= 0.9
