@@ -32,6 +32,7 @@ COMMAND_MODULES = [
     "server.commands.onsets",
     "server.commands.install_daw",
     "server.commands.library",
+    "server.commands.mcp",
 ]
 
 
