@@ -75,6 +75,11 @@ MAX_DATAGRAM_BYTES = 8 * 1024  # one client OSC datagram
 MAX_VIDEO_BYTES = 8 * 1024**3  # a video a client names for a cue (setting max_video_bytes)
 
 
+def clamp_target_lufs(value: float) -> float:
+    """A loudness target moved inside [MIN_TARGET_LUFS, MAX_TARGET_LUFS] (planners' offsets)."""
+    return max(MIN_TARGET_LUFS, min(MAX_TARGET_LUFS, value))
+
+
 def check_number(
     field: str,
     value: object,

@@ -14,10 +14,9 @@ from typing import Sequence
 
 from engine.edits import stable_seed
 from engine.errors import InvalidInputError
+from engine.limits import clamp_target_lufs
 from engine.plan import (
     DEFAULT_LIMITS,
-    MAX_TARGET_LUFS,
-    MIN_TARGET_LUFS,
     Event,
     Plan,
     PlanLimits,
@@ -30,8 +29,8 @@ from engine.planners.rules_layout import Placed, clause_offset_lu, fades_s, layo
 from engine.planners.rules_text import make_clause, setting_beds, split_scene
 
 
-def clamp_lufs(value: float) -> float:
-    return max(MIN_TARGET_LUFS, min(MAX_TARGET_LUFS, value))
+# The rule planner's name for engine.limits.clamp_target_lufs (rules_edit.py uses it too).
+clamp_lufs = clamp_target_lufs
 
 
 class RulePlanner:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Callable
 from engine.edits import EventEdit, apply_edit, stable_seed
 from engine.errors import InvalidInputError, NotFoundError
 from engine.lexicon import load_lexicon, stems
+from engine.limits import clamp_target_lufs
 from engine.plan import MIN_TARGET_LUFS, Event, Plan, PlanLimits, validate_plan
 from engine.planners.rules_layout import (
     clause_offset_lu,
@@ -186,10 +187,9 @@ Edits = list[EventEdit]
 
 def _loudness(ctx: Context, targets: list[Event], louder: bool, text: str) -> Edits:
     step = _step_lu(text) * (1 if louder else -1)
-    from engine.planners.rules import clamp_lufs
 
     return [EventEdit(op="set_loudness", event_id=e.id,
-                      target_lufs=clamp_lufs(ctx.current_lufs(e) + step)) for e in targets]
+                      target_lufs=clamp_target_lufs(ctx.current_lufs(e) + step)) for e in targets]
 
 
 def parse_loudness(ctx: Context, text: str) -> Edits | None:
@@ -433,9 +433,8 @@ def parse_add(ctx: Context, text: str) -> Edits | None:
         raise InvalidInputError(
             f"'{clause.text}' at {start_s:g} s is past the scene end ({duration_s:g} s)",
             field="instruction", value=start_s)
-    from engine.planners.rules import clamp_lufs
 
-    lufs = clamp_lufs(ctx.planner.base_lufs + clause_offset_lu(clause))
+    lufs = clamp_target_lufs(ctx.planner.base_lufs + clause_offset_lu(clause))
     starts = list(clause.time.starts_s) or [start_s]
     if clause.count and len(starts) == 1:
         starts = [start_s + i * hit_spacing_s(clause) for i in range(clause.count)]
@@ -481,7 +480,6 @@ def parse_intensity(ctx: Context, text: str) -> Edits | None:
     match = re.match(rf"^make\s+(.+?)\s+(?:much\s+|a bit\s+|slightly\s+)?({words})$", text, re.I)
     if not match:
         return None
-    from engine.planners.rules import clamp_lufs
 
     edits = []
     for event in _some(ctx, match.group(1)):
@@ -490,7 +488,7 @@ def parse_intensity(ctx: Context, text: str) -> Edits | None:
         description = f"{adjective} {base[:1].lower()}{base[1:]}"
         edits.append(EventEdit(op="replace_text", event_id=event.id,
                                description=description[:1].upper() + description[1:],
-                               target_lufs=clamp_lufs(ctx.current_lufs(event) + shift_lu)))
+                               target_lufs=clamp_target_lufs(ctx.current_lufs(event) + shift_lu)))
     return edits
 
 
