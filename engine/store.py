@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -85,8 +86,25 @@ _V2 = """
 ALTER TABLE sessions ADD COLUMN seed INTEGER NOT NULL DEFAULT 0
 """
 
-_MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+# v3: the process that runs a job. `serve` and `mcp` may share a data dir; at start each marks
+# interrupted only the jobs of processes that are gone, never a live neighbour's.
+_V3 = """
+ALTER TABLE jobs ADD COLUMN owner_pid INTEGER NOT NULL DEFAULT 0
+"""
+
+_MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs. 0 (jobs recorded before owners were kept) and this
+    process's own id (a previous process whose id was reused) count as gone."""
+    if pid <= 0 or pid == os.getpid():
+        return False
+    # psutil, not os.kill(pid, 0): on Windows signal 0 is CTRL_C_EVENT and would interrupt it.
+    import psutil
+
+    return bool(psutil.pid_exists(pid))
 
 
 def _no_session(name: str) -> NotFoundError:
@@ -135,6 +153,7 @@ class JobRow:
     error: str
     created: float
     updated: float
+    owner_pid: int = 0  # 0: recorded before owners were kept (always taken as gone)
 
     @property
     def request(self) -> dict[str, Any]:
@@ -433,9 +452,9 @@ class SessionStore:
         now = time.time()
         with self._tx() as db:
             db.execute(
-                "INSERT INTO jobs (job_id, session, request_json, status, created, updated)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (job_id, session, request_json, status, now, now),
+                "INSERT INTO jobs (job_id, session, request_json, status, created, updated, owner_pid)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (job_id, session, request_json, status, now, now, os.getpid()),
             )
         return self.require_job(job_id)
 
@@ -472,17 +491,19 @@ class SessionStore:
         return [JobRow(**dict(row)) for row in rows]
 
     def mark_interrupted(self) -> list[JobRow]:
-        """On start: jobs still queued or running belonged to a process that died. Mark them
-        interrupted and return them so clients can be told to re-request."""
+        """On start: jobs still queued or running whose process is gone died with it. Mark them
+        interrupted and return them so clients can be told to re-request. Jobs of a live process
+        (another `serve` or `mcp` on the same data dir) are left alone."""
         with self._tx() as db:
             rows = db.execute(
-                "SELECT job_id FROM jobs WHERE status IN ('queued', 'running')"
+                "SELECT job_id, owner_pid FROM jobs WHERE status IN ('queued', 'running')"
             ).fetchall()
-            ids = [row[0] for row in rows]
-            db.execute(
-                "UPDATE jobs SET status = 'interrupted', error = 'the server stopped before this"
-                " job finished; send the request again', updated = ?"
-                " WHERE status IN ('queued', 'running')",
-                (time.time(),),
-            )
+            ids = [row[0] for row in rows if not _process_alive(int(row[1]))]
+            now = time.time()
+            for job_id in ids:
+                db.execute(
+                    "UPDATE jobs SET status = 'interrupted', error = 'the server stopped before this"
+                    " job finished; send the request again', updated = ? WHERE job_id = ?",
+                    (now, job_id),
+                )
         return [self.require_job(job_id) for job_id in ids]

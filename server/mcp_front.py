@@ -33,7 +33,7 @@ from engine.api import Engine
 from engine.errors import AudioAgentError, InvalidInputError
 from engine.limits import MAX_DURATION_S, MAX_POSITION_S, MAX_PROMPT_CHARS, SEED_LIMIT
 from engine.manifest import Manifest
-from engine.session_views import SessionSummary
+from engine.session_views import InterruptedJob, SessionSummary
 from server import protocol as p
 from server.app import Dispatcher, ServerConfig, default_engine
 from server.jobs import Sink
@@ -184,6 +184,7 @@ class McpFront:
         self.data_dir = config.data_dir.expanduser().resolve()
         self.engine = engine if engine is not None else default_engine(config)
         self.dispatcher = Dispatcher(engine=self.engine, config=config, notify=self._no_notify)
+        self.interrupted: list[InterruptedJob] = []
         self.server = MCPServer(
             "audio-agent",
             instructions=(
@@ -198,6 +199,9 @@ class McpFront:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
+        # Jobs a crashed process left behind are reported as interrupted, as `serve` does; the
+        # live jobs of a `serve` sharing the data dir are not touched (engine.store owners).
+        self.interrupted = self.engine.mark_interrupted()
         self.dispatcher.jobs.start()
 
     def stop(self) -> None:
