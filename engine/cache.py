@@ -77,8 +77,9 @@ def _check_key(key: str) -> str:
 class RenderCache:
     """Raw renders by cache key, bounded to ``max_bytes`` by least-recent-use eviction.
 
-    ``protected`` is called at eviction time and returns keys that must stay (the server passes
-    the stems of every live session's current version); ``pin``/``unpin`` protect keys for the
+    ``protected`` (and every provider given to ``protect``) is called at eviction time and
+    returns keys that must stay (a session manager passes the stems of every live session's
+    current version); ``pin``/``unpin`` protect keys for the
     length of one render. Thread-safe; other processes sharing ``root`` go through SQLite's locks.
     """
 
@@ -96,7 +97,7 @@ class RenderCache:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
-        self.protected = protected
+        self._protectors: list[Callable[[], Iterable[str]]] = [protected] if protected else []
         self._pins: Counter[str] = Counter()
         self._lock = threading.RLock()
         self._db = sqlite3.connect(
@@ -209,6 +210,16 @@ class RenderCache:
             rows = self._db.execute("SELECT key FROM entries ORDER BY last_use").fetchall()
         return [row[0] for row in rows]
 
+    def protect(self, keys: Callable[[], Iterable[str]]) -> None:
+        """Also keep the keys ``keys()`` returns at eviction time (e.g. a session manager's live
+        stems). Every provider counts: managers sharing one cache protect each other's stems."""
+        with self._lock:
+            if keys not in self._protectors:
+                self._protectors.append(keys)
+
+    def is_protected_by(self, keys: Callable[[], Iterable[str]]) -> bool:
+        return keys in self._protectors
+
     def evict(self, *, keep: Iterable[str] = ()) -> list[str]:
         """Drop least-recently-used unprotected entries until within ``max_bytes``.
 
@@ -218,8 +229,8 @@ class RenderCache:
         if self.max_bytes is None or self.total_bytes <= self.max_bytes:
             return []  # the common case: no need to ask who is live
         safe = set(keep)
-        if self.protected is not None:
-            safe.update(self.protected())
+        for protector in list(self._protectors):
+            safe.update(protector())
         evicted: list[str] = []
         with self._lock:
             safe.update(self._pins)

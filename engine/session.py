@@ -154,8 +154,8 @@ class SessionManager:
         self._live_lock = threading.Lock()
         for name, manifest_json in self.store.current_manifests().items():
             self._remember_live(name, Manifest.model_validate_json(manifest_json))
-        if cache is not None and cache.protected is None:
-            cache.protected = self.live_cache_keys
+        if cache is not None:
+            cache.protect(self.live_cache_keys)
 
     # -- paths -------------------------------------------------------------------------------
 

@@ -242,7 +242,7 @@ def test_undo_rerenders_only_a_missing_stem(tmp_path, generator) -> None:
 def test_sessions_share_the_cache_and_protect_live_keys(tmp_path, generator) -> None:
     cache = RenderCache(tmp_path / "cache", max_bytes=1)  # everything not live gets evicted
     manager = _manager(tmp_path / "data", generator, cache=cache)
-    assert cache.protected == manager.live_cache_keys
+    assert cache.is_protected_by(manager.live_cache_keys)
     _, first = _generate(manager, "one")
     live = {entry.cache_key for entry in first.manifest.events}
     assert manager.live_cache_keys() == live and all(key in cache for key in live)
@@ -521,3 +521,15 @@ def test_prepare_plan_renders_an_outside_plan_as_a_version(manager, generator) -
     assert again.anchor_s == 8.0 and again.diff.kind_of("e1") == ChangeKind.UNCHANGED
     assert manager.render(again).manifest.event("e1").cache_hit
     assert generator.calls == 1
+
+
+def test_two_managers_sharing_a_cache_protect_each_others_live_stems(tmp_path, generator) -> None:
+    """Protection is asked of the cache (RenderCache.protect), not set on it: the second
+    manager's live stems are kept too, not only the first's."""
+    cache = RenderCache(tmp_path / "cache", max_bytes=1)  # everything not live gets evicted
+    first = _manager(tmp_path / "a", generator, cache=cache)
+    second = _manager(tmp_path / "b", generator, cache=cache)
+    _, made = _generate(second, "only-in-b")
+    pending = first.prepare_generate("other", prompt="a bell rings", duration_s=2.0)
+    first.render(pending)  # evicts whatever no manager holds live
+    assert all(entry.cache_key in cache for entry in made.manifest.events)
