@@ -129,7 +129,11 @@ def _place_clause(clause: Clause, start_s: float, slot_s: float, duration_s: flo
                   layout: Layout, running: list[Placed]) -> None:
     if clause.silence:
         if clause.stops:  # "the room falls silent": everything still running ends here
-            _stop(running, None, start_s)
+            stopped = _stop(running, clause.entry, start_s) or _stop(running, None, start_s)
+            entry = clause.entry
+            if not stopped and entry is not None and entry.continuous and entry.name != "room tone":
+                # "the crowd goes quiet" with no crowd before: it was audible until now.
+                layout.placed.append(Placed(clause, 0.0, max(start_s, BED_LEAD_S)))
         return
     time = clause.time
     if clause.stops:
@@ -153,6 +157,9 @@ def _place_clause(clause: Clause, start_s: float, slot_s: float, duration_s: flo
     if clause.count:
         spacing_s = hit_spacing_s(clause)
         room_s = max(duration_s - start_s, 0.0)
+        natural_s = (clause.count - 1) * spacing_s + hit_length_s(clause)
+        if 0.0 < slot_s < natural_s and time.start_s is None:
+            room_s = min(room_s, slot_s)  # a crowded sequence squeezes the run, not the next sound
         if clause.count > 1 and (clause.count - 1) * spacing_s + hit_length_s(clause) > room_s:
             spacing_s = max(room_s / clause.count, 0.05)  # squeeze the run into the scene
         length_s = min(hit_length_s(clause), spacing_s * 0.9 if clause.count > 1 else math.inf)

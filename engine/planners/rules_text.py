@@ -142,9 +142,13 @@ def make_clause(raw: str) -> Clause | None:
     silence_match = SILENCE_LENGTH.search(rest)
     if silence_match or is_silence(clean_description(rest)):
         length_s = float(silence_match.group(1)) if silence_match else time.length_s
-        return Clause(text="Silence", raw=raw, time=time, is_bed=False, is_one_shot=False,
-                      loudness_offset_lu=0.0, silence=True, silence_s=length_s,
-                      stops=bool(is_silence(rest) and not silence_match))
+        stops = bool(is_silence(rest) and not silence_match)
+        # "the crowd goes quiet": the source that falls silent, if the text names one.
+        named = load_lexicon().match(rest) if stops else None
+        return Clause(text=clean_description(rest) if named else "Silence", raw=raw, time=time,
+                      is_bed=False, is_one_shot=False, loudness_offset_lu=0.0, silence=True,
+                      silence_s=length_s, stops=stops,
+                      entry=named if named is not None and named.name != "silence" else None)
     count, rest = extract_count(rest)
     text = clean_description(rest)
     if not re.search(r"[A-Za-z]", text):
@@ -308,7 +312,8 @@ _SLUGLINE = re.compile(r"^\s*(?:INT|EXT|INT/EXT)\.?\s+[A-Z][A-Z0-9 .'/]*?(?:\s+-
 _SENTENCE_END = re.compile(r"(?<=[a-z0-9])\.\s+(?=[A-Za-z])")
 
 
-_REPEAT = re.compile(r"^(?:and\s+)?(?:again|once more|one more time|once again)$", re.I)
+_REPEAT = re.compile(r"^(?:and\s+)?(?:again|once more|one more time|once again)((?:\s+at[\s\x01]+\S+)?)$",
+                     re.I)
 
 
 def split_scene(prompt: str) -> list[list[str]]:
@@ -331,9 +336,11 @@ def split_scene(prompt: str) -> list[list[str]]:
     groups: list[list[str]] = []
     for connective, part in _split_keep(_SEQUENTIAL, _protect_times(text)):
         earlier = [c for g in groups for c in g if c.strip()]
-        if _REPEAT.match(part.strip(" ,.")) and earlier:
-            # "barks once, then again": the same sound once more.
-            part = earlier[-1].replace("\x00seq", "").split(",")[-1]
+        repeat = _REPEAT.match(part.strip(" ,."))
+        if repeat and earlier:
+            # "barks once, then again (at 6 s)": the same sound once more, at its own time.
+            _, base = extract_time(_restore_times(earlier[-1].replace("\x00seq", "").split(",")[-1]))
+            part = f"{base} {repeat.group(1) or ''}".strip()
         elif connective in _SUBJECT_CARRIERS:
             part = _carry_subject(part, groups)
         group = _split_simultaneous(part)
@@ -357,6 +364,10 @@ def _split_simultaneous(part: str) -> list[str]:
             # "keys jingle, a lock turns, and a door opens": the last item of a comma list
             # takes the list's reading (sequence or layers), decided in _split_commas.
             clauses[-1] = f"{previous}, {piece.strip()}"
+        elif connective == "and" and previous and _ECHO.match(piece.strip()) \
+                and not previous.endswith("\x00seq"):
+            # "slams shut and echoes down a corridor": the echo is the slam's own tail.
+            clauses[-1] = f"{previous.strip()} and {piece.strip()}"
         elif connective == "and" and previous and _is_verb_continuation(piece, previous):
             clauses.append(f"{_subject(_last_subject_piece(previous))} {piece.strip()}\x00seq")
         elif connective == "and" and previous and _new_action_of_a_short_sound(piece, previous):
@@ -372,10 +383,15 @@ def _split_simultaneous(part: str) -> list[str]:
     return clauses
 
 
+_ECHO = re.compile(r"^(?:echoes|reverberates|resonates|rings out|lingers|decays|fades)\b", re.I)
+
+
 def _new_action_of_a_short_sound(piece: str, previous: str) -> bool:
     """A verb after a one-shot that names a different sound ("whooshes and hits")."""
     if previous.endswith("\x00seq") or "," in previous or not _verb_led(piece):
         return False
+    if _ECHO.match(piece.strip()):
+        return False  # "slams and echoes": the echo is the slam's own tail
     if not _looks_like_clause(previous) or _source_kind(previous) not in ("one_shot", "hits"):
         return False
     from engine.lexicon import load_lexicon

@@ -192,13 +192,17 @@ _SILENCE = re.compile(r"^(?:(?:a|an|the|then|and|some|brief|short|long|total|com
                       r"moment of|moment|pause|of|\s)+)?(?:silence|quiet|nothing|pause|stillness)$",
                       re.I)
 _FALLS_SILENT = re.compile(r"\b(?:falls?|goes|went|fell)\s+(?:silent|quiet|still)\b", re.I)
+# "waits", "a moment passes": time passes with nothing to hear.
+_WAITS = re.compile(r"^(?:\w+\s+){0,2}(?:waits?|waiting|pauses?|hesitates?)(?:\s+(?:a moment|briefly|"
+                    r"for a moment|a beat|a second))?$|^(?:a|one)\s+(?:moment|beat)(?:\s+(?:later|passes))?$",
+                    re.I)
 _STOPS = re.compile(r"\b(?:stops?|stopping|stopped|ends|cuts? (?:out|off)|ceases?|halts?)\b", re.I)
 
 
 def is_silence(text: str) -> bool:
     """'silence', 'then silence', 'the room falls silent': a stretch with no sound."""
     bare = text.strip(" .,;:!").lower()
-    return bool(_SILENCE.match(bare)) or bool(_FALLS_SILENT.search(bare))
+    return bool(_SILENCE.match(bare) or _FALLS_SILENT.search(bare) or _WAITS.match(bare))
 
 
 def is_stop(text: str) -> bool:

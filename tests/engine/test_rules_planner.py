@@ -547,3 +547,22 @@ def test_eval_set_is_large_and_the_rule_planner_passes_it() -> None:
     result = bench.summary(list(bench.run_requests(PLANNER, requests)),
                            list(bench.run_edits(PLANNER, edits)))
     assert result["requests"]["rate"] >= 0.9 and result["edits"]["rate"] >= 0.9
+
+
+def test_waiting_is_a_gap_and_again_repeats_the_sound() -> None:
+    p = plan("Someone knocks three times, waits, then knocks again")
+    assert [e.description for e in p.events].count("Someone knocks") == 3
+    assert not any("wait" in e.description.lower() for e in p.events)
+    thunder = sources(plan("thunder at 2 seconds, then again at 6 seconds"), "thunder")
+    assert [e.start_s for e in thunder] == [2.0, 6.0]
+
+
+def test_an_echo_is_the_tail_of_its_sound() -> None:
+    p = plan("a heavy metal door slams shut and echoes down a corridor")
+    assert len(p.events) == 1 and p.events[0].length_s <= 2.5
+
+
+def test_a_source_that_goes_quiet_was_audible_before() -> None:
+    p = plan("the crowd goes quiet, then a single voice speaks")
+    crowd, voice = by_text(p, "crowd"), by_text(p, "voice")
+    assert crowd.start_s == 0.0 and crowd.end_s <= voice.start_s + 1e-6
