@@ -23,9 +23,11 @@ from typing import TYPE_CHECKING, Annotated, Literal, Protocol, Union
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.edits import EventEdit
+from engine.errors import ConflictError, InvalidInputError
 from engine.limits import (
     MAX_DURATION_S,
     MAX_EVENT_ID_CHARS,
+    MAX_EVENTS,
     MAX_PATH_CHARS,
     MAX_POSITION_S,
     MAX_PROMPT_CHARS,
@@ -85,20 +87,32 @@ class Change(_Command):
         return EventEdit(**self.model_dump())
 
 
+# Edits of one request: a DAW sends all of the designer's hand changes (moves, trims, loudness,
+# deletions) of a scene as one version, at most a few per event.
+MAX_CHANGES = 4 * MAX_EVENTS
+# The version the client last applied; a request based on another one is refused (ConflictError).
+BaseVersion = Annotated[int, Field(ge=0)]
+
+
 class EditRequest(_Command):
-    """Revise the current version by exactly one of a free-text instruction or a change."""
+    """Revise the current version by exactly one of a free-text instruction, a change, or a list
+    of changes (applied in order, as one new version)."""
 
     session: SessionName
     instruction: Text | None = None
     change: Change | None = None
+    changes: Annotated[list[Change], Field(min_length=1, max_length=MAX_CHANGES)] | None = None
+    base_version: BaseVersion | None = None
 
 
 class UndoRequest(_Command):
     session: SessionName
+    base_version: BaseVersion | None = None
 
 
 class RedoRequest(_Command):
     session: SessionName
+    base_version: BaseVersion | None = None
 
 
 class VideoCueRequest(_Command):
@@ -160,6 +174,8 @@ class SessionEngine:
 
     def prepare(self, request: JobRequest) -> PendingVersion:
         manager = self.manager
+        if isinstance(request, (EditRequest, UndoRequest, RedoRequest)):
+            self._check_base(request.session, request.base_version)
         if isinstance(request, GenerateRequest):
             return manager.prepare_generate(
                 request.session, prompt=request.prompt, duration_s=request.duration_s,
@@ -167,6 +183,12 @@ class SessionEngine:
                 seed=request.seed,
             )
         if isinstance(request, EditRequest):
+            if request.changes is not None:
+                if request.instruction is not None or request.change is not None:
+                    raise InvalidInputError("changes: give an instruction, a change or changes, not several",
+                                            field="changes")
+                edits = [change.to_edit() for change in request.changes]
+                return manager.prepare_edit(request.session, changes=edits)
             change = request.change.to_edit() if request.change is not None else None
             return manager.prepare_edit(request.session, instruction=request.instruction, change=change)
         if isinstance(request, UndoRequest):
@@ -174,6 +196,19 @@ class SessionEngine:
         if isinstance(request, RedoRequest):
             return manager.prepare_redo(request.session)
         return self._prepare_video(request)
+
+    def _check_base(self, session: str, base_version: int | None) -> None:
+        """Refuse a request made against a version that is not the session's current one: it
+        would change a scene the client is not showing."""
+        if base_version is None:
+            return
+        current = self.manager.current_version(session)
+        if current != base_version:
+            raise ConflictError(
+                f"base_version={base_version}: session {session!r} is at version {current}; "
+                "sync to it and ask again",
+                field="base_version", value=base_version,
+            )
 
     def _prepare_video(self, request: VideoCueRequest) -> PendingVersion:
         path = check_video_path(request.video_path, max_bytes=self.max_video_bytes)

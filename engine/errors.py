@@ -67,3 +67,10 @@ class TimeLimitError(AudioAgentError):
     """A job ran past its time limit."""
 
     code = "timeout"
+
+
+class ConflictError(AudioAgentError):
+    """A request made against a version of the session that is no longer the current one (a DAW
+    that has not seen the latest change); the client syncs and asks again."""
+
+    code = "conflict"

@@ -44,11 +44,22 @@ def register(subparsers: Any) -> None:
     _common(gen)
 
     edit = commands.add_parser("edit", help="revise the session's scene")
-    edit.add_argument("instruction")
+    edit.add_argument("instruction", nargs="?", default=None,
+                      help="what to change (or give --changes-file)")
+    edit.add_argument("--changes-file", type=Path, default=None,
+                      help="a JSON list of structured changes ({op, event_id, ...}) applied as one version")
+    _base_version(edit)
     _common(edit)
 
     for name in ("undo", "redo"):
-        _common(commands.add_parser(name, help=f"{name} the last scene edit"))
+        step = commands.add_parser(name, help=f"{name} the last scene edit")
+        _base_version(step)
+        _common(step)
+
+    _common(commands.add_parser("get-session", help="print the session's current state as JSON"))
+    cancel = commands.add_parser("cancel", help="cancel a running job")
+    cancel.add_argument("--job", required=True, help="the job id (from the job's accepted message)")
+    _common(cancel, session=False)
 
     video = commands.add_parser("video-cue", help="plan sounds for a range of a video file")
     video.add_argument("video")
@@ -62,18 +73,53 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
+def _base_version(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--base-version", type=int, default=None,
+                        help="the version the request is based on; the server refuses it (conflict) "
+                             "when the session has moved on")
+
+
+def read_changes(path: Path) -> list[dict[str, Any]]:
+    """The --changes-file: a JSON list of change objects (checked by the server's schema)."""
+    from engine.errors import InvalidInputError
+
+    try:
+        changes = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise InvalidInputError(f"changes_file={str(path)!r}: cannot read a JSON list ({error})",
+                                field="changes_file", value=str(path)) from None
+    if not isinstance(changes, list) or not changes or not all(isinstance(c, dict) for c in changes):
+        raise InvalidInputError(f"changes_file={str(path)!r}: must hold a non-empty JSON list of change objects",
+                                field="changes_file", value=str(path))
+    return changes
+
+
 def build_request(args: argparse.Namespace) -> dict[str, Any]:
     kind = args.client_command
     if kind == "status":
         return {"type": "ping"}
+    if kind == "cancel":
+        return {"type": "cancel", "job": args.job}
     request: dict[str, Any] = {"session": args.session}
+    if kind == "get-session":
+        request["type"] = "get_session"
+        return request
     if kind == "generate":
         request.update(type="generate", prompt=args.prompt, duration_s=args.duration, anchor_s=args.anchor)
         for name in ("planner", "backend", "seed"):
             if getattr(args, name) is not None:
                 request[name] = getattr(args, name)
     elif kind == "edit":
-        request.update(type="edit", instruction=args.instruction)
+        request["type"] = "edit"
+        if (args.instruction is None) == (args.changes_file is None):
+            from engine.errors import InvalidInputError
+
+            raise InvalidInputError("instruction: give an instruction or --changes-file (one of them)",
+                                    field="instruction")
+        if args.changes_file is not None:
+            request["changes"] = read_changes(args.changes_file)
+        else:
+            request["instruction"] = args.instruction
     elif kind in ("undo", "redo"):
         request["type"] = kind
     else:
@@ -83,6 +129,8 @@ def build_request(args: argparse.Namespace) -> dict[str, Any]:
         )
         if args.hint:
             request["hint"] = args.hint
+    if kind in ("edit", "undo", "redo") and args.base_version is not None:
+        request["base_version"] = args.base_version
     if args.daw == "ableton":
         request["notify_osc_port"] = args.osc_port
     return request

@@ -98,9 +98,10 @@ def request_from_dict(data: Json) -> Request:
 
 def _check_combination(request: Request) -> None:
     """Rules across fields that a single field type cannot say."""
-    if isinstance(request, EditRequest) and (request.instruction is None) == (request.change is None):
+    if isinstance(request, EditRequest) and sum(
+            value is not None for value in (request.instruction, request.change, request.changes)) != 1:
         raise ProtocolError(
-            "edit needs exactly one of 'instruction' or 'change'", code=ErrorCode.INVALID_INPUT,
+            "edit needs exactly one of 'instruction', 'change' or 'changes'", code=ErrorCode.INVALID_INPUT,
             field="instruction", request_id=request.id,
         )
     if isinstance(request, VideoCueRequest) and request.end_s <= request.start_s:

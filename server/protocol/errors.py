@@ -23,6 +23,7 @@ class ErrorCode(str, enum.Enum):
     NOT_FOUND = "not_found"
     BUSY = "busy"
     TIMEOUT = "timeout"
+    CONFLICT = "conflict"
     # protocol errors (raised by the parser and the transports)
     BAD_JSON = "bad_json"
     BAD_REQUEST = "bad_request"
