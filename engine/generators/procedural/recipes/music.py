@@ -53,6 +53,8 @@ _GLOCKENSPIEL = Timbre(partials=3, inharmonicity=0.0, rolloff=0.8, decay_s=1.2,
 _NOTE_NAME = re.compile(r"\b([a-g])(#|sharp|b|flat)?\s?([1-7])\b")
 _SEMITONE_OF = {"c": -9, "d": -7, "e": -5, "f": -4, "g": -2, "a": 0, "b": 2}
 _WIN = re.compile(r"\b(victory|victorious|win|wins|winning|success|level complete)\b")
+_RING_OUT_TIME_CONSTANTS = 7.0  # e^-7: -60 dB, where a note is over
+_ONE_NOTE = re.compile(r"\b(a|one|single|one single) (note|key)\b")
 _MAJOR = (0, 2, 4, 5, 7, 9, 11, 12)
 _PENTATONIC = (0, 2, 4, 7, 9, 12)
 
@@ -72,9 +74,13 @@ def named_pitch_hz(text: str) -> float | None:
 
 def _struck(n_frames: int, sample_rate: int, onset_s: float, freq_hz: float, timbre: Timbre,
             *, velocity: float = 1.0, decay_scale: float = 1.0) -> np.ndarray:
-    """One note: each partial a damped resonator rung by the same impulse."""
-    train = impulses_at(n_frames, sample_rate, [onset_s], [velocity])
+    """One note: each partial a damped resonator rung by the same impulse. Only the stretch
+    where the note still sounds (until -60 dB) is computed, so a melody costs its notes, not
+    notes x event length."""
     out = np.zeros((1, n_frames))
+    start = int(round(onset_s * sample_rate))
+    if start >= n_frames:
+        return out
     ratios = timbre.bar_ratios or tuple(
         k * np.sqrt(1.0 + timbre.inharmonicity * k * k) for k in range(1, timbre.partials + 1))
     pitch_factor = (261.63 / freq_hz) ** 0.5  # high notes ring shorter
@@ -82,8 +88,12 @@ def _struck(n_frames: int, sample_rate: int, onset_s: float, freq_hz: float, tim
         partial_hz = freq_hz * ratio
         if partial_hz >= 0.45 * sample_rate:
             break
-        decay_s = timbre.decay_s * decay_scale * pitch_factor / ratio**0.9
-        out += resonate(train, partial_hz, max(decay_s, 0.01), sample_rate) / index**timbre.rolloff
+        decay_s = max(timbre.decay_s * decay_scale * pitch_factor / ratio**0.9, 0.01)
+        window = min(n_frames - start, int(_RING_OUT_TIME_CONSTANTS * decay_s * sample_rate) + 1)
+        train = np.zeros((1, window))
+        train[0, 0] = velocity
+        out[:, start:start + window] += resonate(train, partial_hz, decay_s,
+                                                 sample_rate) / index**timbre.rolloff
     return out
 
 
@@ -138,19 +148,21 @@ def sketch_note(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np
         for index, semitones in enumerate((0, 4, 7, 12)):
             out += _struck(n_frames, sample_rate, onset_s + index * spread_s,
                            root_hz * 2 ** (semitones / 12), timbre, decay_scale=decay_scale)
-    elif traits.single_hit or not traits.has("melody", "tune", "notes", "arpeggio", "jingle",
-                                             "music box", "scale", "plays") or (
+    elif traits.single_hit or _ONE_NOTE.search(traits.text) or not traits.has(
+            "melody", "tune", "notes", "arpeggio", "jingle", "music box", "scale", "plays") or (
             named_pitch_hz(traits.text) and not traits.has("melody", "tune", "notes", "scale")):
         out += _struck(n_frames, sample_rate, onset_s, root_hz, timbre, decay_scale=decay_scale)
     else:
         steps = _MAJOR if traits.has("scale") else (
             (0, 4, 7, 12, 7, 4) if traits.has("arpeggio") else None)
         note_s = rng.uniform(0.22, 0.4)
+        # Played notes are let go: each rings a few notes' worth, not its full natural decay.
+        melody_decay = min(1.0, 3.0 * note_s / timbre.decay_s)
         time_s, index = onset_s, 0
         while time_s < total_s - 0.1:
             semitones = steps[index % len(steps)] if steps else int(rng.choice(_PENTATONIC))
             out += _struck(n_frames, sample_rate, time_s, root_hz * 2 ** (semitones / 12),
-                           timbre, velocity=rng.uniform(0.7, 1.0))
+                           timbre, velocity=rng.uniform(0.7, 1.0), decay_scale=melody_decay)
             time_s += note_s
             index += 1
     if timbre is _PIANO or timbre is _PLUCK:  # the hammer or the plectrum: a soft knock
