@@ -32,6 +32,7 @@ from functools import lru_cache
 import numpy as np
 
 from engine.errors import InvalidInputError
+from engine.limits import check_sample_rate
 
 GATING_BLOCK_S = 0.4
 BLOCK_OVERLAP = 0.75
@@ -144,12 +145,7 @@ def integrated_lufs(audio: np.ndarray, sample_rate: int) -> float:
             field="audio",
             value=array.shape,
         )
-    if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
-        raise InvalidInputError(
-            f"sample_rate={sample_rate!r}: must be a positive integer",
-            field="sample_rate",
-            value=sample_rate,
-        )
+    check_sample_rate(sample_rate)  # the engine's one rule (engine.limits)
     if array.shape[1] < GATING_BLOCK_S * sample_rate:
         raise InvalidInputError(
             f"audio: {array.shape[1]} frames is shorter than one {GATING_BLOCK_S} s gating block",

@@ -35,6 +35,7 @@ import numpy as np
 
 from engine import loudness, truepeak
 from engine.errors import InvalidInputError
+from engine.limits import check_sample_rate
 
 GATING_BLOCK_S = loudness.GATING_BLOCK_S  # shorter clips use the looped fallback
 LOUDNESS_TOLERANCE_LU = 0.1  # make-up rounds stop once this close to the target
@@ -64,12 +65,7 @@ def _check_audio(audio: np.ndarray, name: str = "audio") -> np.ndarray:
 
 
 def _check_rate(sample_rate: int) -> None:
-    if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
-        raise InvalidInputError(
-            f"sample_rate={sample_rate!r}: must be a positive integer",
-            field="sample_rate",
-            value=sample_rate,
-        )
+    check_sample_rate(sample_rate)  # the engine's one rule (engine.limits)
 
 
 def db_to_gain(gain_db: float) -> float:

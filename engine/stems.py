@@ -21,6 +21,7 @@ import numpy as np
 
 from engine.atomic import atomic_file
 from engine.errors import InvalidInputError
+from engine.limits import check_sample_rate
 
 SUBTYPES = ("PCM_24", "FLOAT")
 BEXT_VERSION = 2
@@ -162,12 +163,7 @@ def _check_args(audio: np.ndarray, sample_rate: int, subtype: str) -> np.ndarray
             field="subtype",
             value=subtype,
         )
-    if not isinstance(sample_rate, (int, np.integer)) or not 1 <= sample_rate < 2**31:
-        raise InvalidInputError(
-            f"sample_rate={sample_rate!r}: must be a positive integer",
-            field="sample_rate",
-            value=sample_rate,
-        )
+    check_sample_rate(sample_rate)  # the engine's one rule (engine.limits)
     array = np.asarray(audio, dtype=np.float32)
     if array.ndim == 1:
         array = array[np.newaxis, :]

@@ -30,6 +30,7 @@ from engine.generators._diffusion_device import cpu_generators, dtype_name, reso
 from engine.generators._diffusion_models import RENDER_LOCK, model_source_identity, resident_model, scheduler_from
 from engine.generators._diffusion_presets import default_model_override, diffusion_settings, load_model_preset
 from engine.generators._diffusion_segments import SegmentJob, join_segments, plan_jobs, to_request_rate
+from engine.limits import check_sample_rate
 from engine.progress import CancelToken, ProgressFn
 
 # What a backend module needs from here, in one import.
@@ -219,8 +220,10 @@ def _assemble(
 def _request_problem(request: GenerationRequest) -> str | None:
     if not (isinstance(request.length_s, (int, float)) and request.length_s > 0 and math.isfinite(request.length_s)):
         return f"length_s={request.length_s!r}: must be a positive number of seconds"
-    if not isinstance(request.sample_rate, int) or request.sample_rate <= 0:
-        return f"sample_rate={request.sample_rate!r}: must be a positive integer"
+    try:
+        check_sample_rate(request.sample_rate)  # the engine's one rule (engine.limits)
+    except InvalidInputError as error:
+        return error.message
     if not request.description.strip():
         return "description is empty"
     return None
