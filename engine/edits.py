@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from engine.errors import InvalidInputError, NotFoundError, PlanValidationError
 from engine.plan import DEFAULT_LIMITS, Event, Plan, PlanLimits, next_event_id, validate_plan
 
-EditOp = Literal["move", "set_loudness", "replace_text", "delete", "add"]
+EditOp = Literal["move", "set_loudness", "replace_text", "delete", "add", "set_fades"]
 
 
 class EventEdit(BaseModel):
@@ -23,6 +23,7 @@ class EventEdit(BaseModel):
     move: event_id, start_s (end_s optional; the length is kept otherwise).
     set_loudness: event_id, target_lufs.  replace_text: event_id, description (target_lufs optional).
     delete: event_id.  add: description, start_s/end_s (default: the whole scene), target_lufs.
+    set_fades: event_id, fade_in_s and/or fade_out_s (seconds of shaped fade; 0 removes one).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -33,6 +34,8 @@ class EventEdit(BaseModel):
     end_s: float | None = None
     target_lufs: float | None = None
     description: str | None = None
+    fade_in_s: float | None = None
+    fade_out_s: float | None = None
 
 
 def stable_seed(description: str, *, salt: int = 0) -> int:
@@ -102,6 +105,16 @@ def apply_edit(plan: Plan, edit: EventEdit, *, limits: PlanLimits = DEFAULT_LIMI
         return validate_plan(_replace(plan, event.id, None), limits=limits)
     if edit.op == "move":
         new_event = _moved(event, edit, plan.duration_s)
+    elif edit.op == "set_fades":
+        if edit.fade_in_s is None and edit.fade_out_s is None:
+            raise InvalidInputError("fade_in_s: set_fades needs fade_in_s or fade_out_s",
+                                    field="fade_in_s")
+        update_fades: dict[str, object] = {}
+        for name in ("fade_in_s", "fade_out_s"):
+            value = getattr(edit, name)
+            if value is not None:
+                update_fades[name] = float(value) or None  # 0 removes the shaped fade
+        new_event = event.model_copy(update=update_fades)
     elif edit.op == "set_loudness":
         _require(edit.target_lufs, "target_lufs", "set_loudness")
         new_event = event.model_copy(update={"target_lufs": float(edit.target_lufs)})  # type: ignore[arg-type]

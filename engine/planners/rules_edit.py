@@ -34,7 +34,7 @@ FORMS = (
     "'remove X', 'replace X with Y', 'make X louder/quieter', 'lower X by 3 dB', "
     "'move X to 4 s', 'move X 2 s later', 'make X shorter/longer', 'X should last 2 s', "
     "'end X at 9 s', 'swap X and Y', 'X after Y', 'add a Y at 5 s', "
-    "'shift everything 1 s later', 'everything louder by 2 dB'"
+    "'shift everything 1 s later', 'everything louder by 2 dB', 'fade X out'"
 )
 SHORTER_FACTOR = 0.6
 LONGER_FACTOR = 1.5
@@ -48,6 +48,7 @@ _LOOSE = PlanLimits(max_overlap=10_000, max_events=10_000, max_duration_s=1e9,
 
 _T = r"(\d+(?:\.\d+)?)\s*(?:seconds?|secs?|s)?"
 _DB = r"(\d+(?:\.\d+)?)\s*(?:db|decibels?|lu)\b"
+_DB_PLAIN = r"\d+(?:\.\d+)?\s*(?:db|decibels?|lu)\b"  # the same, capturing nothing
 
 
 class Unreadable(Exception):
@@ -194,7 +195,8 @@ def _loudness(ctx: Context, targets: list[Event], louder: bool, text: str) -> Ed
 
 def parse_loudness(ctx: Context, text: str) -> Edits | None:
     patterns: list[tuple[str, Callable[[re.Match[str]], tuple[str, bool]]]] = [
-        (rf"^(?:make|turn|set|have|get)\s+(.+?){_AMOUNT_WORDS}\s+({_LOUD}|{_QUIET})\b{_AMOUNT_WORDS}{_DB_TAIL}$",
+        (rf"^(?:make|turn|set|have|get)\s+(.+?)(?:\s+(?:by\s+)?{_DB_PLAIN})?{_AMOUNT_WORDS}\s+({_LOUD}|{_QUIET})\b"
+         rf"{_AMOUNT_WORDS}{_DB_TAIL}$",
          lambda m: (m.group(1), m.group(2).lower() in _LOUD.split("|"))),
         (rf"^(?:turn|bring|pull|push)\s+(up|down)\s+(.+?){_AMOUNT_WORDS}{_DB_TAIL}$",
          lambda m: (m.group(2), m.group(1).lower() == "up")),
@@ -348,8 +350,12 @@ def parse_length(ctx: Context, text: str) -> Edits | None:
         re.match(rf"^(.+?)\s+should\s+be\s+{_T}\s+long$", text, re.I)
     if match:
         return [_length_edit(ctx, e, float(match.group(2))) for e in _some(ctx, match.group(1))]
-    match = re.match(rf"^(?:end|stop|finish|cut off|fade out)\s+(.+?)\s+(?:at|by)\s+{_T}$", text, re.I) or \
-        re.match(rf"^(.+?)\s+should\s+(?:end|stop|finish)\s+(?:at|by)\s+{_T}$", text, re.I)
+    match = re.match(rf"^(?:end|stop|finish|cut off|cut)\s+(.+?)\s+(?:at|by)\s+{_T}$", text, re.I) or \
+        re.match(rf"^(.+?)\s+should\s+(?:end|stop|finish)\s+(?:at|by)\s+{_T}$", text, re.I) or \
+        re.match(rf"^(?:make|let|have)\s+(.+?)\s+(?:last|run|play|go on)\s+(?:only\s+)?(?:until|till|up to)\s+{_T}$",
+                 text, re.I) or \
+        re.match(rf"^(.+?)\s+(?:should\s+)?(?:last|run|play|go on)s?\s+(?:only\s+)?(?:until|till|up to)\s+{_T}$",
+                 text, re.I)
     if match:
         event = _one(ctx, match.group(1))
         end_s = float(match.group(2))
@@ -369,7 +375,7 @@ def parse_move(ctx: Context, text: str) -> Edits | None:
     relative = [
         rf"^{_MOVE_VERB}\s+(.+?)\s+(?:by\s+)?{_T}\s+(later|earlier|forward|back|sooner)$",
         rf"^{_MOVE_VERB}\s+(.+?)\s+(?:to\s+)?{_T}\s+(later|earlier|sooner)$",
-        rf"^{_MOVE_VERB}\s+(.+?)\s+(later|earlier|forward|back|backwards|sooner)\s+by\s+{_T}$",
+        rf"^{_MOVE_VERB}\s+(.+?)\s+(later|earlier|forward|back|backwards|sooner)\s+(?:by\s+)?{_T}$",
         rf"^(delay)\s+(.+?)\s+by\s+{_T}$",
         rf"^(.+?)\s+(?:should\s+(?:be|come|start|happen|play)\s+|needs to be\s+)?{_T}\s+(later|earlier|sooner)$",
     ]
@@ -398,9 +404,22 @@ def parse_move(ctx: Context, text: str) -> Edits | None:
             reference = match.group(1)
             if re.match(r"^(?:put|place|drop|set|have)\b", text, re.I) and _names_new_sound(ctx, reference):
                 return None  # "put a car horn at 7 s": a new sound, added below
-            event = _one(ctx, reference)
-            return [_move_to(ctx, event, float(match.group(2)))]
+            return _move_run(ctx, _some(ctx, reference), float(match.group(2)))
+    match = re.match(rf"^{_MOVE_VERB}\s+(.+?)\s+(?:to|at)\s+the\s+(start|beginning|end)"
+                     r"(?:\s+of the (?:scene|clip))?$", text, re.I)
+    if match:
+        events = _some(ctx, match.group(1))
+        if match.group(2).lower() == "end":
+            span_s = max(e.end_s for e in events) - min(e.start_s for e in events)
+            return _move_run(ctx, events, max(0.0, ctx.plan.duration_s - span_s))
+        return _move_run(ctx, events, 0.0)
     return None
+
+
+def _move_run(ctx: Context, events: list[Event], start_s: float) -> Edits:
+    """Move one event, or a counted run of identical events together, to start at start_s."""
+    delta = start_s - min(e.start_s for e in events)
+    return [_move_to(ctx, e, e.start_s + delta) for e in events]
 
 
 def _names_new_sound(ctx: Context, reference: str) -> bool:
@@ -492,7 +511,38 @@ def parse_intensity(ctx: Context, text: str) -> Edits | None:
     return edits
 
 
-PARSERS = (parse_everything, parse_order, parse_mute, parse_intensity, parse_length,
+FADE_SHARE = 0.5  # "fade the car out": half the event, the way a designer would draw it
+
+
+def parse_fade(ctx: Context, text: str) -> Edits | None:
+    """'fade the car out', 'the car should fade in over 2 s', 'no fade on the rain'."""
+    match = re.match(rf"^fade\s+(.+?)\s+(in|out)(?:\s+over\s+{_T})?$", text, re.I) or \
+        re.match(rf"^(?:make\s+|let\s+|have\s+)?(.+?)\s+(?:should\s+)?fades?\s+(in|out|away)"
+                 rf"(?:\s+over\s+{_T})?$", text, re.I) or \
+        re.match(rf"^(?:add|put|give)\s+(?:a\s+)?fade[- ]?(in|out)\s+(?:to|on)\s+(.+?)(?:\s+over\s+{_T})?$",
+                 text, re.I)
+    if not match:
+        return None
+    groups = match.groups()
+    if groups[0].lower() in ("in", "out"):
+        direction, reference, seconds = groups[0], groups[1], groups[2]
+    else:
+        reference, direction, seconds = groups
+    edits = []
+    for event in _some(ctx, reference):
+        length_s = min(float(seconds), event.length_s) if seconds else FADE_SHARE * event.length_s
+        if direction.lower() == "in":
+            other = min(event.fade_out_s or 0.0, event.length_s - length_s)
+            edits.append(EventEdit(op="set_fades", event_id=event.id, fade_in_s=length_s,
+                                   fade_out_s=other))
+        else:
+            other = min(event.fade_in_s or 0.0, event.length_s - length_s)
+            edits.append(EventEdit(op="set_fades", event_id=event.id, fade_out_s=length_s,
+                                   fade_in_s=other))
+    return edits
+
+
+PARSERS = (parse_everything, parse_fade, parse_order, parse_mute, parse_intensity, parse_length,
            parse_loudness, parse_move, parse_remove, parse_add, parse_replace)
 
 
@@ -554,6 +604,9 @@ def describe(edits: Edits, plan: Plan) -> str:
             lines.append(f"Moved '{name}' to {edit.start_s:g}-{edit.end_s:g} s.")
         elif edit.op == "set_loudness":
             lines.append(f"Set '{name}' to {edit.target_lufs:g} LUFS.")
+        elif edit.op == "set_fades":
+            lines.append(f"Set the fades of '{name}' to {edit.fade_in_s or 0:g} s in, "
+                         f"{edit.fade_out_s or 0:g} s out.")
         else:
             lines.append(f"Replaced '{name}' with '{edit.description}'.")
     return " ".join(lines)

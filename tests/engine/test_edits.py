@@ -203,3 +203,42 @@ def test_an_unreadable_edit_is_one_clear_line() -> None:
     assert "\n" not in message and "not understood" in message and "swap X and Y" in message
     with pytest.raises(NotFoundError, match="elephant"):
         edited("move the elephant to 3 s")
+
+
+def test_set_fades_edit() -> None:
+    new = apply_edit(PLAN, EventEdit(op="set_fades", event_id="e1", fade_in_s=2.0))
+    assert new.event("e1").fade_in_s == 2.0 and kinds(new)["e1"] == ChangeKind.CHANGED
+    cleared = apply_edit(new, EventEdit(op="set_fades", event_id="e1", fade_in_s=0.0))
+    assert cleared.event("e1").fade_in_s is None
+    with pytest.raises(InvalidInputError, match="fade_in_s"):
+        apply_edit(PLAN, EventEdit(op="set_fades", event_id="e1"))
+    with pytest.raises(PlanValidationError, match="must fit"):
+        apply_edit(PLAN, EventEdit(op="set_fades", event_id="e2", fade_in_s=3.0))
+
+
+@pytest.mark.parametrize(
+    ("instruction", "event_id", "fade"),
+    [("fade the car out", "e6", ("fade_out_s", 2.0)),
+     ("the car should fade in", "e6", ("fade_in_s", 2.0)),
+     ("fade the rain in over 3 s", "e1", ("fade_in_s", 3.0))],
+)
+def test_fade_edits(instruction: str, event_id: str, fade: tuple[str, float]) -> None:
+    new = edited(instruction)
+    assert getattr(new.event(event_id), fade[0]) == fade[1]
+    only_changed(new, event_id)
+
+
+def test_more_plain_forms() -> None:
+    assert edited("move the door slam to the start").event("e3").start_s == 0.0
+    assert edited("make the rain last only until 8 seconds").event("e1").end_s == 8.0
+    quieter = edited("make everything 1 dB quieter")
+    assert all(quieter.event(e.id).target_lufs == e.target_lufs - 1.0 for e in SCENE.events)
+    assert edited("slide the car back 1 s").event("e6").start_s == 6.0
+
+
+def test_a_counted_run_moves_together() -> None:
+    run = validate_plan({"duration_s": 10.0, "events": [
+        {"id": "e1", "description": "A dog barks", "start_s": 1, "end_s": 1.5},
+        {"id": "e2", "description": "A dog barks", "start_s": 2, "end_s": 2.5}]})
+    new = RULES.edit(run, "move the dog to 4 s").plan
+    assert [(e.start_s, e.end_s) for e in new.events] == [(4.0, 4.5), (5.0, 5.5)]
