@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "server.commands.client",
     "server.commands.video_cue",
     "server.commands.onsets",
+    "server.commands.vta",
     "server.commands.install_daw",
     "server.commands.library",
     "server.commands.mcp",

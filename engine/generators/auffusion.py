@@ -238,6 +238,27 @@ class AuffusionPipeline:
             raise InvalidInputError(f"visual_tokens must be (1 or {batch}, tokens, dim), got {tuple(tokens.shape)}",
                                     field="visual_tokens", value=tuple(tokens.shape))
 
+    @torch.no_grad()
+    def encode_audio(self, waveforms: np.ndarray, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(batch, samples) float32 at the vocoder's rate -> scaled VAE latents of their mel images.
+
+        The inverse of decode(), as the training images were made: each clip is cut to the
+        content length and padded with silence to the full image, log-mel scaled to [0, 1],
+        flipped, three channels, then encoded. Training the VTA model's visual attention needs it.
+        """
+        from engine.generators.hifigan import log_mel
+
+        content, total = self.content_samples, self.clip_frames * self.vocoder.hop_length
+        audio = torch.zeros(len(waveforms), total)
+        for row, wave in enumerate(waveforms):
+            clip = torch.as_tensor(np.asarray(wave, dtype=np.float32)[:content])
+            audio[row, : len(clip)] = clip
+        mel = log_mel(audio, self.vocoder.config)[..., : self.clip_frames]
+        unit = ((mel.clamp(self.log_min, self.log_max) - self.log_min) / (self.log_max - self.log_min)).flip(1)
+        image = (unit[:, None].expand(-1, 3, -1, -1) * 2 - 1).to(self.device, self.vae.dtype)
+        latents = self.vae.encode(image).latent_dist.sample(generator)
+        return latents * self.vae.config.scaling_factor
+
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         image = self.vae.decode(latents / self.vae.config.scaling_factor, return_dict=False)[0]
         image = (image / 2 + 0.5).clamp(0, 1)

@@ -146,3 +146,30 @@ def load_hifigan(folder: Path) -> HiFiGAN:
             field="vocoder.hop_size", value=hop_size,
         )
     return vocoder.eval().requires_grad_(False)
+
+
+def log_mel(waveform: torch.Tensor, config: Mapping[str, Any]) -> torch.Tensor:
+    """(batch, samples) at the vocoder's rate -> (batch, num_mels, samples // hop) log-mel.
+
+    The analysis HiFi-GAN vocoders are trained on (and Auffusion's training images were made
+    with): STFT with reflect padding of (n_fft - hop) / 2 each side, uncentred, magnitude,
+    Slaney mel filters, natural log floored at 1e-5. Keys the vocoder config may lack default to
+    the common 4 x hop window over 0 Hz .. Nyquist.
+    """
+    from transformers.audio_utils import mel_filter_bank
+
+    hop = math.prod(config["upsample_rates"])
+    rate = int(config["sampling_rate"])
+    n_fft = int(config.get("n_fft", 4 * hop))
+    window = int(config.get("win_size", n_fft))
+    fmax = config.get("fmax") or rate / 2
+    filters = mel_filter_bank(num_frequency_bins=n_fft // 2 + 1, num_mel_filters=int(config["num_mels"]),
+                              min_frequency=float(config.get("fmin", 0.0)), max_frequency=float(fmax),
+                              sampling_rate=rate, norm="slaney", mel_scale="slaney")
+    padded = F.pad(waveform[:, None, :], ((n_fft - hop) // 2, (n_fft - hop) // 2), mode="reflect")[:, 0]
+    spectrum = torch.stft(padded, n_fft, hop_length=hop, win_length=window,
+                          window=torch.hann_window(window, device=waveform.device, dtype=waveform.dtype),
+                          center=False, return_complex=True)
+    magnitude = torch.sqrt(spectrum.real**2 + spectrum.imag**2 + 1e-9)
+    mel = torch.as_tensor(filters.T, dtype=magnitude.dtype, device=magnitude.device) @ magnitude
+    return torch.log(mel.clamp(min=1e-5))

@@ -71,6 +71,34 @@ def read_clip(
     return np.ascontiguousarray(frames), sample_times, waveform
 
 
+def read_frames(
+    path: str | Path, *, start_s: float, end_s: float, frame_rate_hz: float = 21.5, frame_size_px: int = 224
+) -> np.ndarray:
+    """uint8 RGB frames (N, S, S, 3), upright, sampled at ``frame_rate_hz`` over [start_s, end_s)
+    of the file (sample-and-hold by pts, like read_clip); the video needs no audio track."""
+    import av
+
+    from engine.video.decode import quarter_turns, tag_rotation_deg
+
+    path = Path(path)
+    if not path.is_file():
+        raise _bad(path, "no such file")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise _bad(path, "has no video stream")
+            tag_rotation = tag_rotation_deg(container.streams.video[0])
+            shown, times, rotation = _video(container, frame_size_px, end_s)
+    except av.FFmpegError as error:
+        raise _bad(path, f"could not be decoded ({error})") from None
+    if not shown or times[-1] < start_s - 1.0:
+        raise _bad(path, f"has no frames around {start_s:.3f} s")
+    sample_times = start_s + frame_times(end_s - start_s, rate_hz=frame_rate_hz)
+    picks = np.clip(np.searchsorted(np.asarray(times), sample_times + 1e-6, side="right") - 1, 0, len(shown) - 1)
+    turns = quarter_turns(rotation or tag_rotation)
+    return np.ascontiguousarray(np.stack([np.rot90(shown[i], k=turns) if turns else shown[i] for i in picks]))
+
+
 def _video(container, size_px: int, max_duration_s: float | None):
     from engine.video.decode import file_start_s
 

@@ -53,6 +53,7 @@ class VTAConfig:
     clip_model_id: str = "openai/clip-vit-large-patch14"
     llm_model_id: str = "google/gemma-2-2b-it"
     hubert_model_id: str = "facebook/hubert-base-ls960"
+    auffusion_model_id: str = "auffusion/auffusion-full"  # the UNet the visual attention is added to
     centroids_path: str = ""  # .npy (n_audio_tokens, centroid_dim) k-means centroids
     frame_rate_hz: float = 21.5
     unit_rate_hz: float = 50.0
@@ -66,6 +67,9 @@ class VTAConfig:
     lora_dropout: float = 0.05
     lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     visual_scale: float = 0.5  # lambda of the decoupled cross-attention
+    # Auffusion's image geometry the visual attention is trained and used at (models.toml's).
+    auffusion_clip_frames: int = 1024
+    auffusion_pad_frames: int = 24
 
 
 def load_vta_config(path: str | Path | None = None, **overrides: Any) -> VTAConfig:

@@ -8,10 +8,13 @@ the manifest is the same one `render` writes. stdout gets one line, the manifest
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
+from dataclasses import replace
 
 from engine.compose import build_generator
+from engine.errors import InvalidInputError
 from engine.scene import MANIFEST_NAME, prepare_out_dir
 from engine.settings import load_settings
 from engine.video.cue import CueOptions, cue_plan
@@ -33,12 +36,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--anchor", type=float, default=0.0,
                         help="DAW timeline position of --start (s); stems are stamped there")
     parser.add_argument("--backend", default=None, help="generator backend (default: settings, procedural)")
+    parser.add_argument("--generator", default="text", choices=["text", "vta"],
+                        help="text: each event's words through --backend; vta: the video-to-audio model "
+                        "renders each event from its picture (needs --checkpoint)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="VTA checkpoint folder (written by `audio-agent vta train`)")
+    parser.add_argument("--lambda", dest="visual_scale", type=float, default=None,
+                        help="VTA: weight of the picture against the text (default: the checkpoint's, 0.5)")
     parser.add_argument("--planner", default="onsets", choices=["onsets", "llm"],
                         help="onsets: offline; llm: a vision model names each hit")
     parser.add_argument("--cuts", default="skip", choices=["skip", "mark"],
                         help="mark hard cuts with a short transition sound, or skip them")
     parser.add_argument("--no-beds", action="store_true", help="no beds for continuous motion")
     parser.add_argument("--sample-rate", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None, metavar="N",
+                        help="denoising steps for a model backend or vta (default: presets/models.toml)")
+    parser.add_argument("--guidance", type=float, default=None, metavar="X",
+                        help="classifier-free guidance for a model backend or vta (default: presets/models.toml)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or fill the render cache")
     parser.set_defaults(handler=run)
 
@@ -49,11 +63,22 @@ def run(args: argparse.Namespace) -> int:
     given = {"backend": args.backend, "sample_rate": args.sample_rate}
     overrides = {key: value for key, value in given.items() if value is not None}
     settings = load_settings(**overrides)
+    _check_generator_options(args)
     out = prepare_out_dir(args.out)
-    generator = build_generator(settings.backend)
+    model_options = {key: value for key, value in (("steps", args.steps), ("guidance", args.guidance))
+                     if value is not None}
+    generator = build_generator(settings.backend, **model_options) if args.generator == "text" else None
     options = CueOptions(cuts=args.cuts, beds=not args.no_beds)
     result = cue_plan(args.video, start_s=args.start, end_s=args.end, hint=args.hint,
                       planner=None if args.planner == "onsets" else args.planner, options=options)
+    if generator is None:
+        # The onset planner still places the events; the picture of each range makes its sound.
+        from engine.video.vta_generator import vta_for_cue
+
+        plan, generator = vta_for_cue(result.plan, video_path=args.video, start_s=args.start, end_s=args.end,
+                                      checkpoint=args.checkpoint, visual_scale=args.visual_scale, **model_options)
+        result = replace(result, plan=plan)
+        settings = settings.model_copy(update={"backend": "vta"})
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     manifest = render_result(
@@ -67,3 +92,15 @@ def run(args: argparse.Namespace) -> int:
     print(summary(manifest, time.perf_counter() - started), file=sys.stderr)
     print(out / MANIFEST_NAME)
     return 0 if not manifest.failed else 1
+
+
+def _check_generator_options(args: argparse.Namespace) -> None:
+    if args.generator == "vta" and not args.checkpoint:
+        raise InvalidInputError("--generator vta needs --checkpoint DIR, a folder written by "
+                                "`audio-agent vta train stage1|stage2 DATA_DIR --out DIR`", field="checkpoint")
+    if args.generator != "vta" and (args.checkpoint or args.visual_scale is not None):
+        raise InvalidInputError("--checkpoint and --lambda apply to --generator vta only", field="generator",
+                                value=args.generator)
+    if args.visual_scale is not None and not (math.isfinite(args.visual_scale) and args.visual_scale >= 0):
+        raise InvalidInputError(f"lambda={args.visual_scale!r}: must be a number >= 0", field="lambda",
+                                value=args.visual_scale)
