@@ -193,8 +193,10 @@ def test_edit_locator_sends_an_edit_for_the_last_scene(rig):
     for _ in range(5):
         rig.surface.update_display()
     address, args = rig.received()
-    assert address == "/audioagent/edit"
-    assert args[1:] == [session, "heavier rain", rig.surface.listen_port]
+    assert address == "/audioagent/request" and args[1] == rig.surface.listen_port
+    body = json.loads(args[0])
+    assert (body["type"], body["session"], body["instruction"]) == ("edit", session, "heavier rain")
+    assert body["base_version"] == 1  # the version this set shows
     for _ in range(10):  # sent once, not on every scan
         rig.surface.update_display()
     rig.server.settimeout(0.05)
@@ -410,3 +412,44 @@ def test_the_fake_trims_overlapped_clips_like_live(tmp_path):
     assert track.overwritten == [first]
     slot_clip = track.clip_slots[0].create_audio_clip(str(short_file))
     assert slot_clip is track.clip_slots[0].clip
+
+
+def test_hand_changes_go_first_then_the_instruction_on_the_new_version(rig):
+    session = place_scene(rig)
+    song = rig.song
+    door_track, door = rig.clip_of("car door slam")
+    dog_track, dog = rig.clip_of("dog barks")
+    rig.surface.gain_curve.apply(door, 2.5 - 3.0)  # the designer pulls the door down 3 dB
+    dog_track.delete_clip(dog)  # and deletes the dog
+    rig.song.cue_points.append(CuePoint("aa edit: heavier rain", 30.0))
+    for _ in range(5):
+        rig.surface.update_display()
+    address, args = rig.received()
+    body = json.loads(args[0])
+    assert body["base_version"] == 1 and "instruction" not in body
+    by_op = {(c["op"], c["event_id"]): c for c in body["changes"]}
+    assert set(by_op) == {("set_loudness", "door"), ("delete", "dog")}
+    assert by_op[("set_loudness", "door")]["target_lufs"] == pytest.approx(-26.0, abs=0.1)
+    # Version 2 has them: nothing moves or changes gain again in the set.
+    rig.events["door"]["gain_db"] = door.gain_db
+    rig.deliver(rig.done(session, ["rain", "door", "engine"], request_id=body["id"], version=2, anchor_s=4.0))
+    assert rig.clip_of("car door slam")[1] is door and door.gain_db == pytest.approx(-0.5, abs=0.1)
+    # ...and then the instruction, on version 2.
+    address, args = rig.received()
+    body = json.loads(args[0])
+    assert (body["instruction"], body["base_version"]) == ("heavier rain", 2) and "changes" not in body
+    del song
+
+
+def test_a_conflict_makes_the_set_ask_for_the_servers_version(rig):
+    session = place_scene(rig)
+    rig.song.cue_points.append(CuePoint("aa edit: quieter", 30.0))
+    for _ in range(5):
+        rig.surface.update_display()
+    _, args = rig.received()
+    request_id = json.loads(args[0])["id"]
+    rig.deliver(datagram("/audioagent/error", request_id, "conflict",
+                         "base_version=1: session is at version 3; sync to it and ask again", "base_version"))
+    address, args = rig.received()
+    assert address == "/audioagent/get_session" and args[1] == session
+    assert any("version 3" in m for m in rig.c.messages)

@@ -55,3 +55,66 @@ def test_locator_request_and_cli_request_both_land_as_clips(server):
         assert dog and dog[0].start_time == pytest.approx(10 * 90 / 60)  # anchor 10 s at 90 bpm
     finally:
         surface.disconnect()
+
+
+def test_live_sync_send_and_stale_edit_against_a_real_server(server):
+    """A deleted clip comes back with `aa sync`; a clip gain the designer changed goes to the
+    server with `aa send` (one version); an edit made elsewhere meanwhile makes Live's next edit
+    stale: refused with conflict, and Live shows the server's version. After each, Live and the
+    server agree on every event's clip, position and gain."""
+    from server.client import run_request
+
+    song = Song(tempo=120.0)
+    c = CInstance(song)
+    surface = AudioAgentSurface(c, config={"listen_port": 0, "server_osc_port": server["osc_port"]})
+
+    def server_events() -> tuple[int, dict]:
+        outcome = run_request({"type": "get_session", "session": session}, url=server["url"], timeout_s=30)
+        info = outcome.message["info"]
+        return info["current_version"], {e["id"]: e for e in info["manifest"]["events"]}
+
+    def assert_agree() -> int:
+        version, events = server_events()
+        clips = {clip.file_path: clip for _, clip in song.clips()}
+        assert len(clips) == len(events)
+        for event in events.values():
+            clip = clips[event["stem_path"]]
+            assert clip.start_time == pytest.approx((2.0 + event["start_s"]) * 2)
+            assert clip.gain_db == pytest.approx(event["gain_db"], abs=0.1)
+        return version
+
+    def locator(name: str, time_beats: float) -> None:
+        c.messages.clear()
+        song.cue_points.append(CuePoint(name, time_beats))
+        tick_until(surface, c, word="placed")
+
+    try:
+        locator("aa: a kettle whistling, followed by a cup set down (4s)", 4.0)  # anchor 2 s
+        session = surface.state["last_session"]
+        assert assert_agree() == 1
+        track, lost = song.clips()[0]
+        track.delete_clip(lost)  # e.g. undone in Live, or a clip lost on the way
+        locator("aa sync", 40.0)
+        assert assert_agree() == 1
+
+        _, clip = song.clips()[0]
+        surface.gain_curve.apply(clip, clip.gain_db - 4.0)  # the designer pulls it down 4 dB
+        locator("aa send", 44.0)
+        assert assert_agree() == 2
+
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+        elsewhere = subprocess.run([str(AUDIO_AGENT), "client", "edit", "make everything quieter", "--session",
+                                    session, "--url", server["url"]], capture_output=True, text=True, env=env,
+                                   cwd=ROOT, timeout=120)
+        assert elsewhere.returncode == 0, elsewhere.stderr
+        c.messages.clear()
+        song.cue_points.append(CuePoint("aa edit: louder kettle", 48.0))
+        deadline = time.monotonic() + 90
+        while not any("placed" in m for m in c.messages):
+            assert time.monotonic() < deadline, c.messages
+            surface.update_display()
+            time.sleep(0.02)
+        assert any("conflict" in m or "version 3" in m for m in c.messages), c.messages
+        assert assert_agree() == 3
+    finally:
+        surface.disconnect()

@@ -47,6 +47,7 @@ TIME_EPS_BEATS = 1e-3
 LOCATOR_GENERATE = re.compile(r"^\s*aa\s*:\s*(?P<text>.+?)\s*$", re.IGNORECASE)
 LOCATOR_EDIT = re.compile(r"^\s*aa\s+edit\s*:\s*(?P<text>.+?)\s*$", re.IGNORECASE)
 LOCATOR_SYNC = re.compile(r"^\s*aa\s+sync\s*$", re.IGNORECASE)
+LOCATOR_SEND = re.compile(r"^\s*aa\s+send\s*$", re.IGNORECASE)
 DURATION_SUFFIX = re.compile(r"\s*[\(\[]\s*(?P<s>\d+(?:\.\d+)?)\s*s\s*[\)\]]\s*$", re.IGNORECASE)
 
 STEM_ARGS = ("id", "session", "version", "event_id", "stem_path", "start_s", "end_s", "gain_db",
@@ -367,6 +368,10 @@ class AudioAgentSurface:
         message = _text(args[2], "message") if len(args) > 2 else "unknown error"
         field = args[3] if len(args) > 3 and args[3] else ""
         self.show(f"error: {message}" + (f" (field: {field})" if field else ""))
+        request = self.requests.pop(str(args[0]), None) if args else None
+        if request and len(args) > 1 and args[1] == "conflict":
+            # The scene moved on elsewhere: show the server's version; the designer asks again.
+            self.request_sync(request["session"])
 
     def on_plan(self, args: list[Any]) -> None:
         if len(args) != 4:
@@ -409,6 +414,9 @@ class AudioAgentSurface:
             anchor = manifest.get("anchor_s", 0.0)
             info["anchor_s"] = float(anchor) if isinstance(anchor, (int, float)) else 0.0
         self.pending.pop(session, None)  # the manifest below says it all
+        request = self.requests.get(_text(args[0], "id")) or {}
+        if request.get("kind") == "changes":
+            self.absorb_hand_changes(session)
         events = manifest.get("events")
         if not isinstance(events, list) or (manifest.get("truncated") and not events
                                             and manifest.get("event_count")):
@@ -416,6 +424,9 @@ class AudioAgentSurface:
             self.request_sync(session)
             return
         self.reconcile(session, events, manifest.get("failed") or [], version=args[2])
+        then = request.get("then")
+        if then:  # the instruction that waited for the designer's own changes to land first
+            self.send_request({"type": "edit", "session": session, "instruction": then}, session)
 
     def on_session(self, args: list[Any]) -> None:
         message = json.loads(_text(args[1], "json"))
@@ -442,7 +453,7 @@ class AudioAgentSurface:
                 raise MessageError(f"manifest event {event!r} has no id")
             stem = {"session": session, "event_id": event["id"], "stem_path": _text(event.get("stem_path"), "stem_path"),
                     "start_s": _number(event.get("start_s"), "start_s"), "end_s": _number(event.get("end_s"), "end_s"),
-                    "gain_db": float(event.get("gain_db", 0.0)),
+                    "gain_db": float(event.get("gain_db", 0.0)), "target_lufs": event.get("target_lufs"),
                     "description": str(event.get("description", event["id"]))}
             self._check_path(stem["stem_path"])
             wanted.add(stem["event_id"])
@@ -567,7 +578,9 @@ class AudioAgentSurface:
             pass
         self.gain_curve.apply(clip, stem["gain_db"])
         info["events"][event_id] = {"track": self._track_id(track), "start_beats": start_beats, "path": stem["stem_path"],
-                                    "gain_db": stem["gain_db"], "description": stem["description"]}
+                                    "gain_db": stem["gain_db"], "description": stem["description"],
+                                    "start_s": stem["start_s"], "length_s": stem["end_s"] - stem["start_s"],
+                                    "target_lufs": stem.get("target_lufs")}
 
     def _place_in_slot(self, stem: dict[str, Any], track: Any = None) -> tuple[Any, Any]:
         """Session view has no timeline: one track per event, its clip in the first slot."""
@@ -630,6 +643,10 @@ class AudioAgentSurface:
             key = " ".join(str(cue.name).split()).lower()
             if key in sent or any(str(old).split("|", 1)[-1] == cue.name for old in sent):
                 continue
+            if LOCATOR_SEND.match(cue.name):
+                sent.append(key)
+                self.request_edit(None)
+                continue
             if LOCATOR_SYNC.match(cue.name):
                 sent.append(key)
                 if self.state.get("last_session"):
@@ -667,12 +684,79 @@ class AudioAgentSurface:
         self.show(f"asked for '{text}' ({duration_s:g} s at {anchor_s:g} s)")
         return request_id
 
-    def request_edit(self, instruction: str) -> str | None:
+    def request_edit(self, instruction: str | None) -> str | None:
+        """An instruction for the last scene; the designer's own changes go first, as one version.
+        With no instruction: only the changes (the `aa send` locator)."""
         session = self.state.get("last_session") or ""
         if not session:
             self.show("no scene to edit yet: generate one first")
             return None
+        changes = self.hand_changes(session)
+        if changes:
+            return self.send_request({"type": "edit", "session": session, "changes": changes}, session,
+                                     kind="changes", then=instruction)
+        if instruction is None:
+            self.show("no changes of yours to send")
+            return None
+        return self.send_request({"type": "edit", "session": session, "instruction": instruction}, session)
+
+    def send_request(self, request: dict[str, Any], session: str, *, kind: str = "", then: str | None = None) -> str:
+        """A request as JSON over /audioagent/request, naming the version this set shows
+        (base_version), so the server refuses it if the scene has moved on (conflict)."""
         request_id = self._new_id()
-        self.requests[request_id] = {"session": session, "anchor_s": self._session(session)["anchor_s"]}
-        self.send("/audioagent/edit", [request_id, session, instruction, self.listen_port])
+        version = self._session(session).get("version")
+        body = {"v": 1, "id": request_id, **request}
+        if isinstance(version, int) and not isinstance(version, bool):
+            body["base_version"] = version
+        self.requests[request_id] = {"session": session, "anchor_s": self._session(session)["anchor_s"],
+                                     "kind": kind, "then": then}
+        self.send("/audioagent/request", [json.dumps(body), self.listen_port])
         return request_id
+
+    # ---- the designer's own changes -----------------------------------------------------
+    def hand_changes(self, session: str) -> list[dict[str, Any]]:
+        """Moves, trims, clip gain changes and deletions of the session's clips since we placed
+        them, as the server's structured changes."""
+        info = self._session(session)
+        anchor_s = float(info["anchor_s"] or 0.0)
+        tempo = float(self.song().tempo)
+        changes: list[dict[str, Any]] = []
+        for event_id, record in sorted(info["events"].items()):
+            found = self.find_clip(session, event_id)
+            if not found:
+                changes.append({"op": "delete", "event_id": event_id})
+                continue
+            _track, clip = found
+            if self.config["view"] != "session" and isinstance(record.get("start_s"), (int, float)):
+                start_s = float(clip.start_time) * 60.0 / tempo - anchor_s
+                length_s = (float(clip.end_time) - float(clip.start_time)) * 60.0 / tempo
+                if abs(start_s - record["start_s"]) > 1e-3 or abs(length_s - record["length_s"]) > 1e-3:
+                    changes.append({"op": "move", "event_id": event_id, "start_s": max(0.0, start_s),
+                                    "end_s": max(0.0, start_s) + length_s})
+            shown = parse_display_db(getattr(clip, "gain_display_string", None))
+            target = record.get("target_lufs")
+            # Live shows clip gain to 0.1 dB: anything closer is what we set.
+            if shown is not None and math.isfinite(shown) and isinstance(target, (int, float)) \
+                    and abs(shown - record["gain_db"]) > 0.15:
+                changes.append({"op": "set_loudness", "event_id": event_id,
+                                "target_lufs": target + shown - record["gain_db"]})
+        return changes
+
+    def absorb_hand_changes(self, session: str) -> None:
+        """Once the server took the designer's changes, the records say what the clips now show
+        (so the reconcile that follows leaves them where the designer put them)."""
+        info = self._session(session)
+        anchor_s = float(info["anchor_s"] or 0.0)
+        tempo = float(self.song().tempo)
+        for event_id, record in list(info["events"].items()):
+            found = self.find_clip(session, event_id)
+            if not found:
+                continue
+            _track, clip = found
+            record["start_beats"] = float(clip.start_time)
+            record["start_s"] = float(clip.start_time) * 60.0 / tempo - anchor_s
+            shown = parse_display_db(getattr(clip, "gain_display_string", None))
+            if shown is not None and math.isfinite(shown) and abs(shown - record["gain_db"]) > 0.15:
+                if isinstance(record.get("target_lufs"), (int, float)):
+                    record["target_lufs"] += shown - record["gain_db"]
+                record["gain_db"] = shown
