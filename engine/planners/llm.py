@@ -436,7 +436,7 @@ class LLMPlanner:
             except openai.APIConnectionError as error:  # timeouts included
                 reason, wait_s = self._transport_reason(error, None), None
             except openai.OpenAIError as error:  # e.g. a 200 whose body is not a completion
-                raise _Failure(f"unusable answer from the LLM endpoint ({error})") from None
+                raise _Failure(f"unusable answer from the LLM endpoint ({one_line(error)})") from None
             if attempt >= self.settings.max_retries:
                 raise _Failure(f"{reason}; gave up after {attempt + 1} attempts") from None
             delay_s = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2**attempt)
@@ -546,6 +546,7 @@ class LLMPlanner:
         return option  # type: ignore[return-value]
 
     def _fall_back(self, reason: str, notes: list[str], run_fallback: Any) -> PlanResult:
+        reason = " ".join(reason.split())  # one line, whatever a server or model put in it
         planner = self._fallback_planner()
         if planner is None:
             raise PlannerError(f"LLM planner failed: {reason}", field="planner", value=self.name)

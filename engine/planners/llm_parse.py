@@ -203,8 +203,10 @@ MAX_ID_CHARS = 32
 def plan_schema(*, with_loudness: bool, limits: PlanLimits = DEFAULT_LIMITS) -> dict[str, Any]:
     """The JSON schema of a plan answer, tight enough for small models under a grammar: at
     least one event (an empty list is the likeliest valid-but-useless answer), at most
-    ``limits.max_events``, descriptions within ``limits.max_description_chars``. Grammar
-    converters do not all honour number bounds, so validate_plan still checks the numbers."""
+    ``limits.max_events``, descriptions within ``limits.max_description_chars``. These
+    keywords are in OpenAI's strict subset since May 2025 (see pydantic/pydantic-ai PR #4490)
+    and llama.cpp's grammar converter honours them; converters do not all honour number
+    bounds, so validate_plan still checks the numbers."""
     properties: dict[str, Any] = {
         "id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},
         "description": {

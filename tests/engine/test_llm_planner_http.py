@@ -13,7 +13,7 @@ import pytest
 
 from engine.edits import stable_seed
 from engine.errors import PlannerError
-from engine.plan import Event, Plan, PlanLimits
+from engine.plan import DEFAULT_LIMITS, Event, Plan, PlanLimits
 from engine.planners import PlanResult, Turn
 from engine.planners.llm import LLMPlanner, LLMSettings
 from engine.planners.llm_endpoint import MEMORY
@@ -100,7 +100,7 @@ def test_valid_plan_is_accepted_and_the_request_carries_prompt_schema_and_varian
     (sent,) = server.chat_requests
     assert sent["model"] == "planner-test" and sent["temperature"] == pytest.approx(0.2)
     assert "variant: loudness" in system_prompt(sent) and "target_lufs" in system_prompt(sent)
-    assert "more than 3 events" in system_prompt(sent)
+    assert f"more than {DEFAULT_LIMITS.max_overlap} events" in system_prompt(sent)
     assert roles_and_texts(sent) == [
         ("user", "Scene length: 10 seconds (duration_s = 10).\n"
                  "Scene request: rain on a roof, a door slams\nReturn the plan.")
@@ -203,7 +203,7 @@ def test_no_json_at_all_is_sent_back_as_a_format_error(server):
 # ----------------------------------------------------------------------------- fallen back
 def test_too_many_overlaps_twice_falls_back_with_both_errors_in_the_notes(server):
     crowd = [{"id": f"e{i}", "description": f"Sound number {i}.", "start_s": 0.0, "end_s": 10.0}
-             for i in range(1, 5)]
+             for i in range(1, DEFAULT_LIMITS.max_overlap + 2)]
     server.add_json({"events": crowd})
     server.add_json({"events": crowd + [{**crowd[0], "id": "e9"}]})
     fallback = StubFallback()
@@ -213,7 +213,7 @@ def test_too_many_overlaps_twice_falls_back_with_both_errors_in_the_notes(server
     assert fallback.calls == ["plan:a busy street"]
     reason = result.notes[0]
     assert reason.startswith("LLM planner failed: the model's plan was invalid twice")
-    assert reason.count("at most 3 events may sound at once") == 2
+    assert reason.count(f"at most {DEFAULT_LIMITS.max_overlap} events may sound at once") == 2
     assert result.notes[1] == "the stub-rules planner made this plan instead"
 
 
@@ -490,7 +490,8 @@ def test_a_custom_prompt_dir_replaces_the_presets(server, tmp_path):
     server.add_json({"events": [{k: v for k, v in RAIN.items() if k != "target_lufs"}]})
     make_planner(server, variant="plain", prompt_dir=tmp_path).plan("rain", duration_s=10.0)
     assert system_prompt(server.chat_requests[0]).startswith("Custom plain planner.")
-    assert "At most 3 at once." in system_prompt(server.chat_requests[0])
+    assert f"At most {DEFAULT_LIMITS.max_overlap} at once." in system_prompt(
+        server.chat_requests[0])
 
 
 def test_a_given_fallback_planner_still_obeys_the_fallback_setting(server):
@@ -504,6 +505,10 @@ def test_a_given_fallback_planner_still_obeys_the_fallback_setting(server):
     with pytest.raises(PlannerError):
         LLMPlanner(settings=settings, fallback=RulePlanner()).plan("rain", duration_s=10.0)
     server.add_error(500, "down")
-    result = make_planner(server, max_retries=0, fallback=RulePlanner(base_lufs=-18.0)).plan(
+    given = RulePlanner(base_lufs=-18.0)
+    result = make_planner(server, max_retries=0, fallback=given).plan(
         "a dog barks", duration_s=5.0)
-    assert result.fell_back and result.plan.events[0].target_lufs == -18.0
+    own = given.plan("a dog barks", duration_s=5.0).plan
+    default = RulePlanner().plan("a dog barks", duration_s=5.0).plan
+    assert result.fell_back and result.plan.events[0].target_lufs == own.events[0].target_lufs
+    assert own.events[0].target_lufs != default.events[0].target_lufs  # the given one answered
