@@ -98,15 +98,6 @@ def stems(text: str) -> tuple[str, ...]:
     return tuple(stem(w) for w in re.findall(r"[a-z0-9]+", text.lower().replace("é", "e")))
 
 
-def _contains(haystack: tuple[str, ...], needle: tuple[str, ...]) -> int:
-    """Index where ``needle`` occurs as a contiguous run in ``haystack``, or -1."""
-    size = len(needle)
-    for index in range(len(haystack) - size + 1):
-        if haystack[index : index + size] == needle:
-            return index
-    return -1
-
-
 @dataclass(frozen=True)
 class Match:
     """Where an entry matched a description: the entry, the keyword and its word position."""
@@ -129,7 +120,10 @@ class Lexicon:
                 keyed.append((stems(keyword), keyword, index))
         keyed.sort(key=lambda item: (-len(item[0]), -len(item[1]), item[2]))
         self._keyed = tuple(k for k in keyed if k[0])
-        self._rank = {id(k): rank for rank, k in enumerate(self._keyed)}
+        # Keywords by their first stem, so a lookup only tries keywords that can start there.
+        self._by_first: dict[str, list[tuple[tuple[str, ...], str, int]]] = {}
+        for key in self._keyed:
+            self._by_first.setdefault(key[0][0], []).append(key)
         self._by_name = {entry.name: entry for entry in self.entries}
 
     def __len__(self) -> int:
@@ -143,12 +137,16 @@ class Lexicon:
         """Every entry whose keyword occurs in ``description``, best first, one per entry."""
         words = stems(description)
         found: dict[int, Match] = {}
-        for key, keyword, index in self._keyed:
-            if index in found:
-                continue
-            position = _contains(words, key)
-            if position >= 0:
-                found[index] = Match(self.entries[index], keyword, position, len(key))
+        for position, word in enumerate(words):
+            for key, keyword, index in self._by_first.get(word, ()):
+                if words[position : position + len(key)] != key:
+                    continue
+                best = found.get(index)
+                candidate = Match(self.entries[index], keyword, position, len(key))
+                # Per entry: its longest keyword, then the earliest place it occurs.
+                if best is None or (candidate.words, -candidate.position, len(keyword)) > \
+                        (best.words, -best.position, len(best.keyword)):
+                    found[index] = candidate
         # The source is usually named first ("wind howls": wind, not a howling dog).
         return sorted(
             found.values(),
