@@ -90,6 +90,7 @@ def _serve_http(front: Any, args: argparse.Namespace) -> None:
             "choose another with --port", field="port", value=args.port,
         ) from None
     port = sock.getsockname()[1]
+    sock.listen(128)  # accept into the backlog from now on, so the announced port answers at once
     app = guarded_app(front.server.streamable_http_app(host=args.host), host=args.host, token=args.token)
     config = uvicorn.Config(app, log_level=args.log_level.lower(), lifespan="on")
     shown = f"[{args.host}]" if ":" in args.host else args.host
