@@ -170,9 +170,12 @@ def check_session_name(name: object) -> str:
     return name
 
 
-def check_audio(audio: object, *, field: str = "audio") -> "np.ndarray":
-    """Audio in memory: finite float32 of shape (channels, frames), 1..MAX_CHANNELS channels and
-    at least one frame. A 1-D array is one channel. Returns the float32 (channels, frames) array."""
+def check_audio(
+    audio: object, *, field: str = "audio", min_frames: int = 1, finite: bool = True
+) -> "np.ndarray":
+    """Audio in memory: float32 of shape (channels, frames), 1..MAX_CHANNELS channels, at least
+    ``min_frames`` frames and (with ``finite``) no NaN or infinity. A 1-D array is one channel.
+    Returns the float32 (channels, frames) array."""
     import numpy as np
 
     try:
@@ -181,13 +184,13 @@ def check_audio(audio: object, *, field: str = "audio") -> "np.ndarray":
         raise InvalidInputError(f"{field}: not an array of numbers", field=field) from None
     if array.ndim == 1:
         array = array[np.newaxis, :]
-    if array.ndim != 2 or not 1 <= array.shape[0] <= MAX_CHANNELS or array.shape[1] < 1:
+    if array.ndim != 2 or not 1 <= array.shape[0] <= MAX_CHANNELS or array.shape[1] < min_frames:
         raise InvalidInputError(
             f"{field}: expected (channels, frames) with 1-{MAX_CHANNELS} channels, got shape {array.shape}",
             field=field,
             value=array.shape,
         )
-    if not np.all(np.isfinite(array)):
+    if finite and not np.all(np.isfinite(array)):
         raise InvalidInputError(f"{field}: contains NaN or infinite samples", field=field)
     return array
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from engine import loudness, truepeak
 from engine.errors import InvalidInputError
-from engine.limits import check_sample_rate
+from engine.limits import check_audio, check_sample_rate
 
 GATING_BLOCK_S = loudness.GATING_BLOCK_S  # shorter clips use the looped fallback
 LOUDNESS_TOLERANCE_LU = 0.1  # make-up rounds stop once this close to the target
@@ -52,16 +52,8 @@ MIN_LOOP_CROSSFADES = 4
 
 
 def _check_audio(audio: np.ndarray, name: str = "audio") -> np.ndarray:
-    array = np.asarray(audio, dtype=np.float32)
-    if array.ndim == 1:
-        array = array[np.newaxis, :]
-    if array.ndim != 2 or array.shape[0] < 1:
-        raise InvalidInputError(
-            f"{name}: expected (channels, frames), got shape {array.shape}",
-            field=name,
-            value=array.shape,
-        )
-    return array
+    # The engine's one shape rule (engine.limits); empty and non-finite input is handled here.
+    return check_audio(audio, field=name, min_frames=0, finite=False)
 
 
 def _check_rate(sample_rate: int) -> None:

@@ -33,7 +33,7 @@ import soundfile as sf
 from engine import render
 from engine.errors import CancelledError, InvalidInputError
 from engine.generators import GenerationRequest, GenerationResult, Generator
-from engine.limits import check_position_s
+from engine.limits import check_audio, check_position_s
 from engine.manifest import FailedEvent, Manifest, ManifestEvent, write_manifest
 from engine.midi import write_cue_markers
 from engine.plan import Event, Plan, validate_plan
@@ -193,14 +193,12 @@ def _write_named(
 
 
 def _as_audio(result: GenerationResult) -> np.ndarray:
-    audio = np.asarray(result.audio, dtype=np.float32)
-    if audio.ndim == 1:
-        audio = audio[np.newaxis, :]
-    if audio.ndim != 2 or audio.shape[0] < 1 or audio.shape[1] < 1:
-        raise ValueError(f"generator returned audio of shape {audio.shape}")
-    if not np.all(np.isfinite(audio)):
-        raise ValueError("generator returned NaN or infinite samples")
-    return audio
+    """The result's samples as (channels, frames) float32, or ValueError saying what is wrong
+    (the engine's one shape rule, engine.limits.check_audio); the event then fails alone."""
+    try:
+        return check_audio(result.audio, field="generator result")
+    except InvalidInputError as error:
+        raise ValueError(error.message) from None
 
 
 def _generate(

@@ -21,7 +21,7 @@ import numpy as np
 
 from engine.atomic import atomic_file
 from engine.errors import InvalidInputError
-from engine.limits import check_sample_rate
+from engine.limits import check_audio, check_sample_rate
 
 SUBTYPES = ("PCM_24", "FLOAT")
 BEXT_VERSION = 2
@@ -163,19 +163,8 @@ def _check_args(audio: np.ndarray, sample_rate: int, subtype: str) -> np.ndarray
             field="subtype",
             value=subtype,
         )
-    check_sample_rate(sample_rate)  # the engine's one rule (engine.limits)
-    array = np.asarray(audio, dtype=np.float32)
-    if array.ndim == 1:
-        array = array[np.newaxis, :]
-    if array.ndim != 2 or not 1 <= array.shape[0] <= 64:
-        raise InvalidInputError(
-            f"audio: expected (channels, frames), got shape {array.shape}",
-            field="audio",
-            value=array.shape,
-        )
-    if not np.all(np.isfinite(array)):
-        raise InvalidInputError("audio: contains NaN or infinite samples", field="audio")
-    return array
+    check_sample_rate(sample_rate)  # the engine's rules (engine.limits)
+    return check_audio(audio, min_frames=0)
 
 
 def write_stem(

@@ -397,3 +397,21 @@ def test_folder_reuse_offers_only_stems_at_the_same_place(tmp_path):
     assert folder_reuse(tmp_path / "empty", plan, 1.0) == {}
     (tmp_path / MANIFEST_NAME).write_text("{not json")
     assert folder_reuse(tmp_path, plan, 1.0) == {}  # unreadable: costs the reuse, not the render
+
+
+def test_broken_generator_output_fails_only_that_event(tmp_path):
+    """NaN samples or a wrong shape from a backend cost that event (the one audio rule,
+    engine.limits.check_audio), never the scene."""
+
+    class Broken(FakeGenerator):
+        def generate(self, requests, *, progress=None, cancel=None):
+            results = super().generate(requests, progress=progress, cancel=cancel)
+            bad = {"distant thunder": np.full((1, 10), np.nan, dtype=np.float32),
+                   "a door slams": np.zeros((1, 2, 3), dtype=np.float32)}
+            return [GenerationResult(audio=bad[r.description]) if r.description in bad else result
+                    for r, result in zip(requests, results)]
+
+    manifest = render_scene(demo_plan(), generator=Broken(), out_dir=tmp_path)
+    assert [e.id for e in manifest.events] == ["e1"]
+    errors = {failed.id: failed.error for failed in manifest.failed}
+    assert "NaN" in errors["e2"] and "shape" in errors["e3"]
