@@ -27,6 +27,7 @@ from engine.limits import (
     MAX_PROMPT_CHARS,
     MAX_TARGET_LUFS,
     MIN_TARGET_LUFS,
+    SEED_LIMIT,
     check_text,
 )
 
@@ -137,7 +138,7 @@ def _check_event(index: int, event: Event, duration_s: float, limits: PlanLimits
                 event.target_lufs,
                 f"must be within [{MIN_TARGET_LUFS}, {MAX_TARGET_LUFS}] LUFS",
             )
-    if not 0 <= event.seed < 2**32:
+    if not 0 <= event.seed < SEED_LIMIT:
         raise _fail(f"{prefix}.seed", event.seed, "must be in [0, 2**32)")
     fades = 0.0
     for name in ("fade_in_s", "fade_out_s"):
