@@ -99,7 +99,8 @@ def _rigid(group: list[Clause]) -> bool:
 
 
 def _group_length_s(group: list[Clause], *, lead_for_beds: bool) -> float:
-    lengths = [natural_length_s(c) for c in group]
+    # A sustained sound layered with a bed runs with it and takes no slot of its own either.
+    lengths = [0.0 if _layers_with_bed(c, group) else natural_length_s(c) for c in group]
     longest = max(lengths, default=0.0)
     # "rain in the background" runs from the start under everything: it needs no slot.
     if longest <= 0.0 and lead_for_beds and not all(c.background for c in group):
