@@ -1,7 +1,7 @@
 """One error root for the whole project.
 
-Each subclass carries a stable ``code`` string; server/protocol.py maps these codes onto wire
-error messages in one place, and the CLI prints ``str(error)`` as its one-line message.
+Each subclass carries a stable ``code`` string; the wire sends it as is (server/protocol/errors.py
+lists every wire code) and the CLI prints ``str(error)`` as its one-line message.
 """
 
 from __future__ import annotations

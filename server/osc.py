@@ -1,6 +1,6 @@
 """OSC over UDP: datagrams in, protocol requests to the dispatcher, typed OSC replies out.
 
-python-osc decodes and encodes the datagrams; the argument lists live in server/protocol.py.
+python-osc decodes and encodes the datagrams; the argument tables live in server/protocol/osc_map.py.
 Replies go to the port the client names (its last argument) on the sender's address, or back to
 the sender's own address and port when it names 0. A datagram that cannot be decoded is answered
 with /audioagent/error to its sender, and the server keeps serving.

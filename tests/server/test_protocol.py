@@ -1,4 +1,4 @@
-"""server/protocol.py with no sockets: parsing, errors naming fields, encoding, OSC arg lists."""
+"""server/protocol/ with no sockets: parsing, errors naming fields, encoding, OSC arg lists."""
 
 from __future__ import annotations
 
