@@ -419,8 +419,10 @@ class McpFront:
         from engine.library.settings import index_path
         from engine.library.store import LibraryIndex
 
+        data_dir = self.data_dir
+
         def find(query: str, limit: int) -> list[LibraryHit]:
-            with LibraryIndex(index_path(), readonly=True) as index:
+            with LibraryIndex(index_path(data_dir=data_dir), readonly=True) as index:
                 return [LibraryHit(path=hit.file.display, cat_id=hit.file.cat_id,
                                    length_s=round(hit.file.length_s, 3), channels=hit.file.channels,
                                    score=round(hit.score, 4))

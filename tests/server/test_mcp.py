@@ -188,6 +188,10 @@ def test_cancelling_a_call_cancels_the_render_and_later_calls_work(tmp_path):
             group.start_soon(long_render)
             with anyio.fail_after(60):
                 await started.wait()
+            # A long render does not hold up other calls.
+            with anyio.fail_after(10):
+                listed = (await client.call_tool("list_scenes", {})).structured_content["scenes"]
+            assert all(s["current_version"] == 0 for s in listed)
             group.cancel_scope.cancel()
         # The job was cancelled, not finished in the background: no version landed.
         for _ in range(50):
@@ -197,6 +201,31 @@ def test_cancelling_a_call_cancels_the_render_and_later_calls_work(tmp_path):
         assert all(s["current_version"] == 0 for s in listed if s["name"] == "long")
         quick = await client.call_tool("generate_scene", {"session": "quick", "prompt": "a door slams", "duration_s": 2})
         assert not quick.is_error and quick.structured_content["version"] == 1
+
+    run_with(_stdio(data_dir), body)
+
+
+def test_library_search_finds_the_designers_own_files(tmp_path, monkeypatch, capsys):
+    import numpy as np
+    import soundfile
+
+    library, data_dir = tmp_path / "sfx", tmp_path / "data"
+    library.mkdir()
+    rng = np.random.default_rng(0)
+    hit = np.concatenate([rng.standard_normal(2400) * np.linspace(1, 0, 2400), np.zeros(24000)])
+    soundfile.write(library / "DOORWood_Slam Heavy_ABC_Foley.wav", 0.5 * hit, 48000)
+    soundfile.write(library / "RAIN_Steady Roof_ABC_Field.wav", 0.1 * rng.standard_normal(96000), 48000)
+    monkeypatch.setenv("AUDIO_AGENT_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("AUDIO_AGENT_CONFIG", "")
+    assert main(["library", "add", str(library)]) == 0
+    capsys.readouterr()
+
+    async def body(client: Client) -> None:
+        found = await client.call_tool("library_search", {"query": "a heavy wooden door slams", "limit": 2})
+        assert not found.is_error, found.content
+        hits = found.structured_content["hits"]
+        assert hits and hits[0]["path"].endswith("DOORWood_Slam Heavy_ABC_Foley.wav")
+        assert hits[0]["cat_id"] == "DOORWood" and hits[0]["score"] > hits[-1]["score"] - 1e-9
 
     run_with(_stdio(data_dir), body)
 
