@@ -17,23 +17,19 @@ from server.protocol.errors import ErrorCode, ProtocolError, wire_code
 from server.protocol.messages import (
     PROTOCOL_VERSION,
     REQUEST_TYPES,
-    SERVER_MESSAGE_MODELS,
     EditRequest,
     ErrorMessage,
     Request,
     ServerMessage,
     VideoCueRequest,
-    _REQUEST_MODELS,
 )
 
 # Parsed JSON: what json.loads can return.
 Json = Union[dict[str, "Json"], list["Json"], str, int, float, bool, None]
 
-_REQUEST_ADAPTER: TypeAdapter[Request] = TypeAdapter(
-    Annotated[Union[_REQUEST_MODELS], Field(discriminator="type")]  # type: ignore[valid-type]
-)
+_REQUEST_ADAPTER: TypeAdapter[Request] = TypeAdapter(Annotated[Request, Field(discriminator="type")])
 _SERVER_ADAPTER: TypeAdapter[ServerMessage] = TypeAdapter(
-    Annotated[Union[SERVER_MESSAGE_MODELS], Field(discriminator="type")]  # type: ignore[valid-type]
+    Annotated[ServerMessage, Field(discriminator="type")]
 )
 
 

@@ -8,7 +8,7 @@ wire accepts is exactly what the engine takes, and the schema is generated from 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -96,10 +96,7 @@ Request = Union[
     GenerateRequest, EditRequest, UndoRequest, RedoRequest, CancelRequest, GetSessionRequest,
     ListSessionsRequest, PingRequest, VideoCueRequest, AuthRequest,
 ]
-_REQUEST_MODELS: tuple[type[_Message], ...] = (
-    GenerateRequest, EditRequest, UndoRequest, RedoRequest, CancelRequest, GetSessionRequest,
-    ListSessionsRequest, PingRequest, VideoCueRequest, AuthRequest,
-)
+_REQUEST_MODELS: tuple[type[_Message], ...] = get_args(Request)  # listed once, in the Union
 REQUEST_TYPES: dict[str, type[_Message]] = {
     model.model_fields["type"].default: model for model in _REQUEST_MODELS
 }
@@ -208,10 +205,7 @@ ServerMessage = Union[
     Accepted, PlanMessage, Progress, StemReady, Done, ErrorMessage, Pong, SessionMessage,
     SessionsMessage, CancelAck, AuthOk,
 ]
-SERVER_MESSAGE_MODELS: tuple[type[_Message], ...] = (
-    Accepted, PlanMessage, Progress, StemReady, Done, ErrorMessage, Pong, SessionMessage,
-    SessionsMessage, CancelAck, AuthOk,
-)
+SERVER_MESSAGE_MODELS: tuple[type[_Message], ...] = get_args(ServerMessage)
 
 def job_of(message: ServerMessage) -> str | None:
     """The job a server message is about (None for answers that are about none)."""
