@@ -400,43 +400,54 @@ class LLMPlanner:
 
         if self.endpoint_info().context_tokens is None:
             self.probe_context()
-        info = self.endpoint_info()
         attempt = 0
         refit = False
         while True:
-            kwargs = self._request(call, info)
-            try:
-                completion = self._client_or_new().chat.completions.create(**kwargs)
-                return self._answer_text(completion, kwargs[info.token_param])
-            except openai.APIStatusError as error:
-                problem = classify(error, sent_format="response_format" in kwargs)
-                if problem.kind is ErrorKind.FORMAT_REFUSED:
-                    info = self._step_down(info, problem, call)
-                    continue
-                if problem.kind is ErrorKind.CONTEXT:
-                    if not refit and self._refit(problem, call):
-                        refit = True
-                        info = self.endpoint_info()
+            error: Exception
+            problem: EndpointError | None = None
+            with MEMORY.first_use(self.endpoint_key) as confirm:
+                info = self.endpoint_info()  # another thread may have stepped down meanwhile
+                kwargs = self._request(call, info)
+                try:
+                    completion = self._client_or_new().chat.completions.create(**kwargs)
+                except openai.APIStatusError as status_error:
+                    error = status_error
+                    problem = classify(error, sent_format="response_format" in kwargs)
+                    if problem.kind is ErrorKind.FORMAT_REFUSED:
+                        self._step_down(info, problem, call)
                         continue
+                    confirm()  # the server did not refuse the format: the rung holds
+                except openai.APIConnectionError as connection_error:  # timeouts included
+                    error = connection_error
+                except openai.OpenAIError as other:  # e.g. a 200 whose body is no completion
                     raise _Failure(
-                        f"the request does not fit the model's context ({problem.reason}); "
-                        f"{_CONTEXT_FIX}"
+                        f"unusable answer from the LLM endpoint ({one_line(other)})"
                     ) from None
-                if problem.kind is ErrorKind.TOKEN_LIMIT and not refit and problem.token_cap:
+                else:
+                    confirm()
+                    return self._answer_text(completion, kwargs[info.token_param])
+            if problem is None:
+                reason, wait_s = self._transport_reason(error, None), None
+            elif problem.kind is ErrorKind.CONTEXT:
+                if not refit and self._refit(problem, call):
                     refit = True
-                    call.max_tokens_cap = max(MIN_ANSWER_TOKENS, problem.token_cap)
                     continue
-                if problem.kind is ErrorKind.TOKEN_PARAM and info.token_param == "max_tokens":
-                    info = self._remember(token_param="max_completion_tokens")
-                    continue
-                if problem.kind not in (ErrorKind.RATE_LIMIT, ErrorKind.RETRYABLE):
-                    raise _Failure(self._refusal_reason(problem)) from None
+                raise _Failure(
+                    f"the request does not fit the model's context ({problem.reason}); "
+                    f"{_CONTEXT_FIX}"
+                ) from None
+            elif problem.kind is ErrorKind.TOKEN_LIMIT and not refit and problem.token_cap:
+                refit = True
+                call.max_tokens_cap = max(MIN_ANSWER_TOKENS, problem.token_cap)
+                continue
+            elif problem.kind is ErrorKind.TOKEN_PARAM and info.token_param == "max_tokens":
+                self._remember(token_param="max_completion_tokens")
+                continue
+            elif problem.kind not in (ErrorKind.RATE_LIMIT, ErrorKind.RETRYABLE):
+                raise _Failure(self._refusal_reason(problem)) from None
+            else:
                 reason = self._transport_reason(error, problem)
                 wait_s = retry_after_s(error)
-            except openai.APIConnectionError as error:  # timeouts included
-                reason, wait_s = self._transport_reason(error, None), None
-            except openai.OpenAIError as error:  # e.g. a 200 whose body is not a completion
-                raise _Failure(f"unusable answer from the LLM endpoint ({one_line(error)})") from None
             if attempt >= self.settings.max_retries:
                 raise _Failure(f"{reason}; gave up after {attempt + 1} attempts") from None
             delay_s = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2**attempt)
@@ -446,7 +457,7 @@ class LLMPlanner:
             time.sleep(delay_s)
             attempt += 1
 
-    def _step_down(self, info: EndpointInfo, problem: EndpointError, call: _Call) -> EndpointInfo:
+    def _step_down(self, info: EndpointInfo, problem: EndpointError, call: _Call) -> None:
         """Remember the next rung down after the server refused this one's response_format."""
         below = info.below()
         if self.settings.structured_output != "auto":
@@ -464,7 +475,6 @@ class LLMPlanner:
             f"the endpoint refused response_format {RUNG_WORDS[info.rung]} ({problem.reason}); "
             f"using {RUNG_WORDS[stepped.rung]} from now on"
         )
-        return self.endpoint_info()
 
     def _refit(self, problem: EndpointError, call: _Call) -> bool:
         """After a context refusal: remember the context the server reported and, when the

@@ -17,13 +17,14 @@ the rung that worked. `audio-agent llm check` probes from the top again and rewr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import threading
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Iterator, Literal
 
 from engine.atomic import atomic_file
 
@@ -66,6 +67,10 @@ class EndpointMemory:
         self._known: dict[str, EndpointInfo] = {}
         self._loaded_files: set[Path] = set()
         self._probed: set[str] = set()
+        # Keys whose rung a server answer has confirmed (or an earlier process found). Until
+        # then requests to the key go one at a time, so two threads cannot both be refused.
+        self._confirmed: set[str] = set()
+        self._first_use_locks: dict[str, threading.Lock] = {}
 
     def get(self, key: str, *, cache_file: Path | None) -> EndpointInfo:
         with self._lock:
@@ -101,6 +106,7 @@ class EndpointMemory:
         with self._lock:
             self._load(cache_file)
             self._probed.discard(key)
+            self._confirmed.discard(key)
             if self._known.pop(key, None) is not None:
                 self._save(cache_file)
 
@@ -113,12 +119,32 @@ class EndpointMemory:
             self._probed.add(key)
             return True
 
+    @contextlib.contextmanager
+    def first_use(self, key: str) -> Iterator[Callable[[], None]]:
+        """Around one request: holds ``key``'s lock while its rung is unconfirmed; yields a
+        function that marks the rung confirmed (call it on any answer but a format refusal)."""
+        def confirm() -> None:
+            with self._lock:
+                self._confirmed.add(key)
+
+        with self._lock:
+            if key in self._confirmed:
+                lock = None
+            else:
+                lock = self._first_use_locks.setdefault(key, threading.Lock())
+        if lock is None:
+            yield confirm
+            return
+        with lock:
+            yield confirm
+
     def clear_process_memory(self) -> None:
         """Forget everything held in memory (tests; the file stays as it is)."""
         with self._lock:
             self._known.clear()
             self._loaded_files.clear()
             self._probed.clear()
+            self._confirmed.clear()
 
     # ----------------------------------------------------------------- file
     def _load(self, cache_file: Path | None) -> None:
@@ -134,8 +160,9 @@ class EndpointMemory:
             return
         for key, raw in (data.get("endpoints") or {}).items() if isinstance(data, dict) else ():
             info = _info_from(raw)
-            if info is not None:
-                self._known.setdefault(key, info)
+            if info is not None and key not in self._known:
+                self._known[key] = info
+                self._confirmed.add(key)  # an earlier process found this rung working
 
     def _save(self, cache_file: Path | None) -> None:
         if cache_file is None:

@@ -106,6 +106,22 @@ def test_each_server_gets_a_model_made_plan_on_its_best_rung_after_at_most_one_r
         assert server.pending == 0
 
 
+def test_concurrent_first_plans_cost_one_refused_request(endpoint_cache):
+    """The server plans sessions in parallel: until the rung is confirmed, requests to a new
+    endpoint go one at a time, so only the first one can be refused."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with FakeOpenAIServer(profile="llama-server-old") as server:
+        for _ in range(4):
+            server.add_json(GOOD)
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            results = list(pool.map(
+                lambda n: planner_for(server).plan(f"rain {n}", duration_s=10.0), range(4)))
+        assert all(r.planner == "llm" for r in results)
+        assert len(server.refusals) == 1
+        assert [format_of(b) for b in server.chat_requests].count("json_schema") == 1
+
+
 def test_the_rung_found_is_kept_in_the_cache_file_for_the_next_process(endpoint_cache):
     with FakeOpenAIServer(profile="llama-cpp-python") as server:
         server.add_json(GOOD)
