@@ -29,7 +29,7 @@ def _common(parser: argparse.ArgumentParser, *, session: bool = True) -> None:
         parser.add_argument("--osc-port", type=int, default=9001, help="the Live script's OSC port")
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("client", help="send one request to a running server",
                                    description="Talk to `audio-agent serve` over WebSocket.")
     commands = parser.add_subparsers(dest="client_command", required=True, metavar="REQUEST")

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 from urllib.parse import quote
-from typing import Any, Mapping
+from typing import Mapping
 
 from engine.errors import InvalidInputError, NotFoundError
 
@@ -28,7 +28,7 @@ FOLDER = "AudioAgent"
 DAWS = ("reaper", "ableton")
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "install-daw-scripts",
         help="copy the REAPER ReaScripts and the Ableton Live remote script into place",
