@@ -7,8 +7,9 @@ context the server reported. Transport trouble (timeouts, 429, 5xx) is retried w
 exponential backoff. Structured output is negotiated per endpoint + model down a ladder
 (llm_endpoint: json_schema, json_object with a schema, json_object, plain JSON), stepping down
 only when the server refused the response_format itself; context overflows, bad keys and
-rate limits get their own one-line reasons (llm_errors) and leave structured output alone. When the model still cannot give a valid plan, the rule planner answers
-and the PlanResult says so (fell_back=True, notes); with fallback disabled a PlannerError with a
+rate limits get their own one-line reasons (llm_errors) and leave structured output alone.
+When the model still cannot give a valid plan, the rule planner answers and the PlanResult
+says so (fell_back=True, notes); with fallback disabled a PlannerError with a
 one-line reason is raised instead. Nothing the model writes is ever executed: it is parsed as
 JSON, shaped by llm_parse and checked by engine.plan.validate_plan.
 
@@ -360,7 +361,8 @@ class LLMPlanner:
             self.variant, limits=call.limits, presets_dir=self.settings.prompt_dir or PRESETS_DIR
         )
         if rung in ("json_object", "plain"):  # the server will not enforce the schema
-            system = f"{system}\n\n{schema_note(with_loudness=self._with_loudness, limits=call.limits)}"
+            note = schema_note(with_loudness=self._with_loudness, limits=call.limits)
+            system = f"{system}\n\n{note}"
         return system
 
     def _request(self, call: _Call, info: EndpointInfo) -> dict[str, Any]:

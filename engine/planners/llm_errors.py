@@ -61,7 +61,8 @@ _LIMIT_NUMBER = re.compile(
     r"(?:maximum context length is|context size \(|context window of|context size is)\s*(\d+)", re.I
 )
 _PROMPT_NUMBER = re.compile(
-    r"(?:request has|request \(|requested tokens \(|input \(|\()\s*(\d+)(?: input| tokens\)| in the messages)",
+    r"(?:request has|request \(|requested tokens \(|input \(|\()\s*(\d+)"
+    r"(?: input| tokens\)| in the messages)",
     re.I,
 )
 _FORMAT_WORDS = re.compile(r"response_format|json_schema|json_object", re.I)
@@ -79,7 +80,8 @@ def one_line(text: Any, *, limit: int = ONE_LINE_CHARS) -> str:
     raw = str(text or "")
     item = _PYDANTIC_ITEM.search(raw)
     if item:
-        loc = ".".join(part.strip().strip("'\"") for part in item.group(1).split(",") if part.strip())
+        parts = (part.strip().strip("'\"") for part in item.group(1).split(","))
+        loc = ".".join(part for part in parts if part)
         raw = f"{loc}: {item.group(3)}" if loc else item.group(3)
     cut = _TRACEBACK.search(raw)
     if cut and cut.start() > 0:

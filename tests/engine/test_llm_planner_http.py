@@ -348,7 +348,8 @@ def test_a_refused_json_schema_steps_down_one_rung_and_is_remembered(server):
     # A new planner for the same endpoint and model (the server makes one per request) knows.
     server.add_json(GOOD)
     result = make_planner(server).plan("rain once more", duration_s=10.0)
-    assert result.notes == () and server.chat_requests[3]["response_format"]["type"] == "json_object"
+    assert result.notes == ()
+    assert server.chat_requests[3]["response_format"]["type"] == "json_object"
     server.add_json(GOOD)
     make_planner(server, model="another-model").plan("rain", duration_s=10.0)
     assert server.chat_requests[4]["response_format"]["type"] == "json_schema"
