@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 from engine.errors import InvalidInputError
-from engine.library.store import LibraryFile, LibraryIndex
+from engine.library.store import LibraryFile, LibraryIndex, ScoringRow
 from engine.library.ucs import cat_id_words, split_cat_id
 
 if TYPE_CHECKING:
     from engine.lexicon import Lexicon, SoundEntry
     from engine.library.semantic import SemanticIndex
 
-CANDIDATES = 80  # per source (FTS, category); scoring is per candidate, so this bounds latency
+CANDIDATES = 60  # per source (FTS, category); scoring is per candidate, so this bounds latency
 _STOP = frozenset(
     "a an the of in on at to and or with from into onto by for is are be its it this that "
     "sound sounds noise some very".split()
@@ -82,6 +82,9 @@ def text_stems(text: str) -> list[str]:
 _stems = text_stems
 
 
+_split_cat_id = functools.lru_cache(maxsize=4096)(split_cat_id)
+
+
 @functools.lru_cache(maxsize=4096)
 def _category_stems(cat_id: str) -> frozenset[str]:
     return frozenset(text_stems(cat_id_words(cat_id)))
@@ -119,14 +122,14 @@ def fts_expression(query: Query) -> str:
     return " OR ".join('"' + t.replace('"', '""') + '"' for t in unique)
 
 
-def _category_score(query: Query, file: LibraryFile) -> float:
+def _category_score(query: Query, file: "LibraryFile | ScoringRow") -> float:
     entry = query.entry
     if entry is None or not file.cat_id:
         return 0.0
     if entry.ucs:
         if file.cat_id.lower() == entry.ucs.lower():
             return 1.0
-        split = split_cat_id(entry.ucs)
+        split = _split_cat_id(entry.ucs)
         if split is not None and file.category == split[0]:
             return 0.6
         return 0.0
@@ -142,7 +145,7 @@ def _range_fit(value: float, low: float, high: float) -> float:
     return 1.0 / ratio
 
 
-def _shape_score(query: Query, file: LibraryFile) -> float:
+def _shape_score(query: Query, file: "LibraryFile | ScoringRow") -> float:
     entry = query.entry
     if entry is None:
         return 0.5
@@ -200,24 +203,29 @@ def search(
         candidates += [i for i in similarity if i not in bm25 and i not in set(candidates)]
     if not candidates:
         return []
-    files = index.files(candidates)
+    # Score on the few columns scoring needs; build full records only for what is returned.
+    rows = index.scoring_rows(candidates)
     best_bm25 = min(bm25.values()) if bm25 else 0.0
     weights = _weights(query, bool(similarity))
-    hits = []
+    scored = []
     for file_id in dict.fromkeys(candidates):
-        file = files.get(file_id)
-        if file is None:
+        row = rows.get(file_id)
+        if row is None:
             continue
-        file_stems = set(file.stems.split())
-        coverage = len(query.word_stems & file_stems) / max(1, len(query.word_stems))
+        coverage = len(query.word_stems.intersection(row.stems.split())) / max(1, len(query.word_stems))
         rank = bm25[file_id] / best_bm25 if file_id in bm25 and best_bm25 < 0 else 0.0
         text = 0.75 * coverage + 0.25 * rank
-        category = _category_score(query, file)
-        shape = _shape_score(query, file)
+        category = _category_score(query, row)
+        shape = _shape_score(query, row)
         sem = similarity.get(file_id)
         score = (weights[0] * text + weights[1] * category + weights[2] * shape
                  + weights[3] * (sem if sem is not None else 0.0))
-        hits.append(SearchHit(file, round(score, 4), round(text, 4), category, shape,
-                              None if sem is None else round(sem, 4)))
-    hits.sort(key=lambda h: (-h.score, h.file.id))
-    return hits[:limit]
+        scored.append((round(score, 4), file_id, round(text, 4), category, shape, sem))
+    scored.sort(key=lambda item: (-item[0], item[1]))
+    top = scored[:limit]
+    files = index.files([item[1] for item in top])
+    return [
+        SearchHit(files[file_id], score, text, category, shape, None if sem is None else round(sem, 4))
+        for score, file_id, text, category, shape, sem in top
+        if file_id in files
+    ]

@@ -12,7 +12,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 from engine.errors import InvalidInputError, NotFoundError
 from engine.library.analysis import Analysis
@@ -109,6 +109,19 @@ class LibraryFile:
             "path": self.display, "cat_id": self.cat_id, "fx_name": self.fx_name,
             "creator": self.creator, "library": self.library, "licence": self.licence,
         }
+
+
+class ScoringRow(NamedTuple):
+    """The columns search scores on (a full LibraryFile is built only for returned hits)."""
+
+    id: int
+    length_s: float
+    transient_s: float | None
+    loop_score: float
+    steadiness_db: float
+    cat_id: str
+    category: str
+    stems: str
 
 
 @dataclass(frozen=True)
@@ -300,6 +313,16 @@ class LibraryIndex:
         marks = ",".join("?" * len(ids))
         rows = self.db.execute(f"SELECT {FILE_COLUMNS} FROM files WHERE id IN ({marks})", list(ids))
         return {row[0]: LibraryFile.from_row(row) for row in rows}
+
+    def scoring_rows(self, ids: Sequence[int]) -> dict[int, ScoringRow]:
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.db.execute(
+            "SELECT id, length_s, transient_s, loop_score, steadiness_db, cat_id, category, stems"
+            f" FROM files WHERE id IN ({marks})", list(ids),
+        )
+        return {row[0]: ScoringRow(*row) for row in rows}
 
     def iter_files(self) -> Iterator[LibraryFile]:
         for row in self.db.execute(f"SELECT {FILE_COLUMNS} FROM files ORDER BY id"):
