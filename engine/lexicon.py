@@ -93,9 +93,13 @@ def stem(word: str) -> str:
     return word
 
 
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower().replace("é", "e"))
+
+
 def stems(text: str) -> tuple[str, ...]:
     """The stems of the words of ``text`` in order (hyphens and apostrophes split words)."""
-    return tuple(stem(w) for w in re.findall(r"[a-z0-9]+", text.lower().replace("é", "e")))
+    return tuple(stem(w) for w in _words(text))
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,13 @@ class Match:
     keyword: str
     position: int  # word index of the keyword in the description's stems
     words: int  # how many words the keyword has
+    exact: int = 0  # how many of them are spelled exactly as in the text (not only stemmed)
+    modifier: bool = False  # an -ing form ("a roaring fireplace"): describes, rarely the source
+
+    def rank(self) -> tuple[int, int, bool, int, int]:
+        """Sort key, best first: more words, more exact words, a noun before an -ing
+        modifier, named earlier (the source usually comes first: "wind howls"), longer."""
+        return (-self.words, -self.exact, self.modifier, self.position, -len(self.keyword))
 
 
 class Lexicon:
@@ -135,27 +146,24 @@ class Lexicon:
 
     def matches(self, description: str) -> list[Match]:
         """Every entry whose keyword occurs in ``description``, best first, one per entry."""
-        words = stems(description)
+        raw = _words(description)
+        words = tuple(stem(w) for w in raw)
         found: dict[int, Match] = {}
         for position, word in enumerate(words):
             for key, keyword, index in self._by_first.get(word, ()):
                 if words[position : position + len(key)] != key:
                     continue
+                spelled = _words(keyword)
+                exact = sum(1 for a, b in zip(spelled, raw[position:]) if a == b)
+                candidate = Match(self.entries[index], keyword, position, len(key), exact,
+                                  modifier=spelled[-1].endswith("ing"))
                 best = found.get(index)
-                candidate = Match(self.entries[index], keyword, position, len(key))
-                # Per entry: its longest keyword, then the earliest place it occurs.
-                if best is None or (candidate.words, -candidate.position, len(keyword)) > \
-                        (best.words, -best.position, len(best.keyword)):
+                if best is None or candidate.rank() < best.rank():
                     found[index] = candidate
-        # The source is usually named first ("wind howls": wind, not a howling dog).
-        return sorted(
-            found.values(),
-            key=lambda m: (-m.words, m.position, -len(m.keyword), self.entries.index(m.entry)),
-        )
+        return sorted(found.values(), key=lambda m: (*m.rank(), self.entries.index(m.entry)))
 
     def match(self, description: str) -> SoundEntry | None:
-        """The best entry for a free-text description, or None: the keyword with the most
-        words wins, then the one named earliest in the text, then the longer keyword."""
+        """The best entry for a free-text description, or None (see Match.rank)."""
         found = self.matches(description)
         return found[0].entry if found else None
 

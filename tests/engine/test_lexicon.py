@@ -131,3 +131,14 @@ def test_llm_prompt_carries_the_lexicon_priors_and_the_counts_rule(variant: str)
     assert f"dog bark {load_lexicon().get('dog bark').single_hit_s:g}" in text
     assert "three times" in text and "separate events" in text
     assert "$" not in text
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [("a roaring fireplace", "fire"),  # an -ing modifier does not name the source
+     ("a tap dripping slowly", "water dripping"),  # "tap" is not "tape"
+     ("gentle wind", "wind"),  # "wind" is not "winding"
+     ("wind howls through the trees", "wind")],  # the source is named first
+)
+def test_match_prefers_exact_nouns_named_first(text: str, name: str) -> None:
+    assert load_lexicon().match(text).name == name
