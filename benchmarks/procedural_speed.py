@@ -26,15 +26,16 @@ import time
 from engine.generators.procedural import DSP_VERSION, classify_family, render_sketch
 
 EXAMPLES = (
-    "heavy rain", "wind", "a babbling brook", "crackling campfire", "thunder", "a car passes by",
-    "footsteps on gravel", "a door slams", "knock on wood", "a single gunshot", "an explosion",
+    "heavy rain", "howling wind", "a babbling brook", "a campfire burning", "thunder",
+    "a car passes by", "footsteps on gravel", "a door slams", "knock on wood", "a single gunshot",
+    "an explosion",
     "people chatting in a cafe", "birds chirping", "a dog barks", "a cat meows", "a cow moos",
     "a church bell tolls", "an alarm clock", "typing on a keyboard", "dark ambient music pad",
     "something indescribable", "a police siren wails", "a car horn honks", "a woman screams",
     "a man coughing", "a referee blows a whistle", "a piano plays a melody", "a heartbeat",
     "keys jingle", "heart monitor beeping", "a clock ticking",
 )
-LONG_EXAMPLES = ("heavy rain", "wind", "people chatting in a cafe", "a car idling",
+LONG_EXAMPLES = ("heavy rain", "howling wind", "people chatting in a cafe", "a car idling",
                  "dark ambient music pad", "a door slams")
 
 # Runs in a child process so its peak RSS is this render's alone.

@@ -46,11 +46,19 @@ class Traits:
     def has(self, *stems: str) -> bool:
         """True if any stem starts a word of the text or of the lexicon entry's name
         ("slam" matches "slams", "slammed"; "howl" matches "wolves" read as "dog howl")."""
-        for stem in stems:
-            pattern = r"\b" + r"\s+".join(re.escape(part) for part in stem.split())
-            if re.search(pattern, self.text) or (self.sound and re.search(pattern, self.sound)):
-                return True
-        return False
+        return self.in_text(*stems) or bool(self.sound and _starts_a_word(self.sound, stems))
+
+    def in_text(self, *stems: str) -> bool:
+        """Like ``has``, but only the description's own words count."""
+        return _starts_a_word(self.text, stems)
+
+
+def _starts_a_word(text: str, stems: tuple[str, ...]) -> bool:
+    for stem in stems:
+        pattern = r"\b" + r"\s+".join(re.escape(part) for part in stem.split())
+        if re.search(pattern, text):
+            return True
+    return False
 
 
 class Reading(NamedTuple):

@@ -206,7 +206,9 @@ def sketch_crowd(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> n
     if traits.has("applau", "clap", "ovation"):
         return _applause(rng, n_frames, sample_rate, traits)
     voices = int(4 + 16 * traits.intensity)
-    if traits.has("large", "stadium", "busy", "packed", "huge", "many", "cheer", "crowd", "market"):
+    # The description, not the lexicon name ("crowd chatter" is any crowd), sets its size.
+    if traits.in_text("large", "stadium", "busy", "packed", "huge", "many", "cheer", "crowd",
+                      "market"):
         voices += 8
     elif traits.has("few", "couple", "two people", "pair"):
         voices = 3
