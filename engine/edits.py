@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from engine.errors import InvalidInputError, NotFoundError, PlanValidationError
 from engine.plan import DEFAULT_LIMITS, Event, Plan, PlanLimits, next_event_id, validate_plan
 
-EditOp = Literal["move", "set_loudness", "replace_text", "delete", "add", "set_fades"]
+EditOp = Literal["move", "set_loudness", "replace_text", "delete", "add", "set_fades", "set_seed"]
 
 
 class EventEdit(BaseModel):
@@ -24,6 +24,8 @@ class EventEdit(BaseModel):
     set_loudness: event_id, target_lufs.  replace_text: event_id, description (target_lufs optional).
     delete: event_id.  add: description, start_s/end_s (default: the whole scene), target_lufs.
     set_fades: event_id, fade_in_s and/or fade_out_s (seconds of shaped fade; 0 removes one).
+    set_seed: event_id, seed (another variation of the same sound: a DAW's re-roll, or the take
+    the designer chose; the seed is kept as given).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -36,6 +38,7 @@ class EventEdit(BaseModel):
     description: str | None = None
     fade_in_s: float | None = None
     fade_out_s: float | None = None
+    seed: int | None = None
 
 
 def stable_seed(description: str, *, salt: int = 0) -> int:
@@ -84,7 +87,12 @@ def _moved(event: Event, edit: EventEdit, duration_s: float) -> Event:
 
 
 def apply_edit(plan: Plan, edit: EventEdit, *, limits: PlanLimits = DEFAULT_LIMITS) -> Plan:
-    """Return the edited plan, validated; raises InvalidInputError / NotFoundError on bad edits."""
+    """Return the edited plan, validated; raises InvalidInputError / NotFoundError on bad edits.
+
+    The planner's notes belong to the version they were made for, so the edited plan has none.
+    """
+    if plan.notes:
+        plan = plan.model_copy(update={"notes": ()})
     if edit.op == "add":
         _require(edit.description, "description", "add")
         start_s = 0.0 if edit.start_s is None else float(edit.start_s)
@@ -115,6 +123,9 @@ def apply_edit(plan: Plan, edit: EventEdit, *, limits: PlanLimits = DEFAULT_LIMI
             if value is not None:
                 update_fades[name] = float(value) or None  # 0 removes the shaped fade
         new_event = event.model_copy(update=update_fades)
+    elif edit.op == "set_seed":
+        _require(edit.seed, "seed", "set_seed")
+        new_event = event.model_copy(update={"seed": int(edit.seed)})  # type: ignore[arg-type]
     elif edit.op == "set_loudness":
         _require(edit.target_lufs, "target_lufs", "set_loudness")
         new_event = event.model_copy(update={"target_lufs": float(edit.target_lufs)})  # type: ignore[arg-type]

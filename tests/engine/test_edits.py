@@ -242,3 +242,8 @@ def test_a_counted_run_moves_together() -> None:
         {"id": "e2", "description": "A dog barks", "start_s": 2, "end_s": 2.5}]})
     new = RULES.edit(run, "move the dog to 4 s").plan
     assert [(e.start_s, e.end_s) for e in new.events] == [(4.0, 4.5), (5.0, 5.5)]
+
+
+def test_an_edit_drops_the_notes_of_the_version_before() -> None:
+    noted = PLAN.model_copy(update={"notes": ("'x' was asked for 12 s, past the scene end",)})
+    assert apply_edit(noted, EventEdit(op="delete", event_id="e2")).notes == ()
