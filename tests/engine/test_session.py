@@ -533,3 +533,22 @@ def test_two_managers_sharing_a_cache_protect_each_others_live_stems(tmp_path, g
     pending = first.prepare_generate("other", prompt="a bell rings", duration_s=2.0)
     first.render(pending)  # evicts whatever no manager holds live
     assert all(entry.cache_key in cache for entry in made.manifest.events)
+
+
+def test_a_seeded_session_keeps_its_seed_through_edits(manager, generator) -> None:
+    """engine.seeds rule 3: edits keep kept events' seeds and mix the session's seed into new ones."""
+    from engine.seeds import mix_seed
+
+    _, v1 = _generate(manager, seed=9)
+    assert manager.store.require_session("scene").seed == 9
+    calls = generator.calls
+    pending = manager.prepare_edit(
+        "scene", change=EventEdit(op="add", description="a dog barks", start_s=1.0, end_s=2.0))
+    added = next(e for e in pending.plan.events if e.description == "a dog barks")
+    from engine.edits import stable_seed
+
+    assert added.seed == mix_seed(stable_seed("a dog barks"), 9)
+    for before in v1.plan.events:  # every other event keeps its seed, so its stem
+        assert pending.plan.event(before.id).seed == before.seed
+    manager.render(pending)
+    assert generator.calls == calls + 1 and generator.requested[-1] == "a dog barks"
