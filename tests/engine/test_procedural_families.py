@@ -293,3 +293,23 @@ def test_new_families_are_deterministic_and_seed_dependent() -> None:
         first = render(description, 1.0, seed=7)
         assert np.array_equal(first, render(description, 1.0, seed=7))
         assert not np.array_equal(first, render(description, 1.0, seed=8))
+
+
+def test_small_struck_things_are_bright_and_short_and_coins_bounce() -> None:
+    clink = render("glasses clink", 1.5)
+    assert centroid_hz(clink) > 2000.0
+    head, tail = clink[: RATE // 4], clink[-RATE // 2:]
+    assert np.sqrt(np.mean(tail**2)) < 0.05 * np.sqrt(np.mean(head**2))
+    coin = render("a coin drops", 2.0)
+    level = envelope(coin)
+    attacks = np.flatnonzero((level[10:] > 2.0 * level[:-10]) & (level[10:] > 0.05 * level.max()))
+    starts = attacks[np.concatenate([[True], np.diff(attacks) > 8])] * 0.005
+    assert len(starts) >= 3
+    gaps = np.diff(starts)
+    assert np.all(np.diff(gaps) < 0.02)  # each bounce comes sooner
+    assert onsets(render("dishes clatter", 3.0)) >= 3
+
+
+def test_ringing_ears_is_one_steady_high_tone() -> None:
+    track = peak_track_hz(render("ringing ears", 2.0), low_hz=1000, high_hz=12000)
+    assert np.median(track) > 4000.0 and np.ptp(track) < 50.0

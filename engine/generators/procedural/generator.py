@@ -51,7 +51,7 @@ from engine.progress import CancelToken, ProgressFn
 
 # Bump whenever a recipe, the keyword table or the level rule changes samples: it is part of
 # every cache key made for this backend.
-DSP_VERSION = 5
+DSP_VERSION = 6
 
 # Stereo, slightly decorrelated families; everything else is mono.
 BED_FAMILIES = frozenset({"rain", "wind", "water", "fire", "crowd", "pad"})

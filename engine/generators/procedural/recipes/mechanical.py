@@ -109,7 +109,30 @@ def sketch_click(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> n
         train[:, : int(onset_s * sample_rate)] = 0.0
         train[:, int((onset_s + length_s) * sample_rate):] = 0.0
         return highpass(noise_grains(rng, train, 0.0015, sample_rate), 1500, sample_rate)
-    if traits.has("bicycle", "bike", "pedal", "freewheel", "ratchet"):
+    if traits.has("dice", "die roll"):
+        # Dice tumbling on a table: wooden clacks coming faster and softer as they settle.
+        kernel = _click_kernel(rng, sample_rate, body_hz=rng.uniform(900, 1400), decay_s=0.008)
+        times, gains, gap_s, time_s, gain = [], [], 0.12, onset_s, 1.0
+        while time_s < total_s - 0.03 and gain > 0.08:
+            times.append(time_s)
+            gains.append(gain)
+            time_s += gap_s * rng.uniform(0.7, 1.3)
+            gap_s *= 0.85
+            gain *= 0.85
+        return _place(n_frames, sample_rate, kernel, times, gains)
+    if traits.has("gas stove", "igniter", "ignition click", "burner"):
+        kernel = _click_kernel(rng, sample_rate, body_hz=rng.uniform(2500, 3500))
+        return _place(n_frames, sample_rate, kernel, [onset_s + 0.25 * i for i in range(4)])
+    if traits.has("safe", "combination", "dial"):
+        kernel = _click_kernel(rng, sample_rate, body_hz=rng.uniform(3000, 4000), sharp=0.5)
+        times = list(np.arange(onset_s, total_s - 0.05, 0.045))
+        return _place(n_frames, sample_rate, kernel, times, list(rng.uniform(0.3, 1.0, len(times))))
+    if traits.has("hard drive", "disk", "tape recorder", "cassette"):
+        kernel = _click_kernel(rng, sample_rate, body_hz=rng.uniform(600, 1000), decay_s=0.01)
+        times = list(onset_s + np.cumsum(rng.exponential(0.12, 40)))
+        return _place(n_frames, sample_rate, kernel, [t for t in times if t < total_s])
+    if traits.has("bicycle", "bike", "pedal", "freewheel", "ratchet", "gear", "winding",
+                  "wind up", "crank"):
         period_s = 1.0 / rng.uniform(14, 22)  # a freewheel's pawls
         kernel = _click_kernel(rng, sample_rate, body_hz=rng.uniform(3000, 4500))
         times = list(np.arange(onset_s, total_s, period_s))

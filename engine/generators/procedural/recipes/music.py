@@ -128,6 +128,15 @@ def sketch_note(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np
             out += tone * gate_spans(n_frames, sample_rate, [span], ramp_s=0.003)
         return out[None, :]
     root_hz = named_pitch_hz(traits.text) or float(rng.choice([196.0, 220.0, 261.63, 293.66]))
+    if traits.has("startup", "start-up", "boot", "chime plays", "heal", "healing", "restore"):
+        # A computer's startup chord, or a game's healing shimmer (a rising mallet arpeggio).
+        out = np.zeros((1, n_frames))
+        rising = traits.has("heal", "restore")
+        for index, semitones in enumerate((0, 4, 7, 12, 16)):
+            out += _struck(n_frames, sample_rate, onset_s + (0.07 * index if rising else 0.0),
+                           root_hz * (4 if rising else 1) * 2 ** (semitones / 12),
+                           _GLOCKENSPIEL if rising else _PIANO, decay_scale=decay_scale)
+        return out
     if traits.has("violin", "fiddle", "cello", "viola", "strings", "double bass"):
         if traits.has("cello", "double bass"):
             root_hz /= 2

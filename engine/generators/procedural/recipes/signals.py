@@ -210,6 +210,26 @@ def sketch_beep(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np
         chirps = [Span(s, 0.06) for s in np.arange(onset_s + 0.4, total_s, rng.uniform(0.8, 1.4))]
         chirp = np.sin(TWO_PI * 1800.0 * time_s) * gate_spans(n_frames, sample_rate, chirps)
         return (lowpass(whine, 3000.0, sample_rate) * 0.6 + chirp)[None, :]
+    if traits.has("ringing ears", "ear ringing", "tinnitus", "ringing in"):
+        tone = np.sin(TWO_PI * min(rng.uniform(5500, 7000), 0.4 * sample_rate) * time_s)
+        return _gated(tone, n_frames, sample_rate, [Span(0.0, total_s)], ramp_s=0.5)
+    if traits.has("countdown"):
+        starts = list(np.arange(onset_s, total_s - 0.7, 1.0))
+        spans = [Span(t, 0.1) for t in starts[:-1]] + [Span(starts[-1], 0.6)] if starts else []
+        return _gated(np.sin(TWO_PI * 1000.0 * time_s), n_frames, sample_rate, spans)
+    if traits.has("jump", "boing", "power up"):
+        local_s = np.clip(time_s - onset_s, 0.0, None)
+        sweep_hz = 300.0 + 900.0 * np.clip(local_s / 0.18, 0.0, 1.0)
+        tone = odd_tone(running_cycles(sweep_hz, sample_rate), 1200.0, sample_rate)
+        return _gated(tone, n_frames, sample_rate, [Span(onset_s, 0.2)], ramp_s=0.003)
+    if traits.has("modem", "dial-up", "dial up", "fax"):
+        out = np.zeros(n_frames)
+        for start_s in np.arange(onset_s, total_s - 0.05, 0.3):
+            freq_hz = float(rng.choice([1070.0, 1270.0, 2025.0, 2225.0, 980.0, 1650.0]))
+            out += np.sin(TWO_PI * freq_hz * time_s) * gate_spans(
+                n_frames, sample_rate, [Span(start_s, 0.28)], ramp_s=0.005)
+        hiss = white_noise(rng, n_frames)[0] * 0.3 * (time_s > 0.5 * total_s)
+        return (out + hiss)[None, :]
     if traits.has("sonar", "ping"):
         period_s = 2.5
         starts = [onset_s] if single else np.arange(onset_s, total_s, period_s)
