@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from hashlib import sha256
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 import soundfile as sf
@@ -148,6 +148,14 @@ class RenderCache:
         self._touch(key, int(sample_rate))
         return np.ascontiguousarray(frames.T)
 
+    def source_of(self, key: str) -> dict[str, object] | None:
+        """The ``source`` stored with ``key`` by ``put``, or None."""
+        try:
+            data = json.loads(self.path_for(key).with_suffix(".json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
     def sample_rate_of(self, key: str) -> int | None:
         with self._lock:
             row = self._db.execute(
@@ -155,9 +163,22 @@ class RenderCache:
             ).fetchone()
         return None if row is None else int(row[0])
 
-    def put(self, key: str, audio: np.ndarray, sample_rate: int) -> None:
-        """Store ``audio`` under ``key`` atomically, then evict down to ``max_bytes``."""
+    def put(
+        self,
+        key: str,
+        audio: np.ndarray,
+        sample_rate: int,
+        *,
+        source: Mapping[str, object] | None = None,
+    ) -> None:
+        """Store ``audio`` under ``key`` atomically, then evict down to ``max_bytes``.
+
+        ``source`` (a backend's credit for the audio, e.g. a library file) is kept beside it
+        as ``<key>.json``, so a later hit still knows where its audio came from."""
         path = self.path_for(key)
+        if source:
+            with atomic_file(path.with_suffix(".json")) as handle:
+                handle.write(json.dumps(dict(source), default=str).encode("utf-8"))
         data = np.ascontiguousarray(audio, dtype=np.float32)
         if data.ndim == 1:
             data = data[np.newaxis, :]
@@ -277,6 +298,7 @@ class RenderCache:
     def _remove(self, key: str) -> None:
         with self._lock:
             self.path_for(key).unlink(missing_ok=True)
+            self.path_for(key).with_suffix(".json").unlink(missing_ok=True)
             self._forget(key)
 
     def close(self) -> None:

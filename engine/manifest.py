@@ -33,6 +33,9 @@ class ManifestEvent(BaseModel):
     # scripts mirror them as item fades. None: only the renderer's short anti-click fades.
     fade_in_s: float | None = None
     fade_out_s: float | None = None
+    # Where the audio came from, when the backend says: a library file's credit (path, UCS
+    # CatID, FX name, creator, library, licence, score) or hybrid's fallback backend and why.
+    source: dict[str, str | float | None] | None = None
 
 
 class FailedEvent(BaseModel):

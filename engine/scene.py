@@ -70,6 +70,7 @@ class _Job:
     request: GenerationRequest
     key: str
     raw: np.ndarray | None = None
+    source: Mapping[str, object] | None = None  # the backend's credit for ``raw``, if any
 
 
 def _key(generator: Generator, request: GenerationRequest, cache: RenderCache | None) -> str:
@@ -228,6 +229,7 @@ def _generate(
             job.raw = _as_audio(result)
         except ValueError as error:
             errors[job.event.id] = str(error)
+        job.source = getattr(result, "source", None)  # e.g. engine.library.backend.LibraryResult
     progress("generate", 1.0)
     return errors
 
@@ -352,7 +354,8 @@ def _render_one(job: _Job, out: _Output, *, cache_hit: bool) -> _Rendered:
     event = job.event
     path = _write_named(
         out.folder, event.id, audio, sample_rate=rate, subtype=out.subtype,
-        time_reference_samples=out.position(event.start_s), description=event.description,
+        time_reference_samples=out.position(event.start_s),
+        description=_bext_description(event.description, job.source),
         loudness_lufs=measured, true_peak_dbtp=peak,
     )
     entry = ManifestEvent(
@@ -369,8 +372,29 @@ def _render_one(job: _Job, out: _Output, *, cache_hit: bool) -> _Rendered:
         cache_key=job.key,
         fade_in_s=event.fade_in_s,
         fade_out_s=event.fade_out_s,
+        source=_jsonable_source(job.source),
     )
     return _Rendered(entry, audio)
+
+
+def _jsonable_source(
+    source: Mapping[str, object] | None,
+) -> dict[str, str | float | None] | None:
+    if not source:
+        return None
+    return {str(k): v if isinstance(v, (str, float, int)) or v is None else str(v)
+            for k, v in source.items()}
+
+
+def _bext_description(description: str, source: Mapping[str, object] | None) -> str:
+    """The event, and for a library file where it came from, so the designer can find the
+    original from the stem alone (the bext description holds 256 ASCII characters)."""
+    if not source or not source.get("path"):
+        return description
+    fields = ("cat_id", "library", "creator", "licence")
+    credit = ", ".join(str(source[k]) for k in fields if source.get(k))
+    name = Path(str(source["path"])).name
+    return f"{description} | source: {name}" + (f" ({credit})" if credit else "")
 
 
 def _reuse_one(job: _Job, previous: ManifestEvent) -> _Rendered:
@@ -439,6 +463,8 @@ def _split_reuse(
         job.raw = cache.get(job.key) if cache is not None else None
         if job.raw is None:
             misses.append(job)
+        elif hasattr(cache, "source_of"):
+            job.source = cache.source_of(job.key)
     return reused, misses
 
 
@@ -455,7 +481,8 @@ def _generate_misses(
         stored: set[str] = set()
         for job in misses:
             if job.raw is not None and cache is not None and job.key not in stored:
-                cache.put(job.key, job.raw, sample_rate)
+                credit = {"source": job.source} if job.source else {}  # kept beside the audio
+                cache.put(job.key, job.raw, sample_rate, **credit)
                 stored.add(job.key)
     finally:
         if cache is not None and hasattr(cache, "unpin"):

@@ -156,3 +156,29 @@ def test_a_scene_renders_from_the_library(built: LibraryIndex, tmp_path: Path) -
     assert all(Path(e.stem_path).is_file() for e in manifest.events)
     channels = {e.id: sf.info(e.stem_path).channels for e in manifest.events}
     assert channels["e1"] == 2 and channels["e2"] == 1  # the stereo bed stays stereo in its stem
+
+
+def test_stems_credit_their_source_in_manifest_and_bext(built: LibraryIndex, tmp_path: Path) -> None:
+    from engine.cache import RenderCache
+    from engine.manifest import read_manifest
+    from engine.stems import read_bext
+
+    plan = Plan(duration_s=4.0, events=(
+        Event(id="e1", description="dawn chorus woodpecker", start_s=0.0, end_s=4.0),
+        Event(id="e2", description="a cow moos", start_s=1.0, end_s=3.0),
+    ))
+    generator = create_generator("hybrid", index=str(built.path), fallback="test-tone")
+    cache = RenderCache(tmp_path / "cache")
+    first = render_scene(plan, generator=generator, out_dir=tmp_path / "one", cache=cache)
+    # A second scene from the cache: no generator call, and the credit is still there.
+    second = render_scene(plan, generator=generator, out_dir=tmp_path / "two", cache=cache)
+    cache.close()
+    for manifest in (first, second, read_manifest(tmp_path / "two" / "manifest.json")):
+        birds, cow = manifest.event("e1"), manifest.event("e2")
+        assert birds.source["path"].endswith("AMBForst_Birds Morning_ABC_Field.wav")
+        assert (birds.source["cat_id"], birds.source["licence"]) == ("AMBForst", "CC-BY 4.0")
+        assert cow.source == {"backend": "test-tone", "reason": "no match"}
+    assert second.event("e1").cache_hit
+    description = read_bext(second.event("e1").stem_path)["description"]
+    assert "AMBForst_Birds Morning_ABC_Field.wav" in description and "CC-BY 4.0" in description
+    assert read_bext(second.event("e2").stem_path)["description"] == "a cow moos"
