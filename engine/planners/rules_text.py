@@ -210,7 +210,7 @@ def _verb_led(part: str) -> bool:
     if not first.endswith("s") or first.endswith("ss"):
         return False
     if len(words) == 1:
-        return True
+        return not _names_a_source(first)
     second = words[1]
     return second in _VERB_FOLLOWERS or second.endswith("ly")
 
@@ -249,13 +249,21 @@ def _looks_like_clause(piece: str) -> bool:
 _ARTICLE_WORDS = frozenset("a an the some his her its their my our your this that".split())
 
 
+def _names_a_source(word: str) -> bool:
+    """'fireworks', 'sirens': a lexicon source named in the plural, not a verb."""
+    from engine.lexicon import load_lexicon
+
+    return any(word == entry.name for entry in load_lexicon().entries)
+
+
 def _verb_led_in_list(piece: str) -> bool:
     """In a comma list after a clause, 'beeps twice' is a verb even though 'beeps' is a noun too."""
     words = _words(piece)
     if not words or words[0] in _VERB_FOLLOWERS or _ARTICLE_START.match(words[0]):
         return False
-    if words[0] in _PLURAL_SOURCES and (_looks_like_clause(piece) or len(words) == 1):
-        return False  # "doors open", "footsteps": a new source
+    if (words[0] in _PLURAL_SOURCES or _names_a_source(words[0])) and (
+            _looks_like_clause(piece) or len(words) == 1):
+        return False  # "doors open", "footsteps", "fireworks": a new source
     return _verb_led(piece) or (words[0].endswith("s") and not words[0].endswith("ss") and (
         len(words) == 1 or words[1] in _VERB_FOLLOWERS or words[1].endswith("ly")))
 
@@ -353,7 +361,34 @@ def split_scene(prompt: str) -> list[list[str]]:
     result: list[list[str]] = []
     for group in groups:
         result.extend(_split_commas(group))
-    return [[_restore_times(clause) for clause in group] for group in result if group]
+    return _resolve_pronouns(
+        [[_restore_times(clause) for clause in group] for group in result if group])
+
+
+_PRONOUN = re.compile(r"^(?:it|they|its)\b\s*", re.I)
+
+
+def _resolve_pronouns(groups: list[list[str]]) -> list[list[str]]:
+    """'a clock ticks; at 10 s it chimes': 'it' is the clock, so the event says so."""
+    previous = ""
+    out: list[list[str]] = []
+    for group in groups:
+        resolved = []
+        for clause in group:
+            _, bare = extract_time(clause)
+            if _PRONOUN.match(bare) and previous:
+                subject = _subject(previous)
+                if _ARTICLE_START.match(subject) and subject.split()[0].lower() in ("a", "an"):
+                    subject = "the " + " ".join(subject.split()[1:])
+                clause = _PRONOUN.sub(f"{subject} " if not bare.lower().startswith("its")
+                                      else f"{subject}'s ", clause.strip(), count=1) \
+                    if _PRONOUN.match(clause.strip()) else \
+                    re.sub(r"\b(?:it|they)\b", subject, clause, count=1, flags=re.I)
+            elif bare:
+                previous = bare
+            resolved.append(clause)
+        out.append(resolved)
+    return out
 
 
 def _split_simultaneous(part: str) -> list[str]:

@@ -297,7 +297,7 @@ def test_a_bare_verb_after_then_keeps_the_earlier_subject(
         ("The wind blows and leaves rustle", {"The wind blows", "Leaves rustle"}),
         ("The rain falls and birds chirp", {"The rain falls", "Birds chirp"}),
         ("A spaceship lands in a desert and its hatch opens",
-         {"A spaceship lands in a desert", "Its hatch opens"}),
+         {"A spaceship lands in a desert", "The spaceship's hatch opens"}),
         ("A door opens and footsteps", {"A door opens", "Footsteps"}),
         ("A door opens then footsteps", {"A door opens", "Footsteps"}),
     ],
@@ -566,3 +566,10 @@ def test_a_source_that_goes_quiet_was_audible_before() -> None:
     p = plan("the crowd goes quiet, then a single voice speaks")
     crowd, voice = by_text(p, "crowd"), by_text(p, "voice")
     assert crowd.start_s == 0.0 and crowd.end_s <= voice.start_s + 1e-6
+
+
+def test_pronouns_and_plural_sources_keep_their_names() -> None:
+    p = plan("a clock ticks; at 10 s it chimes", 12.0)
+    assert by_text(p, "chimes").description == "The clock chimes"
+    p = plan("a bell rings 3 times, a crowd cheers, then fireworks", 15.0)
+    assert by_text(p, "fireworks").description == "Fireworks"
