@@ -214,7 +214,7 @@ def sketch_beep(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np
         tone = np.sin(TWO_PI * min(rng.uniform(5500, 7000), 0.4 * sample_rate) * time_s)
         return _gated(tone, n_frames, sample_rate, [Span(0.0, total_s)], ramp_s=0.5)
     if traits.has("countdown"):
-        starts = list(np.arange(onset_s, total_s - 0.7, 1.0))
+        starts = [onset_s] if single else list(np.arange(onset_s, total_s - 0.7, 1.0))
         spans = [Span(t, 0.1) for t in starts[:-1]] + [Span(starts[-1], 0.6)] if starts else []
         return _gated(np.sin(TWO_PI * 1000.0 * time_s), n_frames, sample_rate, spans)
     if traits.has("jump", "boing", "power up"):
