@@ -76,15 +76,16 @@ class GenerateRequest(_Command):
 class Change(_Command):
     """A structured edit of one event (the wire form of engine.edits.EventEdit)."""
 
-    op: Literal["move", "set_loudness", "replace_text", "delete", "add"]
+    op: Literal["move", "set_loudness", "replace_text", "delete", "add", "set_seed"]
     event_id: Annotated[str, Field(max_length=MAX_EVENT_ID_CHARS)] | None = None
     start_s: Seconds | None = None
     end_s: Seconds | None = None
     target_lufs: FiniteFloat | None = None
     description: Text | None = None
+    seed: Seed | None = None  # set_seed: another variation of the event's sound
 
     def to_edit(self) -> EventEdit:
-        return EventEdit(**self.model_dump())
+        return EventEdit(**self.model_dump(exclude_none=True))
 
 
 # Edits of one request: a DAW sends all of the designer's hand changes (moves, trims, loudness,

@@ -332,6 +332,12 @@ class SessionManager:
             words = text
         # New and changed events get the session's seed; kept ones keep theirs (and their stems).
         plan = seed_plan(plan, row.seed, previous=current.plan)
+        # A seed a client set (a re-roll, the take the designer chose) is the seed, unmixed: the
+        # same variation must come back when the designer picks that take again.
+        pinned = {c.event_id: c.seed for c in changes or () if c.op == "set_seed" and c.seed is not None}
+        if pinned:
+            plan = plan.model_copy(update={"events": tuple(
+                e.model_copy(update={"seed": pinned[e.id]}) if e.id in pinned else e for e in plan.events)})
         return self._pending(
             name, row, kind="edit", plan=plan, result=result, instruction=words,
             backend=row.backend, anchor_s=row.anchor_s, session_planner=row.planner,

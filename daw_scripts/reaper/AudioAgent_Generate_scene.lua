@@ -12,6 +12,7 @@
 --   Cancel running job (the running action's toolbar button shows it is on).
 --   Regenerate with new words for the selected item. Scenes coloured, grouped, with a region;
 --   optional copy of the stems into the project's media folder.
+--   Re-roll the selected items into new takes; the take left active is sent back to the server.
 -- @provides
 --   [main] AudioAgent_Edit_scene.lua
 --   [main] AudioAgent_Undo_scene_edit.lua
@@ -21,6 +22,7 @@
 --   [main] AudioAgent_Foley_from_selected_video_item.lua
 --   [main] AudioAgent_Regenerate_selected_with_new_words.lua
 --   [main] AudioAgent_Cancel_running_job.lua
+--   [main] AudioAgent_Reroll_selected_events.lua
 --   AudioAgent_lib.lua
 -- @about
 --   Drives a local Audio-Agent server (`audio-agent serve`) from REAPER: a text prompt becomes a

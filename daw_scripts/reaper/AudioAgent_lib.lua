@@ -672,12 +672,26 @@ function AA.scene_event(e)
     id = tostring(e.event_id or e.id), description = tostring(e.description or e.event_id or e.id),
     start_s = tonumber(e.start_s) or 0, end_s = tonumber(e.end_s) or 0, gain_db = tonumber(e.gain_db) or 0,
     stem_path = e.stem_path, fade_in_s = tonumber(e.fade_in_s), fade_out_s = tonumber(e.fade_out_s),
-    target_lufs = tonumber(e.target_lufs),
+    target_lufs = tonumber(e.target_lufs), seed = tonumber(e.seed),
+    cache_key = type(e.cache_key) == "string" and e.cache_key ~= "" and e.cache_key or nil,
   }
 end
 
 -- What it takes to bring `item` to `event` (a table of changes, empty when it already matches).
-function AA.item_changes(item, event, anchor_s)
+AA.EXT_TAKE_CACHE = "P_EXT:audioagent_cache"
+AA.EXT_TAKE_SEED = "P_EXT:audioagent_seed"
+
+-- The take of `item` that plays the render with `cache_key` (a re-roll's variations are takes).
+function AA.take_with_cache(item, cache_key)
+  if not cache_key then return nil end
+  for i = 0, reaper.CountTakes(item) - 1 do
+    local take = reaper.GetTake(item, i)
+    local _, key = reaper.GetSetMediaItemTakeInfo_String(take, AA.EXT_TAKE_CACHE, "", false)
+    if key == cache_key then return take end
+  end
+end
+
+function AA.item_changes(item, event, anchor_s, new_take)
   local record = AA.placed(item)
   local take = reaper.GetActiveTake(item)
   local changes = {}
@@ -691,9 +705,15 @@ function AA.item_changes(item, event, anchor_s)
   if differs(pos, target_pos) then changes.pos = target_pos end
   if differs(vol, target_vol) then changes.vol = target_vol end
   local placed_path = record and record.stem_path or AA.take_file(take)
-  if event.stem_path and placed_path ~= event.stem_path then
+  local render_take = AA.take_with_cache(item, event.cache_key)
+  if render_take and render_take ~= take then
+    changes.take = render_take -- a variation the item already has: make it the active take
+  elseif render_take then
+    -- the active take already plays this render (a version that only renamed its file)
+  elseif event.stem_path and placed_path ~= event.stem_path then
     changes.file = event.stem_path
     changes.length = event.end_s - event.start_s
+    changes.new_take = new_take or nil
   end
   for _, fade in ipairs({ { "fade_in_s", "D_FADEINLEN" }, { "fade_out_s", "D_FADEOUTLEN" } }) do
     local name, key = fade[1], fade[2]
@@ -706,11 +726,13 @@ function AA.item_changes(item, event, anchor_s)
     end
   end
   local _, name = reaper.GetSetMediaItemTakeInfo_String(take, "P_NAME", "", false)
-  if take and name ~= event.description and (not record or record.description ~= event.description) then
+  if take and not changes.new_take and (record and record.description ~= event.description
+    or not record and name ~= event.description) then
     changes.name = event.description
   end
   if next(changes) == nil and record and (differs(record.start_s, event.start_s)
-    or differs(record.gain_db, event.gain_db) or record.stem_path ~= event.stem_path) then
+    or differs(record.gain_db, event.gain_db) or record.stem_path ~= event.stem_path
+    or (event.seed and record.seed ~= event.seed)) then
     changes.record_only = true -- the event moved under a hand-moved item by exactly the hand move
   end
   return changes
@@ -733,7 +755,7 @@ function AA.plan_sync(session, scene, opts)
         actions[#actions + 1] = { op = "insert", event = event }
       else
         for _, item in ipairs(live) do
-          local changes = AA.item_changes(item, event, scene.anchor_s)
+          local changes = AA.item_changes(item, event, scene.anchor_s, opts.new_takes and opts.new_takes[event.id])
           if next(changes) ~= nil then actions[#actions + 1] = { op = "update", item = item, event = event, changes = changes } end
         end
       end
@@ -785,11 +807,19 @@ function AA.new_event_track(session, label, description, event_id, color)
   return track
 end
 
+-- Which render (cache key) and variation (seed) a take plays.
+function AA.mark_take(take, event)
+  if event.cache_key then reaper.GetSetMediaItemTakeInfo_String(take, AA.EXT_TAKE_CACHE, event.cache_key, true) end
+  if event.seed then
+    reaper.GetSetMediaItemTakeInfo_String(take, AA.EXT_TAKE_SEED, ("%d"):format(math.floor(event.seed)), true)
+  end
+end
+
 local function write_placed(item, event)
   AA.item_ext(item, AA.EXT_PLACED, json.encode({
     start_s = event.start_s, end_s = event.end_s, gain_db = event.gain_db, stem_path = event.stem_path,
     description = event.description, fade_in_s = event.fade_in_s, fade_out_s = event.fade_out_s,
-    target_lufs = event.target_lufs, pos = reaper.GetMediaItemInfo_Value(item, "D_POSITION"), vol = reaper.GetMediaItemInfo_Value(item, "D_VOL"),
+    target_lufs = event.target_lufs, seed = event.seed, cache_key = event.cache_key, pos = reaper.GetMediaItemInfo_Value(item, "D_POSITION"), vol = reaper.GetMediaItemInfo_Value(item, "D_VOL"),
   }))
 end
 
@@ -812,6 +842,7 @@ function AA.apply_actions(session, scene, actions, check_path, label)
         local source = reaper.PCM_Source_CreateFromFile(path)
         reaper.SetMediaItemTake_Source(take, source)
         AA.build_peaks(source)
+        AA.mark_take(take, event)
         reaper.SetMediaItemInfo_Value(item, "D_POSITION", scene.anchor_s + event.start_s)
         reaper.SetMediaItemInfo_Value(item, "D_LENGTH", event.end_s - event.start_s)
         reaper.SetMediaItemInfo_Value(item, "D_VOL", AA.db_to_linear(event.gain_db))
@@ -826,7 +857,22 @@ function AA.apply_actions(session, scene, actions, check_path, label)
         local item, changes = action.item, action.changes
         if not AA.alive(item, "MediaItem*") then return end
         local take = reaper.GetActiveTake(item)
-        if changes.file then
+        if changes.take then
+          reaper.SetActiveTake(changes.take)
+          take = changes.take
+        elseif changes.file and changes.new_take then
+          -- A re-roll: the new variation is a new take, the earlier ones stay for A/B.
+          local path = AA.placed_file(session, check_path(changes.file))
+          take = reaper.AddTakeToMediaItem(item)
+          local source = reaper.PCM_Source_CreateFromFile(path)
+          reaper.SetMediaItemTake_Source(take, source)
+          AA.build_peaks(source)
+          reaper.GetSetMediaItemTakeInfo_String(take, "P_NAME",
+            ("%s #%d"):format(event.description, reaper.CountTakes(item)), true)
+          reaper.SetActiveTake(take)
+          AA.mark_take(take, event)
+          reaper.SetMediaItemInfo_Value(item, "D_LENGTH", changes.length)
+        elseif changes.file then
           local path = AA.placed_file(session, check_path(changes.file))
           if not take then error("an Audio-Agent item has no take to replace", 0) end
           local old = AA.set_take_file(item, take, path)
@@ -834,6 +880,11 @@ function AA.apply_actions(session, scene, actions, check_path, label)
           take = reaper.GetActiveTake(item)
           reaper.SetMediaItemTakeInfo_Value(take, "D_STARTOFFS", 0)
           reaper.SetMediaItemInfo_Value(item, "D_LENGTH", changes.length)
+          AA.mark_take(take, event)
+        end
+        if take and not changes.take and not changes.file then
+          local _, key = reaper.GetSetMediaItemTakeInfo_String(take, AA.EXT_TAKE_CACHE, "", false)
+          if key == "" then AA.mark_take(take, event) end -- placed from a stem message, before its key was known
         end
         if changes.pos then reaper.SetMediaItemInfo_Value(item, "D_POSITION", changes.pos) end
         if changes.vol then reaper.SetMediaItemInfo_Value(item, "D_VOL", changes.vol) end
@@ -892,6 +943,13 @@ function AA.hand_changes(session, scene_anchor_s)
       local end_s = start_s + length
       if differs(pos, record.pos) or differs(length, record.end_s - record.start_s) then
         changes[#changes + 1] = { op = "move", event_id = event_id, start_s = math.max(0, start_s), end_s = end_s }
+      end
+      -- Another take chosen: that variation (its seed) becomes the event's.
+      local active = reaper.GetActiveTake(item)
+      local _, seed_text = reaper.GetSetMediaItemTakeInfo_String(active, AA.EXT_TAKE_SEED, "", false)
+      local seed = tonumber(seed_text)
+      if seed and tonumber(record.seed) and seed ~= tonumber(record.seed) then
+        changes[#changes + 1] = { op = "set_seed", event_id = event_id, seed = seed }
       end
       -- A volume trim becomes the event's loudness target moved by as many dB.
       if differs(vol, record.vol) and vol > 0 and record.vol > 0 and tonumber(record.target_lufs) then
@@ -1054,6 +1112,8 @@ function Run:handle(message)
     self:show_progress(message)
   elseif kind == "plan" then
     self.plan_version = message.version
+    self.plan_seeds = {}
+    for _, event in ipairs(message.events or {}) do self.plan_seeds[tostring(event.id)] = event.seed end
   elseif kind == "stem_ready" then
     if type(message.event_id) ~= "string" then error("stem_ready without an event_id", 0) end
     -- New scenes land stem by stem; edits are applied in one go when the version is done.
@@ -1064,6 +1124,9 @@ function Run:handle(message)
     self:on_scene(tonumber(message.version) or self.plan_version, manifest or {})
   elseif kind == "session" then
     local info = message.info or {}
+    local seeds = {}
+    for _, event in ipairs((info.plan or {}).events or {}) do seeds[tostring(event.id)] = event.seed end
+    self.plan_seeds = seeds
     self:on_scene(tonumber(info.current_version) or 0, info.manifest or { events = {} }, info)
   elseif kind == "error" then
     local text = message.message or "the server reported an error"
@@ -1185,9 +1248,19 @@ function Run:finish_scene()
     anchor_s = math.max(0, server_anchor - AA.time_offset_s())
   end
   self.anchor_s = anchor_s
-  local scene = self:styled({ version = version, anchor_s = anchor_s, events = manifest.events or {},
+  local events = {}
+  for i, event in ipairs(manifest.events or {}) do -- the manifest has no seeds; the plan has
+    events[i] = event
+    if event.seed == nil and self.plan_seeds and self.plan_seeds[tostring(event.id)] then
+      local copy = {}
+      for k, v in pairs(event) do copy[k] = v end
+      copy.seed = self.plan_seeds[tostring(event.id)]
+      events[i] = copy
+    end
+  end
+  local scene = self:styled({ version = version, anchor_s = anchor_s, events = events,
     failed = manifest.failed or {} })
-  local actions = AA.plan_sync(self.session, scene)
+  local actions = AA.plan_sync(self.session, scene, { new_takes = self.new_takes })
   local duration_s = tonumber(manifest.duration_s)
   local region = self:region_change(anchor_s, duration_s, tonumber(meta.region))
   local ids = {}
@@ -1203,7 +1276,7 @@ function Run:finish_scene()
   local failures = {}
   if self.kind == "changes" then
     AA.absorb_hand_changes(self.session)
-    actions = AA.plan_sync(self.session, scene)
+    actions = AA.plan_sync(self.session, scene, { new_takes = self.new_takes })
     meta_changes = true
   end
   if #actions > 0 or meta_changes then
@@ -1334,7 +1407,9 @@ function AA.request_run(opts)
       args[#args + 1] = AA.write_changes(session, opts.changes)
     end
     for _, a in ipairs((AA.scene_args(session))) do args[#args + 1] = a end
-    AA.new_run({ kind = opts.kind, title = opts.title, session = session, client_args = args }):start()
+    local run = AA.new_run({ kind = opts.kind, title = opts.title, session = session, client_args = args })
+    run.new_takes = opts.new_takes
+    run:start()
   end
   local changes = AA.hand_changes(session)
   if #changes == 0 then return start_request() end

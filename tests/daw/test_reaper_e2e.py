@@ -56,7 +56,10 @@ def assert_agree(reaper: FakeReaper, url: str, session: str, *, anchor_s: float,
         item = items[event_id]
         assert item.values["D_POSITION"] == pytest.approx(anchor_s + event["start_s"], abs=1e-6), event_id
         assert item.values["D_VOL"] == pytest.approx(10 ** (event["gain_db"] / 20), rel=1e-6), event_id
-        assert item.take.source.root().filename == event["stem_path"]
+        # The active take plays the event's render: its file, or the same render (cache key)
+        # kept under an earlier version's folder.
+        assert (item.take.source.root().filename == event["stem_path"]
+                or item.take.ext.get("P_EXT:audioagent_cache") == event["cache_key"]), event_id
         assert item.values["D_LENGTH"] == pytest.approx(event["end_s"] - event["start_s"], abs=1e-6)
     meta = json.loads((project or reaper.active).ext[("AudioAgent", f"session:{session}")])
     assert meta["version"] == info["current_version"]
@@ -245,3 +248,35 @@ def test_a_stopped_server_is_reported_and_nothing_inserted(tmp_path):
     (title, message), = reaper.message_boxes
     assert message.startswith("the Audio-Agent server is not reachable: audio-agent: error:")
     assert reaper.active.undo_points() == []
+
+
+def test_reroll_into_takes_and_the_chosen_take_goes_back_to_the_server(rig):
+    reaper, url, scripts = rig["reaper"], rig["url"], rig["scripts"]
+    session = generate(rig)
+    info = assert_agree(reaper, url, session, anchor_s=3.0)
+    event_id = sorted(reaper.items_of_session(session))[0]
+    item = reaper.items_of_session(session)[event_id]
+    first_source = item.take.source.root().filename
+    first_seed = next(e["seed"] for e in info["plan"]["events"] if e["id"] == event_id)
+    item.selected = True
+    run_action(reaper, scripts, "AudioAgent_Reroll_selected_events.lua")
+    drive(reaper)
+    assert reaper.message_boxes == []
+    info = assert_agree(reaper, url, session, anchor_s=3.0)
+    item = reaper.items_of_session(session)[event_id]
+    assert len(item.takes) == 2 and item.active == 1  # the new variation is a new, active take
+    assert item.takes[0].source.root().filename == first_source
+    new_seed = next(e["seed"] for e in info["plan"]["events"] if e["id"] == event_id)
+    assert new_seed != first_seed and item.take.ext["P_EXT:audioagent_seed"] == str(new_seed)
+    assert item.take.name.endswith("#2")
+
+    # The designer prefers the first take: switching to it and sending makes it the server's.
+    item.active = 0
+    reaper.user_action("Take: switch items to previous take")
+    run_action(reaper, scripts, "AudioAgent_Send_my_changes.lua")
+    drive(reaper)
+    assert reaper.message_boxes == []
+    info = assert_agree(reaper, url, session, anchor_s=3.0)
+    assert next(e["seed"] for e in info["plan"]["events"] if e["id"] == event_id) == first_seed
+    item = reaper.items_of_session(session)[event_id]
+    assert len(item.takes) == 2 and item.active == 0  # no third take: that render is the first one
