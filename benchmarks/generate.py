@@ -34,7 +34,7 @@ def _tiny(backend: str, folder: Path) -> tuple[str, dict[str, Any], list[float]]
 
     if backend == "auffusion":
         path = tiny_models.build_tiny_auffusion(folder / backend)
-        return str(path), {"clip_frames": 64, "overlap_s": 0.04}, [0.1, 0.2, 0.3, 0.6]
+        return str(path), {"clip_frames": 64, "pad_frames": 4, "overlap_s": 0.04}, [0.1, 0.2, 0.3, 0.6]
     if backend == "stable-audio":
         path = tiny_models.build_tiny_stable_audio(folder / backend)
         return str(path), {"overlap_s": 0.02, "length_quantum_s": 0.05}, [0.05, 0.1, 0.15, 0.2]
