@@ -182,12 +182,18 @@ def limit_true_peak(
     return out if changed else array.copy()
 
 
+def _sample_peak(array: np.ndarray) -> float:
+    # Two reductions instead of np.abs(array).max(): no temporary the size of a 10-minute mix.
+    return max(float(array.max()), -float(array.min()))
+
+
 def _limit(
-    array: np.ndarray, sample_rate: int, ceiling_dbtp: float
+    array: np.ndarray, sample_rate: int, ceiling_dbtp: float, *, in_place: bool = False
 ) -> tuple[np.ndarray, float | None, bool]:
     """(limited audio, its true peak in dBTP when already known, whether anything changed).
 
-    Unchanged audio comes back as the same array object (callers that hand it out copy it).
+    Unchanged audio comes back as the same array object (callers that hand it out copy it);
+    with ``in_place`` the limiter writes into ``array`` itself (the mix bus owns its buffer).
     Work is only done where needed: a sample-peak check, then one true-peak pass that also
     lists the frames over the ceiling, then gain only in the regions around those frames.
     """
@@ -196,12 +202,12 @@ def _limit(
         return array, None, False
     # No interpolated value exceeds the sample peak by more than the interpolator's largest
     # phase L1 norm: audio that far under the ceiling needs no oversampling at all.
-    if float(np.max(np.abs(array))) * truepeak.interpolation_bound() <= ceiling:
+    if _sample_peak(array) * truepeak.interpolation_bound() <= ceiling:
         return array, None, False
     found = truepeak.scan(array, ceiling=ceiling)
     if found.over_frames.size == 0:
         return array, truepeak.to_dbtp(found.peak), False
-    out = array.copy()
+    out = array if in_place else array.copy()
     spans = _gain_spans(out, found, ceiling, sample_rate)
     # Outside the spans nothing changed (and nothing was over the ceiling); only the spans,
     # with the interpolator's reach around them, can still be over after smoothing.
@@ -362,12 +368,20 @@ class MixBus:
         offset = int(round(start_s * self.sample_rate))
         if offset >= self.frames or offset < 0:
             return
-        piece = _to_channels(array, self.audio.shape[0])[:, : self.frames - offset]
-        self.audio[:, offset : offset + piece.shape[1]] += piece * db_to_gain(gain_db)
+        channels = self.audio.shape[0]
+        if array.shape[0] not in (1, channels):
+            array = _to_channels(array, channels)  # fold-down: rare, keep the one-shot path
+        length = min(array.shape[1], self.frames - offset)
+        gain = db_to_gain(gain_db)
+        # Row by row (a mono stem feeds every row): the same float32 products and sums as
+        # adding the whole spread-out stem at once, without a stem-sized temporary per step.
+        for channel in range(channels):
+            source = array[channel if array.shape[0] == channels else 0, :length]
+            self.audio[channel, offset : offset + length] += source * gain
 
     def finish(self, *, ceiling_dbtp: float = -1.0) -> tuple[np.ndarray, float | None]:
         """The mix through the bus limiter, and its true peak in dBTP (None for silence)."""
-        out, peak_db, _ = _limit(self.audio, self.sample_rate, ceiling_dbtp)
+        out, peak_db, _ = _limit(self.audio, self.sample_rate, ceiling_dbtp, in_place=True)
         self.audio = np.zeros((0, 0), dtype=np.float32)  # the bus hands its buffer over
         return out, peak_db if peak_db is not None else true_peak_dbtp(out, self.sample_rate)
 

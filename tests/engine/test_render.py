@@ -308,3 +308,15 @@ def test_limited_stems_hold_the_ceiling_by_the_reference(name):
 
     out, _, _ = render.normalise_to_lufs(SIGNALS[name], sample_rate=SR, target_lufs=-8.0)
     assert 20 * math.log10(float(truepeak.reference_envelope(out).max())) <= -1.0
+
+
+def test_mix_bus_spreads_and_folds_channels_as_the_previous_code():
+    previous = _previous_render()
+    parts = [(noise(1.0, channels=3, scale=0.05, seed=51), 0.0, 0.0),
+             (noise(1.0, channels=2, scale=0.05, seed=52), 0.3, -2.0),
+             (noise(0.5, scale=0.05, seed=53), 0.9, 1.0)]
+    old, _ = previous.mix([previous.PlacedStem(a, s, g) for a, s, g in parts],
+                          duration_s=1.5, sample_rate=SR)
+    new, _ = render.mix([render.PlacedStem(a, s, g) for a, s, g in parts],
+                        duration_s=1.5, sample_rate=SR)
+    np.testing.assert_array_equal(new, old)
