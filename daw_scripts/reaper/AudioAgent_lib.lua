@@ -1019,7 +1019,9 @@ function Run:set_running(on)
 end
 
 function Run:start()
-  self.proj = AA.pin_project()
+  -- The project the action pinned when it started; a run chained after another (changes, then
+  -- the request; a sync after a conflict) stays with it even if the active tab changed since.
+  self.proj = AA.proj ~= 0 and AA.proj or AA.pin_project()
   self.paths = AA.new_job_paths(self.kind, self.session)
   local ok, err = AA.start_client({ "status" }, self.paths.status)
   if not ok then return self:fail(err) end
@@ -1290,6 +1292,13 @@ function Run:finish_scene()
       reaper.SetProjectMarker3(AA.proj, region.number, true, anchor_s, anchor_s + duration_s, region.name,
         AA.session_color(self.session))
     end
+    -- Only events that have an item now count as placed: one that could not be placed must not
+    -- look like an item the designer deleted.
+    local present, placed_ids = AA.session_items(self.session), {}
+    for _, id in ipairs(ids) do
+      if present[id] then placed_ids[#placed_ids + 1] = id end
+    end
+    fields.events = setmetatable(placed_ids, json.array_mt)
     AA.remember_session(self.session, fields)
     reaper.Undo_EndBlock2(AA.proj, "AudioAgent: " .. self.title, -1)
     if not ok then fails = { tostring(inserted) } end

@@ -255,6 +255,7 @@ class FakeReaper:
         self.toolbar_refreshes: list[tuple[int, int]] = []
         self.script_path = ""
         self.command_id = 0
+        self._block_closed = False
         self.lua = lua54.LuaRuntime(unpack_returned_tuples=True)
         self.lua.globals().reaper = self._make_table()
 
@@ -317,13 +318,11 @@ class FakeReaper:
         self.script_path = str(path)
         self.command_id = 50000 + sum(path.name.encode()) % 1000  # a stable id per action file
         deferred_before = len(self.deferred)
-        points_before = [len(p.history) for p in self.projects]
         self._block_closed = False
         self.lua.globals().dofile(str(path))
         self._check_undo_closed()
         if len(self.deferred) == deferred_before and not self._block_closed:
             self.active.add_undo_point("ReaScript: Run")
-        del points_before
 
     def _check_undo_closed(self) -> None:
         # REAPER runs other actions (the user's edits) between defer cycles; an undo block

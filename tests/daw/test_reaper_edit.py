@@ -288,6 +288,9 @@ def test_a_version_placed_half_way_heals_on_the_next_sync(reaper, client, script
     assert "stem file not found" in reaper.message_boxes[0][1] and "Sync scene" in reaper.message_boxes[0][1]
     assert "thunder" not in reaper.items_of_session(session)
     assert reaper.items_of_session(session)["dog"].values["D_VOL"] == pytest.approx(10 ** (-4 / 20))
+    jobs = len(client.jobs)
+    reaper.run_script(SEND, scripts_dir)  # the missing item is not a deletion of the designer's
+    assert len(client.jobs) == jobs
     Path(thunder["stem_path"] + ".later").rename(thunder["stem_path"])
     sync(reaper, client, scripts_dir, session, v2, 2)
     assert_matches(reaper, session, v2)
@@ -421,3 +424,26 @@ def test_regenerate_with_new_words_sends_one_change_for_the_selected_event(reape
     after = reaper.items_of_session(session)["door"]
     assert after.take.source.filename == door["stem_path"] and after.take.name == "a heavy wooden door"
     assert after.values["D_FADEOUTLEN"] == 0.2
+
+
+def test_a_request_chained_after_the_designers_changes_stays_with_its_project(reaper, client, scripts_dir,
+                                                                            stem_root, scene):
+    session = scene["session"]
+    first = reaper.active
+    reaper.items_of_session(session)["rain"].values["D_POSITION"] += 0.5  # a hand move
+    run(reaper, EDIT, scripts_dir, "heavier rain")
+    assert "--changes-file" in client.job["argv"]
+    second = reaper.new_project("other")  # the designer switches tabs while it runs
+    v2 = {**scene["stems"], "rain": {**scene["stems"]["rain"], "start_s": 0.5}}
+    finish(reaper, client, v2, version=2, session=session)
+    assert reaper.running and second.tracks == []  # waits for its own tab
+    reaper.switch_to(first)
+    reaper.run_deferred()  # version 2 applied; the instruction starts (status first)
+    reaper.switch_to(second)
+    reaper.run_deferred()
+    assert words(client) == ["edit", "heavier rain", "--session", session, "--base-version", "2"]
+    finish(reaper, client, {**v2, "rain": {**v2["rain"], "gain_db": 0.0}}, version=3, session=session)
+    reaper.switch_to(first)
+    reaper.run_deferred()
+    assert not reaper.running and second.tracks == [] and second.undo_points() == []
+    assert reaper.items_of_session(session, first)["rain"].values["D_VOL"] == pytest.approx(1.0)
