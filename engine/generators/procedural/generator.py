@@ -179,10 +179,10 @@ def _set_level(audio: np.ndarray, traits: Traits) -> np.ndarray:
     audio = audio.astype(np.float32, copy=False)
     peak = 0.0
     for start in range(0, audio.shape[-1], _LEVEL_BLOCK_FRAMES):
-        block = audio[:, start:start + _LEVEL_BLOCK_FRAMES]
-        np.nan_to_num(block, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-        if block.size:
-            peak = max(peak, float(np.max(np.abs(block))))
+        piece = audio[:, start:start + _LEVEL_BLOCK_FRAMES]
+        np.nan_to_num(piece, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        if piece.size:
+            peak = max(peak, float(np.max(np.abs(piece))))
     if peak > 0.0:
         audio *= np.float32(level / peak)
     return np.ascontiguousarray(np.clip(audio, -1.0, 1.0, out=audio))

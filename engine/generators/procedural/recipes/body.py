@@ -292,9 +292,9 @@ def sketch_whistle(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) ->
         air = white_noise(rng, count)[0]
         whoosh = np.zeros(count)
         for index in range(0, count, 512):  # a band sweeping down: the arrow passing
-            block = slice(index, index + 512)
+            span = slice(index, index + 512)
             middle_hz = float(centre_hz[min(index + 256, count - 1)])
-            whoosh[block] = bandpass(air[block], 0.8 * middle_hz, 1.25 * middle_hz, sample_rate)
+            whoosh[span] = bandpass(air[span], 0.8 * middle_hz, 1.25 * middle_hz, sample_rate)
         whoosh *= np.sin(math.pi * np.linspace(0, 1, count))
         add_at(out, whoosh, int(onset_s * sample_rate))
         thunk = stack_kernels((ping(sample_rate, rng.uniform(140, 200), 0.04), 1.0),

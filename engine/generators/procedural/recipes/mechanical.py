@@ -56,14 +56,14 @@ def _ticks(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np.ndar
 def sketch_click(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np.ndarray:
     total_s = n_frames / sample_rate
     onset_s = onset_for(total_s)
-    single = traits.single_hit
+    one_hit = traits.single_hit
     if traits.has("clock", "tick", "metronome", "stopwatch", "timer"):
         return _ticks(rng, n_frames, sample_rate, traits)
     if traits.has("camera", "shutter", "photo", "snapshot", "picture"):
         # Mirror up, shutter, mirror down: two clicks 60-120 ms apart, a bright body.
         kernel = _click_kernel(rng, sample_rate, body_hz=rng.uniform(1500, 2200), decay_s=0.006)
         gap_s = rng.uniform(0.06, 0.12)
-        starts = [onset_s] if single else list(np.arange(onset_s, total_s - 0.2,
+        starts = [onset_s] if one_hit else list(np.arange(onset_s, total_s - 0.2,
                                                          rng.uniform(0.6, 1.2)))
         times = [t for start in starts for t in (start, start + gap_s)]
         return _place(n_frames, sample_rate, kernel, times, [1.0, 0.8] * len(starts))
@@ -80,7 +80,7 @@ def sketch_click(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> n
                               (ping(sample_rate, rng.uniform(400, 600), 0.02), 0.5))
         return _place(n_frames, sample_rate, clack, [onset_s, onset_s + rng.uniform(0.15, 0.25)])
     if traits.has("scissors", "snip", "shears", "cuts paper"):
-        snip_count = 1 if single else max(int((total_s - onset_s) / 0.35), 1)
+        snip_count = 1 if one_hit else max(int((total_s - onset_s) / 0.35), 1)
         out = np.zeros((1, n_frames))
         for index in range(snip_count):
             start = int((onset_s + 0.35 * index) * sample_rate)
@@ -145,7 +145,7 @@ def sketch_click(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> n
     if traits.has("mouse"):
         kernel = _click_kernel(rng, sample_rate, body_hz=rng.uniform(2500, 3500))
         press_gap_s = rng.uniform(0.06, 0.09)  # a mouse button clicks down and again up
-        starts = [onset_s] if single else [onset_s + 0.6 * i for i in range(
+        starts = [onset_s] if one_hit else [onset_s + 0.6 * i for i in range(
             1 + int(rng.integers(0, 3)))]
         times = [t for start in starts for t in (start, start + press_gap_s)]
         return _place(n_frames, sample_rate, kernel, times, [1.0, 0.6] * len(starts))
@@ -158,7 +158,7 @@ def sketch_click(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> n
     kernel = stack_kernels((noise_burst(rng, sample_rate, 0.0012, low_hz=2000), 1.0),
                            (ping(sample_rate, rng.uniform(1200, 2200), 0.004), 0.7),
                            (ping(sample_rate, rng.uniform(250, 400), 0.008), 0.3))
-    if single or traits.has("switch", "toggle", "button", "clicks off", "clicks on", "snaps"):
+    if one_hit or traits.has("switch", "toggle", "button", "clicks off", "clicks on", "snaps"):
         return _place(n_frames, sample_rate, kernel, [onset_s])
     times: list[float] = []
     time_s = onset_s

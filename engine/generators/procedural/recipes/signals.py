@@ -165,7 +165,7 @@ def sketch_beep(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np
     total_s = n_frames / sample_rate
     time_s = time_axis_s(n_frames, sample_rate)
     onset_s = onset_for(total_s)
-    single = traits.single_hit
+    one_hit = traits.single_hit
     if traits.has("dial tone"):
         sound = np.sin(TWO_PI * 350.0 * time_s) + np.sin(TWO_PI * 440.0 * time_s)
         return _gated(sound, n_frames, sample_rate, [Span(0.0, total_s)], ramp_s=0.01)
@@ -181,7 +181,7 @@ def sketch_beep(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np
             out += tone * gate_spans(n_frames, sample_rate, [Span(start_s, 0.1)])
         return out[None, :]
     if traits.has("laser", "blaster", "zap", "ray gun", "phaser"):
-        shots = 1 if single else 1 + int(rng.integers(0, 3))
+        shots = 1 if one_hit else 1 + int(rng.integers(0, 3))
         out = np.zeros(n_frames)
         for index in range(shots):
             start_s = onset_s + 0.3 * index
@@ -201,7 +201,9 @@ def sketch_beep(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np
     if traits.has("error", "wrong", "denied", "invalid"):
         sound = square_tone(n_frames, sample_rate, 180.0) + 0.5 * square_tone(
             n_frames, sample_rate, 187.0)  # a slightly beating low buzz
-        spans = [Span(onset_s, 0.15)] if single else [Span(onset_s, 0.15), Span(onset_s + 0.2, 0.3)]
+        spans = [Span(onset_s, 0.15)]
+        if not one_hit:
+            spans.append(Span(onset_s + 0.2, 0.3))
         return _gated(sound, n_frames, sample_rate, spans)
     if traits.has("robot", "servo", "droid", "android", "mechanical arm"):
         sweep_hz = 500.0 + 400.0 * np.abs(np.sin(TWO_PI * time_s / rng.uniform(1.2, 2.0)))
@@ -214,7 +216,7 @@ def sketch_beep(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np
         tone = np.sin(TWO_PI * min(rng.uniform(5500, 7000), 0.4 * sample_rate) * time_s)
         return _gated(tone, n_frames, sample_rate, [Span(0.0, total_s)], ramp_s=0.5)
     if traits.has("countdown"):
-        starts = [onset_s] if single else list(np.arange(onset_s, total_s - 0.7, 1.0))
+        starts = [onset_s] if one_hit else list(np.arange(onset_s, total_s - 0.7, 1.0))
         spans = [Span(t, 0.1) for t in starts[:-1]] + [Span(starts[-1], 0.6)] if starts else []
         return _gated(np.sin(TWO_PI * 1000.0 * time_s), n_frames, sample_rate, spans)
     if traits.has("jump", "boing", "power up"):
@@ -232,7 +234,7 @@ def sketch_beep(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np
         return (out + hiss)[None, :]
     if traits.has("sonar", "ping"):
         period_s = 2.5
-        starts = [onset_s] if single else np.arange(onset_s, total_s, period_s)
+        starts = [onset_s] if one_hit else np.arange(onset_s, total_s, period_s)
         out = np.zeros(n_frames)
         for start_s in starts:
             local_s = time_s - start_s
@@ -244,7 +246,7 @@ def sketch_beep(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np
         freq_hz, period_s, beep_s = 1100.0, 1.0, 0.5
     else:
         period_s, beep_s = 1.0, 0.12
-    if single:
+    if one_hit:
         starts = [onset_s]
     elif traits.has("beeping", "beeps", "monitor", "repeat", "continu", "reversing", "reverse",
                     "backing up"):

@@ -181,13 +181,13 @@ def _one_call(rng: Rng, sample_rate: int, call: Call, scale: float) -> np.ndarra
 
 
 def call_sequence(rng: Rng, n_frames: int, sample_rate: int, call: Call, *, scale: float = 1.0,
-                  start_s: float | None = None, single: bool = False) -> np.ndarray:
+                  start_s: float | None = None, one_hit: bool = False) -> np.ndarray:
     """Groups of calls filling the length: the first near the top, then call.gap_s apart.
-    ``single``: exactly one call (one event of a counted run, "barks three times")."""
+    ``one_hit``: exactly one call (one event of a counted run, "barks three times")."""
     total_s = n_frames / sample_rate
     out = np.zeros(n_frames)
     time_s = min(rng.uniform(0.02, 0.15), 0.1 * total_s) if start_s is None else start_s
-    if single:
+    if one_hit:
         add_at(out, _one_call(rng, sample_rate, call, scale), int(time_s * sample_rate))
         return out[None, :]
     while time_s < total_s - 0.02:
@@ -207,7 +207,7 @@ def sketch_bird(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np
         (("duck", "quack"), "quack"),
     ):
         if traits.has(*stems):
-            return call_sequence(rng, n_frames, sample_rate, CALLS[name], single=traits.single_hit)
+            return call_sequence(rng, n_frames, sample_rate, CALLS[name], one_hit=traits.single_hit)
     singers = 3 if traits.has("birds", "flock", "chorus", "forest", "dawn", "songbirds") else 1
     out = np.zeros(n_frames)
     for _ in range(1 if traits.single_hit else singers):
@@ -249,19 +249,19 @@ def sketch_dog(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np.
     )
     if traits.has("growl", "snarl"):
         return call_sequence(rng, n_frames, sample_rate, CALLS["growl"], scale=scale,
-                         single=traits.single_hit)
+                         one_hit=traits.single_hit)
     if traits.has("howl", "wolf"):
         return call_sequence(rng, n_frames, sample_rate, CALLS["howl"], scale=scale,
-                         single=traits.single_hit)
+                         one_hit=traits.single_hit)
     return call_sequence(rng, n_frames, sample_rate, CALLS["bark"], scale=scale,
-                         single=traits.single_hit)
+                         one_hit=traits.single_hit)
 
 
 def sketch_cat(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np.ndarray:
     name = "purr" if traits.has("purr") else ("hiss" if traits.has("hiss") else "meow")
     return call_sequence(
         rng, n_frames, sample_rate, CALLS[name], scale=1.4 if traits.has("kitten") else 1.0,
-        single=traits.single_hit,
+        one_hit=traits.single_hit,
     )
 
 
@@ -280,5 +280,5 @@ _ANIMAL_CALLS = (
 def sketch_animal(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np.ndarray:
     for stems, name in _ANIMAL_CALLS:
         if traits.has(*stems):
-            return call_sequence(rng, n_frames, sample_rate, CALLS[name], single=traits.single_hit)
-    return call_sequence(rng, n_frames, sample_rate, CALLS["call"], single=traits.single_hit)
+            return call_sequence(rng, n_frames, sample_rate, CALLS[name], one_hit=traits.single_hit)
+    return call_sequence(rng, n_frames, sample_rate, CALLS["call"], one_hit=traits.single_hit)
