@@ -249,7 +249,10 @@ end
 ------------------------------------------------------------------------------------------------
 -- copy_to_project: copy each stem into the project's media folder (AudioAgent/<session>/) and
 -- place the copy, so the project stays whole when it moves to another machine.
-AA.config = { client = { "audio-agent" }, url = nil, stall_s = 180, status_timeout_s = 20, copy_to_project = false }
+-- audition_rerolls: play each re-rolled variation and ask whether to keep it before it becomes
+-- the active take (declined: the take stays, the previous one stays active).
+AA.config = { client = { "audio-agent" }, url = nil, stall_s = 180, status_timeout_s = 20, copy_to_project = false,
+  audition_rerolls = false }
 
 function AA.init(script_dir)
   AA.script_dir = script_dir or ""
@@ -642,6 +645,47 @@ function AA.placed_file(session, path)
   return target
 end
 
+-- Play a file for the designer: the SWS extension's preview where it is installed (plays
+-- in the background, stoppable), else REAPER's Media Explorer (opens it, playing the file).
+-- Returns a handle for preview_stop, or nil, why.
+function AA.preview_start(path)
+  if reaper.CF_CreatePreview then
+    local source = reaper.PCM_Source_CreateFromFile(path)
+    local preview = reaper.CF_CreatePreview(source)
+    reaper.CF_Preview_Play(preview)
+    return { preview = preview, source = source }
+  end
+  if reaper.OpenMediaExplorer then
+    reaper.OpenMediaExplorer(path, true)
+    return { explorer = true }
+  end
+  return nil, "no preview: install the SWS extension (or use a REAPER with the Media Explorer)"
+end
+
+function AA.preview_stop(handle)
+  if handle and handle.preview then
+    reaper.CF_Preview_Stop(handle.preview)
+    reaper.PCM_Source_Destroy(handle.source) -- a preview does not own its source
+  end
+end
+
+-- The designer hears each new take and keeps it or not; a take not kept stays on the item but
+-- the take that was active before is active again (and stays the event's, as a hand change).
+function AA.audition_new_takes(actions)
+  for _, action in ipairs(actions) do
+    local changes = action.changes
+    if action.op == "update" and changes and changes.new_take and changes.previous_take
+      and AA.alive(action.item, "MediaItem*") then
+      local take = reaper.GetActiveTake(action.item)
+      local handle = AA.preview_start(AA.take_file(take))
+      local answer = reaper.ShowMessageBox(("Keep the new take of \"%s\"?"):format(action.event.description),
+        "AudioAgent: audition", 4)
+      AA.preview_stop(handle)
+      if answer == 7 then reaper.SetActiveTake(changes.previous_take) end
+    end
+  end
+end
+
 ------------------------------------------------------------------------------------------------
 -- Reconcile: make the project match one version of a session, keyed by event id.
 --
@@ -863,6 +907,7 @@ function AA.apply_actions(session, scene, actions, check_path, label)
         elseif changes.file and changes.new_take then
           -- A re-roll: the new variation is a new take, the earlier ones stay for A/B.
           local path = AA.placed_file(session, check_path(changes.file))
+          changes.previous_take = take
           take = reaper.AddTakeToMediaItem(item)
           local source = reaper.PCM_Source_CreateFromFile(path)
           reaper.SetMediaItemTake_Source(take, source)
@@ -1300,6 +1345,7 @@ function Run:finish_scene()
     end
     fields.events = setmetatable(placed_ids, json.array_mt)
     AA.remember_session(self.session, fields)
+    if self.new_takes and AA.config.audition_rerolls then AA.audition_new_takes(actions) end
     reaper.Undo_EndBlock2(AA.proj, "AudioAgent: " .. self.title, -1)
     if not ok then fails = { tostring(inserted) } end
     failures = fails or {}

@@ -228,7 +228,8 @@ def split_exec_line(cmdline: str) -> list[str]:
 
 class FakeReaper:
     def __init__(self, *, resource_path: Path, os_name: str = "Linux",
-                 exec_handler: Callable[[str, int], str | None] | None = None) -> None:
+                 exec_handler: Callable[[str, int], str | None] | None = None, sws: bool = False) -> None:
+        self.sws = sws
         self.resource_path = Path(resource_path)
         self.os_name = os_name
         self.exec_handler = exec_handler or self.real_exec
@@ -255,6 +256,9 @@ class FakeReaper:
         self.toolbar_refreshes: list[tuple[int, int]] = []
         self.script_path = ""
         self.command_id = 0
+        self.answers: list[int] = []
+        self.previews: list[tuple[str, str, bool]] = []
+        self.stopped_previews: list[str] = []
         self._block_closed = False
         self.lua = lua54.LuaRuntime(unpack_returned_tuples=True)
         self.lua.globals().reaper = self._make_table()
@@ -385,8 +389,9 @@ class FakeReaper:
     def _make_table(self) -> Any:
         api = {}
         for name in dir(self):
-            if name.startswith("api_"):
-                api[name[4:]] = self._recorded(name[4:], getattr(self, name))
+            if name.startswith("api_") or (name.startswith("_sws_") and self.sws):
+                short = name[4:] if name.startswith("api_") else name[5:]
+                api[short] = self._recorded(short, getattr(self, name))
         return self.lua.table_from(api)
 
     def _recorded(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -526,8 +531,32 @@ class FakeReaper:
         self.console.append(text)
 
     def api_ShowMessageBox(self, message: str, title: str, kind: int) -> int:
+        # REAPER: type 4 = Yes/No, answered 6 (yes) or 7 (no); the test queues answers.
         self.message_boxes.append((title, message))
+        if int(kind) == 4:
+            return self.answers.pop(0) if self.answers else 6
         return 1
+
+    # previews: REAPER's Media Explorer (OpenMediaExplorer(file, play)), and the SWS extension's
+    # CF_CreatePreview / CF_Preview_Play / CF_Preview_Stop where SWS is installed (``sws=True``)
+    def api_OpenMediaExplorer(self, path: str, play: bool) -> Any:
+        self.previews.append(("explorer", path, bool(play)))
+        return None
+
+    def _sws_CF_CreatePreview(self, source: Source) -> dict[str, Any]:
+        preview = {"source": source, "playing": False}
+        self.previews.append(("sws", source.filename, False))
+        return preview
+
+    def _sws_CF_Preview_Play(self, preview: dict[str, Any]) -> bool:
+        preview["playing"] = True
+        self.previews[-1] = ("sws", preview["source"].filename, True)
+        return True
+
+    def _sws_CF_Preview_Stop(self, preview: dict[str, Any]) -> bool:
+        preview["playing"] = False
+        self.stopped_previews.append(preview["source"].filename)
+        return True
 
     def api_GetUserInputs(self, title: str, count: int, captions: str, defaults: str) -> tuple[bool, str]:
         # REAPER: captions are always split at commas; "extrawidth=N" and "separator=X" (one

@@ -447,3 +447,49 @@ def test_a_request_chained_after_the_designers_changes_stays_with_its_project(re
     reaper.run_deferred()
     assert not reaper.running and second.tracks == [] and second.undo_points() == []
     assert reaper.items_of_session(session, first)["rain"].values["D_VOL"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("sws", [True, False])
+def test_reroll_auditions_each_new_take_before_keeping_it(tmp_path, client, scripts_dir, stem_root, sws):
+    """With audition_rerolls on, each new variation is played (SWS preview, else the Media
+    Explorer) and the designer keeps it or not; a take not kept stays, the earlier take plays."""
+    reaper = FakeReaper(resource_path=tmp_path / "res", exec_handler=client, sws=sws)
+    config = scripts_dir / "AudioAgent_config.lua"
+    config.write_text(config.read_text().replace("return {", "return {\n  audition_rerolls = true,"))
+    reaper.cursor_s = 10.0
+    start_generate(reaper, scripts_dir, "a dog and a door", "6")
+    session = session_of(client)
+    dog = stem(client, stem_root, "dog", "dog bark", 0.0, 1.0, 0.0, session=session)
+    door = stem(client, stem_root, "door", "door slam", 2.0, 3.0, 0.0, session=session)
+    plan_events = [{"id": "dog", "description": "dog bark", "start_s": 0.0, "end_s": 1.0, "seed": 11},
+                   {"id": "door", "description": "door slam", "start_s": 2.0, "end_s": 3.0, "seed": 12}]
+    client.send({"type": "plan", "id": "r1", "job": "j1", "session": session, "version": 1, "duration_s": 6.0,
+                 "events": plan_events, "diff": {}})
+    client.send(done([dog, door]))
+    reaper.run_deferred()
+    for item in reaper.items_of_session(session).values():
+        item.selected = True
+    run(reaper, "AudioAgent_Reroll_selected_events.lua", scripts_dir)
+    argv = client.job["argv"]
+    sent = json.loads(Path(argv[argv.index("--changes-file") + 1]).read_text())
+    assert sorted(c["event_id"] for c in sent) == ["dog", "door"] and {c["op"] for c in sent} == {"set_seed"}
+    dog2 = {**dog, "stem_path": str(write_wav(stem_root / session / "dog-2.wav"))}
+    door2 = {**door, "stem_path": str(write_wav(stem_root / session / "door-2.wav"))}
+    seeds = {c["event_id"]: c["seed"] for c in sent}
+    client.send({"type": "plan", "id": "r2", "job": "j2", "session": session, "version": 2, "duration_s": 6.0,
+                 "events": [{**e, "seed": seeds[e["id"]]} for e in plan_events], "diff": {}})
+    reaper.answers = [6, 7]  # keep the new dog, not the new door (events in manifest order)
+    finish(reaper, client, {"dog": dog2, "door": door2}, version=2, session=session)
+    items = reaper.items_of_session(session)
+    assert [len(items[k].takes) for k in ("dog", "door")] == [2, 2]
+    assert items["dog"].take.source.filename == dog2["stem_path"]
+    assert items["door"].take.source.filename == door["stem_path"]  # the earlier take plays
+    heard = [path for _, path, _ in reaper.previews]
+    assert heard == [dog2["stem_path"], door2["stem_path"]]
+    if sws:
+        assert reaper.stopped_previews == heard and all(playing for _, _, playing in reaper.previews)
+    else:
+        assert {kind for kind, _, _ in reaper.previews} == {"explorer"}
+    # The door's earlier take is what the designer chose: it goes back with the next request.
+    changes = reaper.lua.globals().dofile(str(scripts_dir / "AudioAgent_lib.lua")).hand_changes(session)
+    assert [(c.op, c.event_id, c.seed) for c in changes.values()] == [("set_seed", "door", 12)]
