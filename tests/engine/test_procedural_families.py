@@ -314,3 +314,16 @@ def test_small_struck_things_are_bright_and_short_and_coins_bounce() -> None:
 def test_ringing_ears_is_one_steady_high_tone() -> None:
     track = peak_track_hz(render("ringing ears", 2.0), low_hz=1000, high_hz=12000)
     assert np.median(track) > 4000.0 and np.ptp(track) < 50.0
+
+
+def test_fire_alarm_sounds_the_three_beep_evacuation_pattern() -> None:
+    audio = render("a smoke alarm goes off", 8.0)
+    loud = envelope(audio, 0.05) > 0.3 * envelope(audio, 0.05).max()
+    starts_s = (np.flatnonzero(loud[1:] & ~loud[:-1]) + 1) * 0.05
+    if loud[0]:
+        starts_s = np.concatenate([[0.0], starts_s])
+    assert len(starts_s) >= 4
+    gaps = np.round(np.diff(starts_s), 1)
+    assert set(gaps[:3]) <= {1.0, 2.0}  # beeps a second apart, a longer rest after three
+    assert 2.0 in gaps
+    assert 2800 < np.median(peak_track_hz(audio, low_hz=1000, high_hz=5000)) < 3500
