@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from engine.errors import InvalidInputError
+from engine.generators._diffusion_device import resolve_device
 from engine.video import vta_parts
 from engine.video.checkpoint import (
     CheckpointInfo,
@@ -62,6 +63,7 @@ class TrainOptions:
     save_every: int = 50
     seed: int = 0
     max_clip_s: float = 10.0  # clips are cut to this (the paper trains on 10 s clips)
+    device: str = "auto"  # "auto": cuda, then mps, then cpu
 
     def check(self) -> None:
         for name in ("steps", "batch_size", "save_every"):
@@ -104,8 +106,10 @@ def train_stage1(data_dir: str | Path, info: CheckpointInfo, *, options: TrainOp
                  progress: StepProgress | None = None) -> StageReport:
     options.check()
     config = info.config
-    encoder = vta_parts.frame_encoder(config)
+    device = resolve_device(options.device)
+    encoder = vta_parts.frame_encoder(config).to(device)
     tokenizer = vta_parts.unit_tokenizer(info)
+    tokenizer.hubert.to(device)
     dataset = _dataset(data_dir, info, options, int(encoder.clip.config.image_size))
     features, units = [], []
     for index in range(len(dataset)):
@@ -121,6 +125,7 @@ def train_stage1(data_dir: str | Path, info: CheckpointInfo, *, options: TrainOp
         seed_everything(options.seed)
         model = build_vta_model(llm, vocab, clip_dim=encoder.hidden_size, config=config)
         start = 0
+    model.to(device)
     optimizer = make_optimizer(model, lr=options.lr)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
@@ -129,8 +134,8 @@ def train_stage1(data_dir: str | Path, info: CheckpointInfo, *, options: TrainOp
         picks = _batch_indices(step, batch_size=options.batch_size, n_clips=len(features))
         frames = min(features[i].shape[0] for i in picks)
         steps_units = min(units[i].shape[0] for i in picks)
-        batch = VTABatch(torch.stack([features[i][:frames] for i in picks]),
-                         torch.stack([units[i][:steps_units] for i in picks]))
+        batch = VTABatch(torch.stack([features[i][:frames] for i in picks]).to(device),
+                         torch.stack([units[i][:steps_units] for i in picks]).to(device))
         seed_everything(options.seed + step)  # LoRA dropout: the same masks on a resumed run
         losses.append(train_step(model, batch, optimizer))
         if progress is not None:
@@ -180,9 +185,10 @@ def train_stage2(data_dir: str | Path, info: CheckpointInfo, *, options: TrainOp
 
     options.check()
     config = info.config
-    _, pipeline = vta_parts.auffusion(config, device="cpu" if not torch.cuda.is_available() else None,
-                                      dtype="float32")
+    # float32 on every device: the trained weights are small and the loss is an MSE of noise.
+    _, pipeline = vta_parts.auffusion(config, device=options.device, dtype="float32")
     tokenizer = vta_parts.unit_tokenizer(info)
+    tokenizer.hubert.to(pipeline.device)
     dataset = _dataset(data_dir, info, options, 32)
     clips = _stage2_clips(dataset, pipeline, tokenizer, seed=options.seed, unit_rate_hz=config.unit_rate_hz)
     unet = pipeline.unet

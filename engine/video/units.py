@@ -71,8 +71,9 @@ def hubert_features(hubert: object, waveform: np.ndarray, *, layer: int) -> np.n
 
     with torch.no_grad():
         audio = torch.as_tensor(np.asarray(waveform, dtype=np.float32))[None, :]
+        audio = audio.to(getattr(hubert, "device", "cpu"))
         output = hubert(input_values=audio, output_hidden_states=True)  # type: ignore[operator]
-    return output.hidden_states[layer][0].float().numpy()
+    return output.hidden_states[layer][0].float().cpu().numpy()
 
 
 @dataclass(frozen=True)

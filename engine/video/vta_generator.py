@@ -93,7 +93,7 @@ def load_runtime(info: CheckpointInfo, generator: AuffusionGenerator, *, visual_
     pipeline.unet.to(generator.device, generator.dtype)
     llm, _ = vta_parts.base_llm(config)
     model = load_adapter(info.folder, base_llm=llm).eval().to(generator.device)
-    encoder = vta_parts.frame_encoder(config)
+    encoder = vta_parts.frame_encoder(config).to(generator.device)
     return VTARuntime(pipeline=pipeline, frame_encoder=encoder, model=model, centroids=vta_parts.centroid_table(info),
                       unit_rate_hz=config.unit_rate_hz, frame_rate_hz=config.frame_rate_hz)
 

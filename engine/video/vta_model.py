@@ -187,7 +187,7 @@ class FrameEncoder(nn.Module):
     def forward(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 RGB (N, H, W, 3) -> (N, hidden)."""
         pixels = clip_pixels(frames, image_size=int(self.clip.config.image_size))
-        return self.clip(pixel_values=pixels.to(self.clip.dtype)).pooler_output.float()
+        return self.clip(pixel_values=pixels.to(self.clip.device, self.clip.dtype)).pooler_output.float()
 
 
 class TemporalConnector(nn.Module):
@@ -296,9 +296,9 @@ class HubertUnitTokenizer:
     @torch.no_grad()
     def features(self, waveform: np.ndarray) -> np.ndarray:
         """(samples,) float32 at 16 kHz -> (frames, hidden); hidden_states[layer] is layer's output."""
-        audio = torch.as_tensor(np.asarray(waveform, dtype=np.float32))[None, :]
+        audio = torch.as_tensor(np.asarray(waveform, dtype=np.float32))[None, :].to(self.hubert.device)
         output = self.hubert(input_values=audio, output_hidden_states=True)
-        return output.hidden_states[self.layer][0].numpy()
+        return output.hidden_states[self.layer][0].float().cpu().numpy()
 
     def units(self, waveform: np.ndarray) -> np.ndarray:
         return self.centroids.assign(self.features(waveform))
@@ -356,7 +356,8 @@ class VideoToAudioModel(nn.Module):
         """Prompt + target units + </AUD>; labels ignore the prompt, so only audio is learnt."""
         batch, prompt = features.shape[0], features.shape[1] + 3
         target_ids = torch.cat(
-            [units + self.vocab.first_audio_id, torch.full((batch, 1), self.vocab.aud_end)], dim=1
+            [units + self.vocab.first_audio_id,
+             torch.full((batch, 1), self.vocab.aud_end, device=units.device)], dim=1
         ).to(self.connector.proj.weight.device)
         embeds = torch.cat([self.prompt_embeds(features), self.llm.get_input_embeddings()(target_ids)], dim=1)
         ignored = torch.full((batch, prompt), IGNORE_INDEX, device=target_ids.device)

@@ -36,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     units.add_argument("--config", default=None, help="VTA config TOML ([vta] table; default presets/vta.toml)")
     units.add_argument("--max-frames", type=int, default=1_000_000, help="k-means fits on at most this many rows")
     units.add_argument("--seed", type=int, default=0)
+    units.add_argument("--device", default="auto", help="torch device for HuBERT (auto: cuda, mps, cpu)")
     units.set_defaults(handler=run_units)
 
     train = actions.add_parser("train", help="train stage1 (connector + LoRA) or stage2 (UNet visual attention)")
@@ -50,6 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--save-every", type=int, default=100, help="save weights and optimiser every K steps")
     train.add_argument("--max-clip-s", type=float, default=10.0, help="clips are cut to this length")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="auto", help="torch device: auto (cuda, mps, cpu), cuda:1, cpu ...")
     train.set_defaults(handler=run_train)
 
     evaluate = actions.add_parser("eval", help="Onset ACC / AP of the model on held-out clips (JSON)")
@@ -91,6 +93,9 @@ def run_units(args: argparse.Namespace) -> int:
     except Exception as error:  # noqa: BLE001 - one line naming the model
         raise GeneratorError(f"cannot load HuBERT {config.hubert_model_id!r}: {error}", field="hubert",
                              value=config.hubert_model_id) from error
+    from engine.generators._diffusion_device import resolve_device
+
+    hubert.to(resolve_device(args.device))
     fit = units_from_folder(args.audio_dir, hubert, layer=config.hubert_layer, n_clusters=config.n_audio_tokens,
                             seed=args.seed, max_frames=args.max_frames, progress=_stderr_progress("features"))
     path = save_centroids(Path(args.out), fit.centroids)
@@ -110,6 +115,9 @@ def run_train(args: argparse.Namespace) -> int:
         info = read_checkpoint(folder, need=())
         if args.config is not None:
             check_same_config(info, _config(args.config))
+        if args.centroids is not None:
+            print(f"note: {folder} keeps its own centroids.npy; --centroids applies to new folders",
+                  file=sys.stderr)
     else:
         if args.centroids is None:
             raise InvalidInputError(f"out={str(folder)!r} is a new checkpoint: give --centroids (from "
@@ -117,7 +125,7 @@ def run_train(args: argparse.Namespace) -> int:
         config = _config(args.config)
         info = create_checkpoint(folder, config=config, centroids_path=args.centroids)
     options = TrainOptions(steps=args.steps, batch_size=args.batch_size, lr=args.lr, save_every=args.save_every,
-                           seed=args.seed, max_clip_s=args.max_clip_s)
+                           seed=args.seed, max_clip_s=args.max_clip_s, device=args.device)
 
     def show(stage: str, step: int, total: int, loss: float) -> None:
         print(f"{stage} step {step}/{total} loss {loss:.4f}", file=sys.stderr, flush=True)
