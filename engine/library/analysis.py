@@ -38,7 +38,8 @@ def read_audio(path: Path, *, max_s: float = MAX_ANALYSIS_S) -> tuple[np.ndarray
     try:
         with open(path, "rb") as raw, sf.SoundFile(raw) as handle:
             rate = int(handle.samplerate)
-            frames = int(min(handle.frames, max_s * rate)) if handle.frames > 0 else int(max_s * rate)
+            limit = int(max_s * rate)
+            frames = min(int(handle.frames), limit) if handle.frames > 0 else limit
             data = handle.read(frames=frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as error:
         raise UnreadableFile(f"cannot decode audio: {str(error)[:200]}") from None
@@ -128,8 +129,10 @@ def analyse(audio: np.ndarray, rate: int) -> Analysis:
         loudness = measure_lufs(audio, rate)
     except InvalidInputError:  # a rate the meter does not take (under 8 kHz, over 384 kHz)
         loudness = None
+    if loudness is not None and not np.isfinite(loudness):
+        loudness = None
     return Analysis(
-        loudness_lufs=None if loudness is None or not np.isfinite(loudness) else round(float(loudness), 2),
+        loudness_lufs=None if loudness is None else round(float(loudness), 2),
         peak_dbfs=round(20 * float(np.log10(peak)), 2) if peak > 0 else None,
         transient_s=main_transient_s(mono, rate),
         loop_score=loop_score(mono, rate),

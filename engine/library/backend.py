@@ -18,7 +18,7 @@ import hashlib
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -48,6 +48,13 @@ def _unit(seed: int, salt: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
+class Choice(NamedTuple):
+    """What one request gets: the chosen hit (None: nothing matched) and the lexicon's kind."""
+
+    hit: SearchHit | None
+    kind: str | None
+
+
 def _placement_kind(hit: SearchHit, kind: str | None) -> str:
     if kind is not None:
         return kind
@@ -60,16 +67,25 @@ class LibraryGenerator:
 
     name = "library"
 
-    def __init__(self, *, index: str | Path | None = None, threshold: float | None = None,
-                 candidates: int | None = None, clap_model: str | None = None,
-                 settings: LibrarySettings | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        index: str | Path | None = None,
+        threshold: float | None = None,
+        candidates: int | None = None,
+        clap_model: str | None = None,
+        settings: LibrarySettings | None = None,
+    ) -> None:
         self.settings = settings or load_library_settings()
         self.clap_model = clap_model or self.settings.clap_model
-        self.index_path = Path(index).expanduser() if index is not None else index_path(self.settings)
+        self.index_path = (
+            Path(index).expanduser() if index is not None else index_path(self.settings)
+        )
         self.threshold = self.settings.threshold if threshold is None else float(threshold)
         if not 0.0 <= self.threshold <= 1.0:
-            raise InvalidInputError(f"threshold={threshold!r}: must be within 0..1", field="threshold",
-                                    value=threshold)
+            raise InvalidInputError(
+                f"threshold={threshold!r}: must be within 0..1", field="threshold", value=threshold
+            )
         self.candidates = candidates or self.settings.candidates
         self.index = LibraryIndex(self.index_path, readonly=True)
         if self.index.count() == 0:
@@ -85,33 +101,36 @@ class LibraryGenerator:
             self.semantic = SemanticIndex(self.index, ClapEmbedder(self.clap_model))
 
     def identity(self) -> Mapping[str, Any]:
-        # The generation changes with every add/rescan/remove, so cached renders follow the index.
-        return {"backend": self.name, "index": str(self.index_path), "generation": self.index.generation(),
-                "fit": FIT_VERSION, "candidates": self.candidates, "clap_model": self.clap_model}
+        # The generation changes with every add/rescan/remove: cached renders follow the index.
+        return {
+            "backend": self.name, "index": str(self.index_path),
+            "generation": self.index.generation(), "fit": FIT_VERSION,
+            "candidates": self.candidates, "clap_model": self.clap_model,
+        }
 
     # --- choosing ---------------------------------------------------------------------------
 
-    def choose(self, requests: Sequence[GenerationRequest]) -> list[tuple[SearchHit | None, str | None, list[SearchHit]]]:
-        """Per request: the chosen hit (None when nothing matched), the lexicon kind, and the
-        ranked hits it was chosen from."""
+    def choose(self, requests: Sequence[GenerationRequest]) -> list[Choice]:
+        """One Choice per request. Requests with one description share one search and take
+        turns over its near-best hits (see the module docstring)."""
         by_description: dict[str, list[int]] = defaultdict(list)
         for position, request in enumerate(requests):
             by_description[request.description].append(position)
-        chosen: list[tuple[SearchHit | None, str | None, list[SearchHit]]] = [(None, None, [])] * len(requests)
+        chosen = [Choice(None, None)] * len(requests)
         for description, positions in by_description.items():
-            first = requests[positions[0]]
-            hits = search(self.index, description, length_s=first.length_s, limit=max(self.candidates, 10),
-                          semantic=self.semantic)
-            kind = understand(description, length_s=first.length_s).kind
+            length_s = requests[positions[0]].length_s
+            hits = search(self.index, description, length_s=length_s,
+                          limit=max(self.candidates, 10), semantic=self.semantic)
+            kind = understand(description, length_s=length_s).kind
             if not hits:
                 for position in positions:
-                    chosen[position] = (None, kind, [])
+                    chosen[position] = Choice(None, kind)
                 continue
             pool = [h for h in hits if h.score >= hits[0].score - SCORE_MARGIN][: self.candidates]
             ordered = sorted(positions, key=lambda p: (requests[p].seed, p))
             start = int(_unit(requests[ordered[0]].seed, description) * len(pool))
             for turn, position in enumerate(ordered):
-                chosen[position] = (pool[(start + turn) % len(pool)], kind, hits)
+                chosen[position] = Choice(pool[(start + turn) % len(pool)], kind)
         return chosen
 
     # --- rendering --------------------------------------------------------------------------
@@ -127,39 +146,47 @@ class LibraryGenerator:
             self._loaded.popitem(last=False)
         return audio
 
-    def render_hit(self, request: GenerationRequest, hit: SearchHit, kind: str | None) -> LibraryResult:
-        frames = int(round(request.length_s * request.sample_rate))
+    def render_hit(self, request: GenerationRequest, choice: Choice) -> LibraryResult:
+        assert choice.hit is not None
+        hit, rate = choice.hit, request.sample_rate
+        frames = int(round(request.length_s * rate))
         if frames < 1:
             return LibraryResult(error=f"length_s={request.length_s!r}: too short to render")
         file = hit.file
         try:
-            audio = self._source(file, request.sample_rate)
+            audio = self._source(file, rate)
         except Exception as error:  # noqa: BLE001 - a file changed or vanished since indexing
             return LibraryResult(error=f"library file {file.display}: {error}")
-        placement = _placement_kind(hit, kind)
+        placement = _placement_kind(hit, choice.kind)
         if placement in ("one_shot", "hits"):
             out = place_one_shot(audio, transient_s=file.transient_s, frames=frames,
-                                 sample_rate=request.sample_rate)
+                                 sample_rate=rate)
             offset_s = max(0.0, (file.transient_s or 0.0))
         else:
             fraction = 0.0 if placement == "sustained" else _unit(request.seed, "offset")
-            out = place_bed(audio, frames=frames, sample_rate=request.sample_rate, offset_fraction=fraction)
+            out = place_bed(audio, frames=frames, sample_rate=rate, offset_fraction=fraction)
             offset_s = fraction * max(0.0, file.length_s - request.length_s)
         source = dict(file.credit())
         source.update({"backend": "library", "score": hit.score, "placement": placement,
                        "source_offset_s": round(offset_s, 4)})
         return LibraryResult(audio=out, source=source)
 
-    def generate(self, requests: Sequence[GenerationRequest], *, progress: ProgressFn | None = None,
-                 cancel: CancelToken | None = None) -> list[GenerationResult]:
+    def generate(
+        self,
+        requests: Sequence[GenerationRequest],
+        *,
+        progress: ProgressFn | None = None,
+        cancel: CancelToken | None = None,
+    ) -> list[GenerationResult]:
         results: list[GenerationResult] = []
-        for position, (request, (hit, kind, _)) in enumerate(zip(requests, self.choose(requests))):
+        for position, (request, choice) in enumerate(zip(requests, self.choose(requests))):
             if cancel is not None:
                 cancel.raise_if_cancelled()
-            if hit is None:
-                results.append(LibraryResult(error=f"no library file matches {request.description!r}"))
+            if choice.hit is None:
+                error = f"no library file matches {request.description!r}"
+                results.append(LibraryResult(error=error))
             else:
-                results.append(self.render_hit(request, hit, kind))
+                results.append(self.render_hit(request, choice))
             if progress is not None:
                 progress("library", (position + 1) / len(requests))
         return results
@@ -170,21 +197,32 @@ class HybridGenerator(LibraryGenerator):
 
     name = "hybrid"
 
-    def __init__(self, *, index: str | Path | None = None, threshold: float | None = None,
-                 candidates: int | None = None, clap_model: str | None = None, fallback: str | None = None,
-                 model: str | None = None, steps: int | None = None, guidance: float | None = None,
-                 settings: LibrarySettings | None = None) -> None:
-        super().__init__(index=index, threshold=threshold, candidates=candidates, clap_model=clap_model,
-                         settings=settings)
+    def __init__(
+        self,
+        *,
+        index: str | Path | None = None,
+        threshold: float | None = None,
+        candidates: int | None = None,
+        clap_model: str | None = None,
+        fallback: str | None = None,
+        model: str | None = None,
+        steps: int | None = None,
+        guidance: float | None = None,
+        settings: LibrarySettings | None = None,
+    ) -> None:
+        super().__init__(index=index, threshold=threshold, candidates=candidates,
+                         clap_model=clap_model, settings=settings)
         self.fallback_name = fallback or self.settings.fallback
         if self.fallback_name in ("library", "hybrid"):
-            raise InvalidInputError(f"fallback={self.fallback_name!r}: must be a model or the procedural backend",
-                                    field="fallback", value=self.fallback_name)
-        options = {k: v for k, v in {"model": model, "steps": steps, "guidance": guidance}.items() if v is not None}
-        self._fallback_options = options
+            raise InvalidInputError(
+                f"fallback={self.fallback_name!r}: must be a model or the procedural backend",
+                field="fallback", value=self.fallback_name,
+            )
+        given = {"model": model, "steps": steps, "guidance": guidance}
+        self._fallback_options = {k: v for k, v in given.items() if v is not None}
         self._fallback: Generator | None = None
-        if options:  # a bad model option fails now, before planning, like other backends
-            self._fallback = create_generator(self.fallback_name, **options)
+        if self._fallback_options:  # a bad model option fails now, before planning
+            self._fallback = create_generator(self.fallback_name, **self._fallback_options)
 
     @property
     def fallback(self) -> Generator:
@@ -194,39 +232,54 @@ class HybridGenerator(LibraryGenerator):
 
     def identity(self) -> Mapping[str, Any]:
         identity = dict(super().identity())
-        identity.update({"backend": self.name, "threshold": self.threshold,
-                         "fallback": self.fallback_name, "fallback_options": self._fallback_options})
+        identity.update({
+            "backend": self.name, "threshold": self.threshold,
+            "fallback": self.fallback_name, "fallback_options": self._fallback_options,
+        })
         return identity
 
-    def generate(self, requests: Sequence[GenerationRequest], *, progress: ProgressFn | None = None,
-                 cancel: CancelToken | None = None) -> list[GenerationResult]:
+    def generate(
+        self,
+        requests: Sequence[GenerationRequest],
+        *,
+        progress: ProgressFn | None = None,
+        cancel: CancelToken | None = None,
+    ) -> list[GenerationResult]:
         results: list[GenerationResult | None] = [None] * len(requests)
         fallback: list[tuple[int, str]] = []
-        for position, (request, (hit, kind, _)) in enumerate(zip(requests, self.choose(requests))):
+        for position, (request, choice) in enumerate(zip(requests, self.choose(requests))):
             if cancel is not None:
                 cancel.raise_if_cancelled()
+            hit = choice.hit
             if hit is None or hit.score < self.threshold:
-                best = "no match" if hit is None else f"best match {hit.score:.2f} < {self.threshold:.2f}"
-                fallback.append((position, best))
+                reason = ("no match" if hit is None
+                          else f"best match {hit.score:.2f} < {self.threshold:.2f}")
+                fallback.append((position, reason))
                 continue
-            results[position] = self.render_hit(request, hit, kind)
+            results[position] = self.render_hit(request, choice)
         if fallback:
-            generated = self.fallback.generate([requests[p] for p, _ in fallback], progress=progress, cancel=cancel)
+            generated = self.fallback.generate(
+                [requests[p] for p, _ in fallback], progress=progress, cancel=cancel
+            )
             for (position, reason), result in zip(fallback, generated):
                 source = {"backend": self.fallback_name, "reason": reason}
-                results[position] = LibraryResult(audio=result.audio, error=result.error, source=source)
+                results[position] = LibraryResult(audio=result.audio, error=result.error,
+                                                  source=source)
         if progress is not None:
             progress("library", 1.0)
         return [r if r is not None else LibraryResult(error="not rendered") for r in results]
 
 
-def describe_sources(requests: Sequence[GenerationRequest], results: Sequence[GenerationResult]) -> list[str]:
+def describe_sources(
+    requests: Sequence[GenerationRequest], results: Sequence[GenerationResult]
+) -> list[str]:
     """One line per request saying where its audio came from (for notes and logs)."""
     lines = []
     for request, result in zip(requests, results):
         source = getattr(result, "source", None) or {}
+        what = repr(request.description)
         if source.get("backend") == "library":
-            lines.append(f"{request.description!r}: library {source.get('path')} (score {source.get('score')})")
+            lines.append(f"{what}: library {source.get('path')} (score {source.get('score')})")
         elif source:
-            lines.append(f"{request.description!r}: {source.get('backend')} ({source.get('reason')})")
+            lines.append(f"{what}: {source.get('backend')} ({source.get('reason')})")
     return lines

@@ -42,14 +42,17 @@ def load_source(path: Path, sample_rate: int, *, max_s: float = MAX_SOURCE_S) ->
 def place_one_shot(audio: np.ndarray, *, transient_s: float | None, frames: int,
                    sample_rate: int) -> np.ndarray:
     """The file from just before its transient, cut or padded to ``frames``."""
-    start = 0 if transient_s is None else max(0, int(round((transient_s - PRE_ROLL_S) * sample_rate)))
+    start = 0
+    if transient_s is not None:
+        start = max(0, int(round((transient_s - PRE_ROLL_S) * sample_rate)))
     clip = audio[:, start:start + frames]
     out = np.zeros((audio.shape[0], frames), dtype=np.float32)
     out[:, :clip.shape[1]] = clip
     if audio.shape[1] - start > frames:  # the event ends before the sound does
         fade = min(int(TRIM_FADE_S * sample_rate), frames // 4)
         if fade > 0:
-            out[:, frames - fade:] *= np.cos(0.5 * np.pi * (np.arange(fade) + 0.5) / fade).astype(np.float32)
+            ramp = np.cos(0.5 * np.pi * (np.arange(fade) + 0.5) / fade).astype(np.float32)
+            out[:, frames - fade:] *= ramp
     return out
 
 
@@ -58,7 +61,9 @@ def bed_crossfade_s(length_s: float) -> float:
     return float(min(BED_CROSSFADE_MAX_S, max(BED_CROSSFADE_MIN_S, length_s / 8.0)))
 
 
-def place_bed(audio: np.ndarray, *, frames: int, sample_rate: int, offset_fraction: float) -> np.ndarray:
+def place_bed(
+    audio: np.ndarray, *, frames: int, sample_rate: int, offset_fraction: float
+) -> np.ndarray:
     """Loop (crossfaded) or cut the file to ``frames``; ``offset_fraction`` in [0, 1) picks
     where a longer file starts."""
     have = audio.shape[1]

@@ -135,9 +135,8 @@ def read_metadata(path: Path) -> FileMeta:
     if fmt is None:
         raise UnreadableFile(f"unsupported audio format {info.format}")
     if info.channels < 1 or info.samplerate < 1000 or info.frames < 1:
-        raise UnreadableFile(
-            f"no usable audio ({info.channels} channel(s), {info.samplerate} Hz, {info.frames} frames)"
-        )
+        raise UnreadableFile(f"no usable audio ({info.channels} channel(s), "
+                             f"{info.samplerate} Hz, {info.frames} frames)")
     meta = FileMeta(fmt, int(info.channels), int(info.samplerate), int(info.frames))
     if meta.length_s < MIN_LENGTH_S:
         raise UnreadableFile(f"too short to use ({meta.frames} frames)")
@@ -191,7 +190,9 @@ def _read_tags(path: Path, meta: FileMeta) -> None:
                     meta.add(slot, text)
         return
     try:  # Vorbis comments (FLAC, OGG): a list of (key, value)
-        items: Iterable[tuple[str, str]] = list(tags.items()) if hasattr(tags, "items") else list(tags)
+        items: Iterable[tuple[str, str]] = (
+            list(tags.items()) if hasattr(tags, "items") else list(tags)
+        )
     except Exception:  # noqa: BLE001
         return
     for key, value in items:
@@ -216,7 +217,8 @@ def _read_riff_chunks(path: Path, meta: FileMeta) -> None:
         with open(path, "rb") as handle:
             riff = RiffFile(handle)
             for chunk in riff.root.subchunks():
-                if chunk.data_size > MAX_TEXT_CHUNK_BYTES or chunk.id not in ("bext", "iXML", "LIST"):
+                wanted = chunk.id in ("bext", "iXML", "LIST")
+                if not wanted or chunk.data_size > MAX_TEXT_CHUNK_BYTES:
                     continue
                 body = chunk.read()
                 if chunk.id == "bext":

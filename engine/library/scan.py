@@ -121,12 +121,14 @@ def scan_root(
             index_file(index, root, path, info)
         except UnreadableFile as error:
             reason = str(error)
-            index.record_skip(root, path, size=info.st_size, mtime_ns=info.st_mtime_ns, reason=reason)
+            index.record_skip(root, path, size=info.st_size, mtime_ns=info.st_mtime_ns,
+                              reason=reason)
             report.skipped.append((describe_path(path), reason))
         except (MemoryError, RecursionError, ValueError, OverflowError, OSError) as error:
             # Decoders can fail in ways nobody lists; one file never stops the scan.
             reason = f"failed while reading: {type(error).__name__}: {str(error)[:160]}"
-            index.record_skip(root, path, size=info.st_size, mtime_ns=info.st_mtime_ns, reason=reason)
+            index.record_skip(root, path, size=info.st_size, mtime_ns=info.st_mtime_ns,
+                              reason=reason)
             report.skipped.append((describe_path(path), reason))
         else:
             if old is None:
@@ -150,7 +152,9 @@ def resolve_folder(folder: str | os.PathLike[str]) -> Path:
     """An absolute, existing folder, or InvalidInputError naming it."""
     path = Path(folder).expanduser()
     if not path.is_dir():
-        raise InvalidInputError(f"{describe_path(path)}: not a folder", field="folder", value=str(path))
+        raise InvalidInputError(
+            f"{describe_path(path)}: not a folder", field="folder", value=str(path)
+        )
     return path.resolve()
 
 
@@ -176,9 +180,8 @@ def rescan(index: LibraryIndex, *, progress: ScanProgress | None = None) -> list
     for root in index.roots():
         if not root.path.is_dir():
             report = ScanReport(root=root.display, unchanged=root.files)
-            report.skipped.append(
-                (root.display, f"folder not found; its {root.files} file(s) kept until 'library remove'")
-            )
+            reason = f"folder not found; its {root.files} file(s) kept until 'library remove'"
+            report.skipped.append((root.display, reason))
             reports.append(report)
             continue
         reports.append(scan_root(index, root, progress=progress))

@@ -61,7 +61,8 @@ class SearchHit:
     semantic: float | None = None
 
     def explain(self) -> str:
-        parts = [f"text {self.text:.2f}", f"category {self.category:.2f}", f"shape {self.shape:.2f}"]
+        parts = [f"text {self.text:.2f}", f"category {self.category:.2f}",
+                 f"shape {self.shape:.2f}"]
         if self.semantic is not None:
             parts.append(f"clap {self.semantic:.2f}")
         return ", ".join(parts)
@@ -94,7 +95,9 @@ def understand(description: str, *, length_s: float | None = None,
                lexicon: "Lexicon | None" = None) -> Query:
     """What a description asks for, through the lexicon the planner uses."""
     if not description or not description.strip():
-        raise InvalidInputError("description='': nothing to search for", field="description", value=description)
+        raise InvalidInputError(
+            "description='': nothing to search for", field="description", value=description
+        )
     if lexicon is None:
         from engine.lexicon import load_lexicon
 
@@ -196,7 +199,8 @@ def search(
     if query.entry is not None and query.entry.ucs:
         split = split_cat_id(query.entry.ucs)
         category = split[0] if split else query.entry.ucs
-        candidates += [i for i in index.by_cat_id(query.entry.ucs, category, limit=CANDIDATES) if i not in bm25]
+        same_category = index.by_cat_id(query.entry.ucs, category, limit=CANDIDATES)
+        candidates += [i for i in same_category if i not in bm25]
     similarity: dict[int, float] = {}
     if semantic is not None:
         similarity = semantic.similar(description, limit=CANDIDATES)
@@ -212,7 +216,8 @@ def search(
         row = rows.get(file_id)
         if row is None:
             continue
-        coverage = len(query.word_stems.intersection(row.stems.split())) / max(1, len(query.word_stems))
+        found = query.word_stems.intersection(row.stems.split())
+        coverage = len(found) / max(1, len(query.word_stems))
         rank = bm25[file_id] / best_bm25 if file_id in bm25 and best_bm25 < 0 else 0.0
         text = 0.75 * coverage + 0.25 * rank
         category = _category_score(query, row)
@@ -225,7 +230,8 @@ def search(
     top = scored[:limit]
     files = index.files([item[1] for item in top])
     return [
-        SearchHit(files[file_id], score, text, category, shape, None if sem is None else round(sem, 4))
+        SearchHit(files[file_id], score, text, category, shape,
+                  None if sem is None else round(sem, 4))
         for score, file_id, text, category, shape, sem in top
         if file_id in files
     ]

@@ -11,6 +11,7 @@ extension is needed at this size.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -36,7 +37,8 @@ class ClapEmbedder:
             self.processor = ClapProcessor.from_pretrained(str(source))
         except (OSError, ValueError) as error:
             raise InvalidInputError(
-                f"clap_model={self.name!r}: cannot load a CLAP model from it ({str(error).splitlines()[0]})",
+                f"clap_model={self.name!r}: cannot load a CLAP model from it "
+                f"({str(error).splitlines()[0]})",
                 field="clap_model", value=self.name,
             ) from None
         self.device = device
@@ -44,13 +46,18 @@ class ClapEmbedder:
         self._torch = torch
 
     def _vectors(self, output: object) -> np.ndarray:
-        tensor = output if isinstance(output, self._torch.Tensor) else output.pooler_output  # type: ignore[attr-defined]
+        # transformers 5 returns the model output with the normalised projection as
+        # pooler_output; older releases returned the tensor itself.
+        tensor = output
+        if not isinstance(output, self._torch.Tensor):
+            tensor = output.pooler_output  # type: ignore[attr-defined]
         vectors = tensor.detach().float().cpu().numpy()
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
-        inputs = self.processor(text=list(texts), return_tensors="pt", padding=True, truncation=True)
+        inputs = self.processor(text=list(texts), return_tensors="pt", padding=True,
+                                truncation=True)
         with self._torch.inference_mode():
             output = self.model.get_text_features(
                 input_ids=inputs["input_ids"].to(self.device),
@@ -61,7 +68,8 @@ class ClapEmbedder:
     def embed_audio(self, clips: Sequence[np.ndarray]) -> np.ndarray:
         """``clips``: mono float32 arrays at ``self.sample_rate``."""
         features = self.processor.feature_extractor(
-            [np.asarray(c, dtype=np.float32) for c in clips], sampling_rate=self.sample_rate, return_tensors="pt"
+            [np.asarray(c, dtype=np.float32) for c in clips],
+            sampling_rate=self.sample_rate, return_tensors="pt",
         )
         with self._torch.inference_mode():
             output = self.model.get_audio_features(
@@ -91,7 +99,9 @@ class SemanticIndex:
             )
         return cls(index, ClapEmbedder(model))
 
-    def update(self, *, progress: Callable[[int, int], None] | None = None) -> tuple[int, list[tuple[str, str]]]:
+    def update(
+        self, *, progress: Callable[[int, int], None] | None = None
+    ) -> tuple[int, list[tuple[str, str]]]:
         """Embed every file without a vector of this model; returns (embedded, failures)."""
         from engine.library.fit import load_source
 
@@ -108,7 +118,7 @@ class SemanticIndex:
             batch, clips = [], []
             for file_id, raw, display in missing[start:start + BATCH]:
                 try:
-                    audio = load_source(Path(raw.decode("utf-8", "surrogateescape")), self.embedder.sample_rate,
+                    audio = load_source(Path(os.fsdecode(raw)), self.embedder.sample_rate,
                                         max_s=MAX_AUDIO_S)
                 except Exception as error:  # noqa: BLE001 - one file never stops the pass
                     failures.append((display, f"cannot embed: {error}"))
@@ -132,7 +142,8 @@ class SemanticIndex:
         generation = self.index.generation()
         if self._matrix is None or self._matrix[0] != generation:
             rows = self.index.db.execute(
-                "SELECT file_id, vector FROM vectors WHERE model = ? ORDER BY file_id", (self.embedder.name,)
+                "SELECT file_id, vector FROM vectors WHERE model = ? ORDER BY file_id",
+                (self.embedder.name,),
             ).fetchall()
             ids = np.array([r[0] for r in rows], dtype=np.int64)
             vectors = (np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])

@@ -18,7 +18,8 @@ class LibrarySettings(TableSettings):
     config_table_name: ClassVar[str] = "library"
 
     index: Path | None = None  # default: <data_dir>/library.sqlite
-    threshold: float = Field(default=0.5, ge=0.0, le=1.0)  # hybrid: below this, the fallback renders
+    # hybrid: an event whose best match scores below this goes to the fallback backend
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     fallback: str = "procedural"  # hybrid's backend where the library has nothing good enough
     candidates: int = Field(default=6, ge=1, le=100)  # near-best files repeated hits rotate through
     clap_model: str | None = None  # Hub id or local folder of a CLAP model; enables semantic search

@@ -145,7 +145,9 @@ class LibraryIndex:
         self.readonly = readonly
         if readonly:
             if not self.path.is_file():
-                raise NotFoundError(f"{self.path}: no sound library index; run 'audio-agent library add DIR'")
+                raise NotFoundError(
+                    f"{self.path}: no sound library index; run 'audio-agent library add DIR'"
+                )
             uri = f"file:{self.path.as_posix()}?mode=ro"
             self.db = sqlite3.connect(uri, uri=True, check_same_thread=False)
         else:
@@ -222,11 +224,15 @@ class LibraryIndex:
 
     def known(self, root: Root) -> dict[bytes, tuple[int, int, int]]:
         """path -> (file id, size, mtime_ns) of the indexed files under ``root``."""
-        rows = self.db.execute("SELECT path, id, size, mtime_ns FROM files WHERE root_id = ?", (root.id,))
+        rows = self.db.execute(
+            "SELECT path, id, size, mtime_ns FROM files WHERE root_id = ?", (root.id,)
+        )
         return {bytes(r[0]): (r[1], r[2], r[3]) for r in rows}
 
     def known_skips(self, root: Root) -> dict[bytes, tuple[int, int, str]]:
-        rows = self.db.execute("SELECT path, size, mtime_ns, reason FROM skipped WHERE root_id = ?", (root.id,))
+        rows = self.db.execute(
+            "SELECT path, size, mtime_ns, reason FROM skipped WHERE root_id = ?", (root.id,)
+        )
         return {bytes(r[0]): (r[1], r[2], r[3]) for r in rows}
 
     def upsert(
@@ -244,7 +250,7 @@ class LibraryIndex:
             "INSERT INTO files (root_id, path, display, size, mtime_ns, format, channels,"
             " sample_rate, frames, length_s, loudness_lufs, peak_dbfs, transient_s, loop_score,"
             " steadiness_db, cat_id, category, fx_name, creator, library, licence, description,"
-            " indexed_at, stems) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f" indexed_at, stems) VALUES ({', '.join('?' * 24)})",
             (
                 root.id, raw, describe_path(path), size, mtime_ns, meta.format, meta.channels,
                 meta.sample_rate, meta.frames, meta.length_s, analysis.loudness_lufs,
@@ -256,7 +262,8 @@ class LibraryIndex:
         )
         file_id = int(cursor.lastrowid or 0)
         self.db.execute(
-            "INSERT INTO files_fts (rowid, name, category, description, tags) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO files_fts (rowid, name, category, description, tags)"
+            " VALUES (?, ?, ?, ?, ?)",
             (file_id, search_text["name"], search_text["category"], search_text["description"],
              search_text["tags"]),
         )
@@ -292,7 +299,9 @@ class LibraryIndex:
         self.db.commit()
 
     def _bump(self) -> None:
-        self.db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+        self.db.execute(
+            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'"
+        )
 
     def generation(self) -> int:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
@@ -302,7 +311,8 @@ class LibraryIndex:
         return int(self.db.execute("SELECT COUNT(*) FROM files").fetchone()[0])
 
     def get(self, file_id: int) -> LibraryFile:
-        row = self.db.execute(f"SELECT {FILE_COLUMNS} FROM files WHERE id = ?", (file_id,)).fetchone()
+        query = f"SELECT {FILE_COLUMNS} FROM files WHERE id = ?"
+        row = self.db.execute(query, (file_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"library file id {file_id}: not in the index")
         return LibraryFile.from_row(row)
@@ -329,7 +339,8 @@ class LibraryIndex:
             yield LibraryFile.from_row(row)
 
     def skips(self) -> list[tuple[str, str]]:
-        return [(r[0], r[1]) for r in self.db.execute("SELECT display, reason FROM skipped ORDER BY display")]
+        rows = self.db.execute("SELECT display, reason FROM skipped ORDER BY display")
+        return [(r[0], r[1]) for r in rows]
 
     # --- search --------------------------------------------------------------------------
 
@@ -345,7 +356,8 @@ class LibraryIndex:
 
     def by_cat_id(self, cat_id: str, category: str, *, limit: int) -> list[int]:
         rows = self.db.execute(
-            "SELECT id FROM files WHERE cat_id = ? OR category = ? ORDER BY cat_id = ? DESC, id LIMIT ?",
+            "SELECT id FROM files WHERE cat_id = ? OR category = ?"
+            " ORDER BY cat_id = ? DESC, id LIMIT ?",
             (cat_id, category, cat_id, limit),
         )
         return [int(r[0]) for r in rows]

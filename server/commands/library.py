@@ -66,7 +66,8 @@ def run_list(args: argparse.Namespace) -> int:
     with _open(args) as index:
         roots = index.roots()
         if args.json:
-            print(json.dumps([{"folder": r.display, "files": r.files, "skipped": r.skipped} for r in roots], indent=2))
+            listed = [{"folder": r.display, "files": r.files, "skipped": r.skipped} for r in roots]
+            print(json.dumps(listed, indent=2))
         else:
             for root in roots:
                 print(f"{root.display}\t{root.files} files\t{root.skipped} skipped")
@@ -96,7 +97,9 @@ def run_search(args: argparse.Namespace) -> int:
     from engine.library.search import search
 
     if args.length is not None and not args.length > 0:
-        raise InvalidInputError(f"length_s={args.length!r}: must be > 0", field="length_s", value=args.length)
+        raise InvalidInputError(
+            f"length_s={args.length!r}: must be > 0", field="length_s", value=args.length
+        )
     with _open(args, readonly=True) as index:
         semantic = None
         if args.clap:
@@ -106,9 +109,10 @@ def run_search(args: argparse.Namespace) -> int:
         hits = search(index, args.text, length_s=args.length, limit=args.limit, semantic=semantic)
     if args.json:
         print(json.dumps([
-            {"score": h.score, "path": h.file.display, "cat_id": h.file.cat_id, "length_s": round(h.file.length_s, 3),
-             "channels": h.file.channels, "text": h.text, "category": h.category, "shape": h.shape,
-             "semantic": h.semantic} for h in hits
+            {"score": h.score, "path": h.file.display, "cat_id": h.file.cat_id,
+             "length_s": round(h.file.length_s, 3), "channels": h.file.channels,
+             "text": h.text, "category": h.category, "shape": h.shape, "semantic": h.semantic}
+            for h in hits
         ], indent=2))
         return 0
     if not hits:
@@ -149,7 +153,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.set_defaults(handler=run_add)
 
     listing = actions.add_parser("list", help="the indexed folders and file counts")
-    listing.add_argument("--skipped", action="store_true", help="also print every skipped file and why")
+    listing.add_argument("--skipped", action="store_true",
+                         help="also print every skipped file and why")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(handler=run_list)
 
@@ -160,7 +165,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     again = actions.add_parser("rescan", help="re-read new and changed files, drop deleted ones")
     again.set_defaults(handler=run_rescan)
 
-    embed = actions.add_parser("embed", help="compute CLAP vectors for files that have none (semantic search)")
+    embed = actions.add_parser(
+        "embed", help="compute CLAP vectors for files that have none (semantic search)"
+    )
     embed.add_argument("--model", default=None, metavar="ID_OR_DIR",
                        help="CLAP Hub id or local folder (default: [library] clap_model)")
     embed.set_defaults(handler=run_embed)
@@ -170,6 +177,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     find.add_argument("--limit", type=int, default=10)
     find.add_argument("--length", type=float, default=None, metavar="SECONDS",
                       help="the event's length (helps pick one-shots vs beds)")
-    find.add_argument("--clap", action="store_true", help="blend in CLAP similarity ([library] clap_model)")
+    find.add_argument("--clap", action="store_true",
+                      help="blend in CLAP similarity ([library] clap_model)")
     find.add_argument("--json", action="store_true")
     find.set_defaults(handler=run_search)
