@@ -166,6 +166,7 @@ def _write_named(
     description: str,
     loudness_lufs: float | None,
     true_peak_dbtp: float | None,
+    ucs_name: str | None = None,
 ) -> Path:
     params = {
         "v": RENDER_VERSION,
@@ -175,7 +176,11 @@ def _write_named(
         "description": description,
         "originator": ORIGINATOR,
     }
-    path = folder / f"{stem_id}_{_file_hash(audio, params)}.wav"
+    digest = _file_hash(audio, params)
+    # A UCS name (CatID_FXName_CreatorID) takes "<id>-<hash>" as its SourceID, so the name
+    # keeps four underscore-separated parts and the content-hash rule.
+    name = f"{ucs_name}_{stem_id}-{digest}" if ucs_name else f"{stem_id}_{digest}"
+    path = folder / f"{name}.wav"
     # Same name = same samples and header fields (only the bext write date could differ):
     # leaving the existing file alone keeps it stable under a DAW that has it open.
     if not path.is_file():
@@ -357,6 +362,7 @@ def _render_one(job: _Job, out: _Output, *, cache_hit: bool) -> _Rendered:
         time_reference_samples=out.position(event.start_s),
         description=_bext_description(event.description, job.source),
         loudness_lufs=measured, true_peak_dbtp=peak,
+        ucs_name=str((job.source or {}).get("ucs_name") or "") or None,
     )
     entry = ManifestEvent(
         id=event.id,

@@ -15,6 +15,7 @@ files, a render is reproducible, and a re-roll (a new seed) moves to another can
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,8 @@ from engine.progress import CancelToken, ProgressFn
 FIT_VERSION = 1  # bump when placement changes samples: part of the cache identity
 SCORE_MARGIN = 0.1  # candidates within this of the best take turns for repeated requests
 _LOADED_MAX = 16  # decoded sources kept between events of one render
+UCS_CREATOR_ID = "AudioAgent"
+UCS_FX_NAME_CHARS = 48
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class Choice(NamedTuple):
 
     hit: SearchHit | None
     kind: str | None
+    cat_id: str | None = None  # the lexicon's UCS CatID for the description, if any
 
 
 def _placement_kind(hit: SearchHit, kind: str | None) -> str:
@@ -121,16 +125,18 @@ class LibraryGenerator:
             length_s = requests[positions[0]].length_s
             hits = search(self.index, description, length_s=length_s,
                           limit=max(self.candidates, 10), semantic=self.semantic)
-            kind = understand(description, length_s=length_s).kind
+            entry = understand(description, length_s=length_s).entry
+            kind = entry.kind if entry is not None else None
+            cat_id = entry.ucs if entry is not None else None
             if not hits:
                 for position in positions:
-                    chosen[position] = Choice(None, kind)
+                    chosen[position] = Choice(None, kind, cat_id)
                 continue
             pool = [h for h in hits if h.score >= hits[0].score - SCORE_MARGIN][: self.candidates]
             ordered = sorted(positions, key=lambda p: (requests[p].seed, p))
             start = int(_unit(requests[ordered[0]].seed, description) * len(pool))
             for turn, position in enumerate(ordered):
-                chosen[position] = Choice(pool[(start + turn) % len(pool)], kind)
+                chosen[position] = Choice(pool[(start + turn) % len(pool)], kind, cat_id)
         return chosen
 
     # --- rendering --------------------------------------------------------------------------
@@ -169,7 +175,14 @@ class LibraryGenerator:
         source = dict(file.credit())
         source.update({"backend": "library", "score": hit.score, "placement": placement,
                        "source_offset_s": round(offset_s, 4)})
+        self._name(source, request, file.cat_id or choice.cat_id)
         return LibraryResult(audio=out, source=source)
+
+    def _name(self, source: dict[str, Any], request: GenerationRequest, cat_id: str | None) -> None:
+        """Ask the scene for a UCS stem name (engine.scene) when the event has a category."""
+        # A CatID read from a tag is only used when it is letters and digits, as UCS defines.
+        if self.settings.stem_names == "ucs" and cat_id and re.fullmatch(r"[A-Za-z0-9]+", cat_id):
+            source["ucs_name"] = ucs_stem_prefix(cat_id, request.description)
 
     def generate(
         self,
@@ -247,7 +260,8 @@ class HybridGenerator(LibraryGenerator):
     ) -> list[GenerationResult]:
         results: list[GenerationResult | None] = [None] * len(requests)
         fallback: list[tuple[int, str]] = []
-        for position, (request, choice) in enumerate(zip(requests, self.choose(requests))):
+        choices = self.choose(requests)
+        for position, (request, choice) in enumerate(zip(requests, choices)):
             if cancel is not None:
                 cancel.raise_if_cancelled()
             hit = choice.hit
@@ -263,11 +277,20 @@ class HybridGenerator(LibraryGenerator):
             )
             for (position, reason), result in zip(fallback, generated):
                 source = {"backend": self.fallback_name, "reason": reason}
+                self._name(source, requests[position], choices[position].cat_id)
                 results[position] = LibraryResult(audio=result.audio, error=result.error,
                                                   source=source)
         if progress is not None:
             progress("library", 1.0)
         return [r if r is not None else LibraryResult(error="not rendered") for r in results]
+
+
+def ucs_stem_prefix(cat_id: str, description: str) -> str:
+    """``CatID_FXName_AudioAgent`` for a stem: the description as FX name, kept to characters
+    every file system and DAW accepts, without the underscores that separate UCS parts."""
+    words = re.sub(r"[^A-Za-z0-9,.'&()\- ]+", " ", description).split()
+    fx_name = " ".join(words)[:UCS_FX_NAME_CHARS].strip(" .") or "Sound"
+    return f"{cat_id}_{fx_name[:1].upper()}{fx_name[1:]}_{UCS_CREATOR_ID}"
 
 
 def describe_sources(

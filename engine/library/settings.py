@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import SettingsConfigDict
@@ -23,6 +23,9 @@ class LibrarySettings(TableSettings):
     fallback: str = "procedural"  # hybrid's backend where the library has nothing good enough
     candidates: int = Field(default=6, ge=1, le=100)  # near-best files repeated hits rotate through
     clap_model: str | None = None  # Hub id or local folder of a CLAP model; enables semantic search
+    # "ucs": stems of events with a UCS category are named CatID_Description_AudioAgent_<id>-<hash>;
+    # "plain": <id>_<hash> like every other backend.
+    stem_names: Literal["ucs", "plain"] = "ucs"
 
 
 def load_library_settings(**overrides: object) -> LibrarySettings:

@@ -182,3 +182,21 @@ def test_stems_credit_their_source_in_manifest_and_bext(built: LibraryIndex, tmp
     description = read_bext(second.event("e1").stem_path)["description"]
     assert "AMBForst_Birds Morning_ABC_Field.wav" in description and "CC-BY 4.0" in description
     assert read_bext(second.event("e2").stem_path)["description"] == "a cow moos"
+
+
+def test_library_stems_get_ucs_names_unless_plain_is_set(built: LibraryIndex, tmp_path: Path,
+                                                         monkeypatch) -> None:
+    plan = Plan(duration_s=3.0, events=(
+        Event(id="e1", description="a heavy door slams", start_s=0.0, end_s=1.0),
+        Event(id="e2", description="a cow moos", start_s=1.0, end_s=3.0),
+    ))
+    generator = create_generator("hybrid", index=str(built.path), fallback="test-tone")
+    manifest = render_scene(plan, generator=generator, out_dir=tmp_path / "ucs")
+    name = Path(manifest.event("e1").stem_path).name
+    assert name.startswith("DOORWood_A heavy door slams_AudioAgent_e1-") and name.endswith(".wav")
+    assert len(name.split("_")) == 4  # CatID, FX name, creator, "<id>-<hash>"
+    assert Path(manifest.event("e2").stem_path).name.startswith("e2_")  # no category: today's name
+    monkeypatch.setenv("AUDIO_AGENT_LIBRARY_STEM_NAMES", "plain")
+    plain = create_generator("hybrid", index=str(built.path), fallback="test-tone")
+    manifest = render_scene(plan, generator=plain, out_dir=tmp_path / "plain")
+    assert Path(manifest.event("e1").stem_path).name.startswith("e1_")
