@@ -80,6 +80,7 @@ def _pydantic_literal_500(body: dict[str, Any]) -> Refusal | None:
     # _grammar_for_response_format). FastAPI's validation error is raised inside the custom
     # route of llama_cpp/server/errors.py (RouteErrorHandler), whose catch-all answers 500
     # "internal_server_error" with str(exc): pydantic's multi-line dump plus the endpoint.
+    # The text below is what llama-cpp-python 0.3.36 sent to benchmarks/llm_servers.py.
     kind = _format_type(body)
     if kind in (None, "text", "json_object"):
         return None
