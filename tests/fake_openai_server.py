@@ -89,7 +89,7 @@ def _pydantic_literal_500(body: dict[str, Any]) -> Refusal | None:
         f"  {{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
         f"'msg': \"Input should be 'text' or 'json_object'\", 'input': '{kind}', "
         "'ctx': {'expected': \"'text' or 'json_object'\"}}\n\n"
-        '  File "/usr/lib/python3/site-packages/llama_cpp/server/app.py", line 468, in '
+        '  File "/usr/lib/python3/site-packages/llama_cpp/server/app.py", line 376, in '
         "create_chat_completion\n    POST /v1/chat/completions"
     )
     return Refusal(500, {"error": {"message": message, "type": "internal_server_error",
