@@ -26,6 +26,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 COMMAND_MODULES = [
     "server.commands.render",
     "server.commands.plan",
+    "server.commands.llm",
     "server.commands.serve",
     "server.commands.client",
     "server.commands.video_cue",
