@@ -272,6 +272,9 @@ class Normalised(NamedTuple):
     gain_db: float  # the static gain applied (make-up rounds not included)
     measured_lufs: float | None  # loudness of the input, None for silence
     true_peak_dbtp: float | None  # of ``audio`` when a pass already measured it, else None
+    # Loudness of ``audio`` when known without measuring it again (a static gain moves loudness
+    # by exactly that gain, up to float32 rounding of ~1e-6 LU), else None.
+    loudness_lufs: float | None = None
 
 
 def normalise_stem(
@@ -292,20 +295,24 @@ def normalise_stem(
         return Normalised(array.copy(), 0.0, None, None)
     gain_db = target_lufs - measured
     out = (array * db_to_gain(gain_db)).astype(np.float32)
+    out_lufs: float | None = measured + gain_db
     if ceiling_dbtp is None:
-        return Normalised(out, gain_db, measured, None)
+        return Normalised(out, gain_db, measured, None, out_lufs)
     peak_db: float | None = None
     for _ in range(MAKEUP_ROUNDS):
         out, peak_db, changed = _limit(out, sample_rate, ceiling_dbtp)
         if not changed:
             break
-        now = measure_lufs(out, sample_rate)
+        out_lufs = now = measure_lufs(out, sample_rate)
         if now is None or abs(target_lufs - now) <= LOUDNESS_TOLERANCE_LU:
             break
         out = (out * db_to_gain(target_lufs - now)).astype(np.float32)
+        out_lufs = target_lufs
     else:
-        out, peak_db, _ = _limit(out, sample_rate, ceiling_dbtp)
-    return Normalised(out, gain_db, measured, peak_db)
+        out, peak_db, changed = _limit(out, sample_rate, ceiling_dbtp)
+        if changed:
+            out_lufs = None
+    return Normalised(out, gain_db, measured, peak_db, out_lufs)
 
 
 def normalise_to_lufs(

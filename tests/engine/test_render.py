@@ -320,3 +320,15 @@ def test_mix_bus_spreads_and_folds_channels_as_the_previous_code():
     new, _ = render.mix([render.PlacedStem(a, s, g) for a, s, g in parts],
                         duration_s=1.5, sample_rate=SR)
     np.testing.assert_array_equal(new, old)
+
+
+@pytest.mark.parametrize("target", [-30.0, -14.0, -8.0])  # none, some and heavy limiting
+@pytest.mark.parametrize("make", [lambda: noise(3.0, channels=2, scale=0.05, seed=61),
+                                  lambda: burst(seed=62)])
+def test_measurements_the_normaliser_hands_back_are_the_outputs(target, make):
+    done = render.normalise_stem(make(), sample_rate=SR, target_lufs=target)
+    if done.loudness_lufs is not None:
+        assert done.loudness_lufs == pytest.approx(lufs(done.audio), abs=1e-5)
+    if done.true_peak_dbtp is not None:
+        assert done.true_peak_dbtp == pytest.approx(
+            20 * math.log10(float(truepeak.reference_envelope(done.audio).max())), abs=1e-4)
