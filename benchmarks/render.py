@@ -162,9 +162,14 @@ def child_scene(events: int, duration_s: float, backend: str) -> dict:
 # -- parent side -----------------------------------------------------------------------------
 
 
+BLAS_THREADS = "1"  # what the CLI and server pin (server/cli.py); see --blas-threads
+
+
 def _child_env(tree: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(tree)  # ahead of the editable install's finder
+    if BLAS_THREADS != "unset":
+        env["OPENBLAS_NUM_THREADS"] = BLAS_THREADS  # the same for both sides
     return env
 
 
@@ -237,8 +242,12 @@ def main() -> None:
     parser.add_argument("--skip-long", action="store_true", help="no 600 s scene")
     parser.add_argument("--skip-previous-long", action="store_true",
                         help="600 s scene on this code only (the previous one takes minutes)")
+    parser.add_argument("--blas-threads", default=BLAS_THREADS,
+                        help="OPENBLAS_NUM_THREADS for both sides' children (default 1, as the "
+                        "CLI and server set it; 'unset' leaves the environment alone)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    globals()["BLAS_THREADS"] = args.blas_threads
     if args.child:
         kind, *rest = args.child
         if kind == "scene":
@@ -249,7 +258,9 @@ def main() -> None:
         "benchmark": "render",
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "load_1min": round(os.getloadavg()[0], 2),
-                    "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS")},
+                    "openblas_num_threads_in_children": args.blas_threads},
+        "targets": {"scene_60s_cpu_outside_generator_s": 1.2, "scene_600s_wall_s": 10.0,
+                    "scene_600s_peak_rss_mb": 500.0, "startup_wall_s": 0.3},
         "previous": str(old_tree),
     }
     old60 = best_scene(old_tree, args.repeats, 16, 60.0, "synthetic")
