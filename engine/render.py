@@ -299,20 +299,43 @@ def normalise_stem(
     if ceiling_dbtp is None:
         return Normalised(out, gain_db, measured, None, out_lufs)
     peak_db: float | None = None
+    applied_db = before = None  # the last make-up gain, and the loudness it was applied to
     for _ in range(MAKEUP_ROUNDS):
         out, peak_db, changed = _limit(out, sample_rate, ceiling_dbtp)
         if not changed:
+            if out_lufs is not None and out_lufs - target_lufs > LOUDNESS_TOLERANCE_LU:
+                # A make-up aimed past the target and the limiter let it all through: come
+                # down by a static gain (it cannot cross the ceiling).
+                trim_db = target_lufs - out_lufs
+                out = (out * db_to_gain(trim_db)).astype(np.float32)
+                out_lufs = target_lufs
+                peak_db = None if peak_db is None else peak_db + trim_db
             break
         out_lufs = now = measure_lufs(out, sample_rate)
         if now is None or abs(target_lufs - now) <= LOUDNESS_TOLERANCE_LU:
             break
-        out = (out * db_to_gain(target_lufs - now)).astype(np.float32)
-        out_lufs = target_lufs
+        makeup_db = _makeup_db(target_lufs - now, applied_db, None if before is None else now - before)
+        out = (out * db_to_gain(makeup_db)).astype(np.float32)
+        out_lufs, applied_db, before = now + makeup_db, makeup_db, now
     else:
         out, peak_db, changed = _limit(out, sample_rate, ceiling_dbtp)
         if changed:
             out_lufs = None
     return Normalised(out, gain_db, measured, peak_db, out_lufs)
+
+
+def _makeup_db(deficit_db: float, applied_db: float | None, achieved_db: float | None) -> float:
+    """Make-up gain for the next round. The limiter takes back part of any make-up (on
+    transient material about half, the same share again each round), so after one round the
+    share that survived is known and the next make-up aims past the deficit by that much:
+    rounds drop from ~6 to ~3 on such material. Clamped to 4x the deficit; an overshoot only
+    costs a round in which the gain comes down again without limiting."""
+    if applied_db is None or achieved_db is None or applied_db == 0.0:
+        return deficit_db
+    survived = achieved_db / applied_db
+    if not 0.05 <= survived < 1.0:
+        return deficit_db
+    return deficit_db / max(survived, 0.25)
 
 
 def normalise_to_lufs(
