@@ -99,7 +99,7 @@ def test_empty_plan_and_duplicate_ids() -> None:
 def test_overlap_limit_counts_concurrent_events() -> None:
     four = [_event(id=f"e{i}", description=f"sound {i}", start_s=i, end_s=9.0) for i in range(4)]
     with pytest.raises(PlanValidationError) as info:
-        validate_plan(_plan(*four))
+        validate_plan(_plan(*four), limits=PlanLimits(max_overlap=3))
     assert info.value.field == "events"
     assert "4 at 3.000 s" in str(info.value)
     assert "at most 3" in str(info.value)
@@ -186,3 +186,10 @@ def test_a_new_fade_shape_needs_a_new_stem() -> None:
     old = validate_plan(_plan(_event()))
     new = validate_plan(_plan(_event(fade_out_s=2.0)))
     assert diff_plans(old, new).kind_of("e1") == ChangeKind.CHANGED
+
+
+def test_the_default_overlap_limit_fits_layered_scenes() -> None:
+    six = [_event(id=f"e{i}", description=f"layer {i}", start_s=0.0, end_s=9.0) for i in range(6)]
+    assert validate_plan(_plan(*six))
+    with pytest.raises(PlanValidationError, match="at most 6"):
+        validate_plan(_plan(*six, _event(id="e9", description="one more", start_s=1.0, end_s=2.0)))
