@@ -436,3 +436,13 @@ def mix(
     for stem, array in zip(stems, arrays):
         bus.add(array, start_s=stem.start_s, gain_db=stem.gain_db)
     return bus.finish(ceiling_dbtp=ceiling_dbtp)
+
+
+def warm_up(sample_rate: int = 48000) -> None:
+    """Import and prime everything a first render needs (scipy's filters, the K-weighting and
+    interpolation tables) on a tiny signal. A server calls it in the background at start, so
+    its first job does not spend ~0.6 s importing while holding the interpreter lock."""
+    rng = np.random.default_rng(0)
+    clip = (rng.standard_normal((2, sample_rate // 2)) * 0.5).astype(np.float32)
+    normalise_stem(clip, sample_rate=sample_rate, target_lufs=-14.0, ceiling_dbtp=-1.0)
+    mix([PlacedStem(clip, start_s=0.0)], duration_s=0.5, sample_rate=sample_rate)

@@ -155,6 +155,23 @@ def _tee(first: Sink, second: Sink) -> Sink:
     return sink
 
 
+_warmed = threading.Event()
+
+
+def _warm_render_path() -> None:
+    """Import and prime the render path once per process, off the event loop (see
+    engine.render.warm_up): otherwise the first job pays it while holding the interpreter lock."""
+    if _warmed.is_set():
+        return
+    _warmed.set()
+    try:
+        from engine.render import warm_up
+
+        warm_up()
+    except Exception:  # a failed warm-up only costs the first job the time it would have saved
+        log.exception("render path warm-up failed")
+
+
 class AudioAgentServer:
     """The whole server. ``start()`` binds and returns; ``stop()`` closes sockets and jobs."""
 
@@ -188,6 +205,7 @@ class AudioAgentServer:
             self.stop()
             raise
         self.dispatcher.jobs.start()
+        threading.Thread(target=_warm_render_path, name="aa-warm", daemon=True).start()
         log.info("serving WebSocket on %s:%d and OSC on %s:%d", self.config.host, self.ws_port,
                  self.config.host, self.osc_port)
         return self

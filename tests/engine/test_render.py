@@ -355,3 +355,14 @@ def test_transient_material_reaches_its_target_in_few_rounds(monkeypatch):
     out, _, _ = render.normalise_to_lufs(clip, sample_rate=SR, target_lufs=-12.0)
     assert abs(lufs(out) - (-12.0)) <= 0.5
     assert true_peak_ref(out) <= -1.0
+
+
+def test_warm_up_primes_the_filters_and_tables():
+    from engine import loudness
+
+    render.warm_up(sample_rate=44100)
+    assert loudness.k_weighting_sos.cache_info().currsize >= 1
+    assert truepeak.polyphase_matrix.cache_info().currsize == 1
+    hits = loudness.k_weighting_sos.cache_info().hits
+    render.measure_lufs(noise(1.0, scale=0.1), 44100)
+    assert loudness.k_weighting_sos.cache_info().hits > hits  # the first real job reuses it
