@@ -63,6 +63,8 @@ def _walk(top: Path, skipped: list[tuple[Path, str]]) -> Iterator[tuple[Path, os
             continue
         subfolders = []
         for entry in entries:
+            if entry.name.startswith("._"):  # macOS AppleDouble metadata beside each file
+                continue
             path = Path(entry.path)
             try:
                 entry_stat = os.stat(entry.path)  # follows links; a loop raises ELOOP

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, NamedTuple, Sequence
@@ -148,7 +149,8 @@ class LibraryIndex:
                 raise NotFoundError(
                     f"{self.path}: no sound library index; run 'audio-agent library add DIR'"
                 )
-            uri = f"file:{self.path.as_posix()}?mode=ro"
+            # Quoted: a folder name with "?" or "#" would otherwise end the file name in the URI.
+            uri = f"file:{urllib.parse.quote(self.path.absolute().as_posix())}?mode=ro"
             self.db = sqlite3.connect(uri, uri=True, check_same_thread=False)
         else:
             try:

@@ -194,3 +194,14 @@ def test_read_metadata_reasons(tmp_path: Path) -> None:
     (tmp_path / "e.wav").write_bytes(b"")
     with pytest.raises(UnreadableFile, match="empty"):
         read_metadata(tmp_path / "e.wav")
+
+
+def test_odd_folder_names_and_appledouble_files(tmp_path: Path) -> None:
+    root = tmp_path / "what? #1 %20"
+    b.write(root / "DOORWood_Knock_ABC_X.wav", b.hit(onset_s=0.1))
+    (root / "._DOORWood_Knock_ABC_X.wav").write_bytes(b"\x00\x05\x16\x07" + b"\x00" * 80)
+    with LibraryIndex(root / "index" / "library.sqlite") as index:
+        report = add_folder(index, root)
+        assert (report.added, report.skipped) == (1, [])  # the AppleDouble file is not a sound
+    with LibraryIndex(root / "index" / "library.sqlite", readonly=True) as readonly:
+        assert readonly.count() == 1
