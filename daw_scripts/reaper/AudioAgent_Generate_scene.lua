@@ -13,6 +13,8 @@
 --   Regenerate with new words for the selected item. Scenes coloured, grouped, with a region;
 --   optional copy of the stems into the project's media folder.
 --   Re-roll the selected items into new takes; the take left active is sent back to the server.
+--   A panel (with ReaImGui): prompt history, progress and Cancel, per-event re-roll, mute,
+--   loudness and new words, the server's sessions.
 -- @provides
 --   [main] AudioAgent_Edit_scene.lua
 --   [main] AudioAgent_Undo_scene_edit.lua
@@ -23,6 +25,7 @@
 --   [main] AudioAgent_Regenerate_selected_with_new_words.lua
 --   [main] AudioAgent_Cancel_running_job.lua
 --   [main] AudioAgent_Reroll_selected_events.lua
+--   [main] AudioAgent_Panel.lua
 --   AudioAgent_lib.lua
 -- @about
 --   Drives a local Audio-Agent server (`audio-agent serve`) from REAPER: a text prompt becomes a

@@ -1052,7 +1052,7 @@ function Run:set_running(on)
   local section, command_id = self.section, self.command_id
   if on then
     reaper.SetExtState(AA.SECTION, "running", json.encode({ session = self.session, job = self.job,
-      title = self.title, paths = self.paths.cancel }), false)
+      title = self.title, paths = self.paths.cancel, progress = self.last_progress }), false)
   elseif self.owns_running then
     reaper.DeleteExtState(AA.SECTION, "running", false)
   end
@@ -1169,6 +1169,10 @@ function Run:handle(message)
     local manifest = message.manifest
     if type(manifest) == "string" then manifest = json.decode(manifest) end
     self:on_scene(tonumber(message.version) or self.plan_version, manifest or {})
+  elseif kind == "sessions" then
+    self.finished = true
+    self:set_running(false)
+    if self.on_sessions then self.on_sessions(message.sessions or {}) end
   elseif kind == "session" then
     local info = message.info or {}
     local seeds = {}
@@ -1192,6 +1196,7 @@ function Run:show_progress(message)
   if last and last.stage == stage and fraction - last.fraction < 0.1 and fraction < 1 then return end
   self.last_progress = { stage = stage, fraction = fraction }
   self:console(("%s: %s %d%%"):format(self.title, stage, math.floor(fraction * 100 + 0.5)))
+  if self.owns_running then self:set_running(true) end -- the panel shows it
 end
 
 -- Every path the server hands us must be a file inside its stem root.
@@ -1475,6 +1480,238 @@ function AA.request_run(opts)
   local run = AA.new_run({ kind = "changes", title = "Send my changes", session = session, client_args = args })
   run.on_success = start_request
   run:start()
+end
+
+------------------------------------------------------------------------------------------------
+-- The panel's logic (AudioAgent_Panel.lua draws it with ReaImGui; the actions use the same calls)
+------------------------------------------------------------------------------------------------
+AA.HISTORY_MAX = 20
+
+function AA.history()
+  local ok, list = pcall(json.decode, reaper.GetExtState(AA.SECTION, "history"))
+  if not ok or type(list) ~= "table" or list == json.null then return {} end
+  return list
+end
+
+-- Remember a prompt (newest first, no repeats), across REAPER restarts.
+function AA.history_add(prompt)
+  local list = { prompt }
+  for _, old in ipairs(AA.history()) do
+    if old ~= prompt and #list < AA.HISTORY_MAX then list[#list + 1] = old end
+  end
+  reaper.SetExtState(AA.SECTION, "history", json.encode(list), true)
+  return list
+end
+
+-- The default scene: at the time selection (its length), else at the cursor for 10 s.
+function AA.default_scene_range()
+  local sel_start, sel_end = reaper.GetSet_LoopTimeRange(false, false, 0, 0, false)
+  if sel_end > sel_start then return sel_start, sel_end - sel_start end
+  return reaper.GetCursorPosition(), 10
+end
+
+-- One row per event of the scene as the project shows it.
+function AA.scene_rows(session)
+  local meta = AA.session_meta(session) or {}
+  local anchor_s = tonumber(meta.anchor_s) or 0
+  local items = AA.session_items(session)
+  local rows = {}
+  for _, event_id in ipairs(meta.events or {}) do
+    local item = items[event_id] and items[event_id][1]
+    if item then
+      local take = reaper.GetActiveTake(item)
+      local record = AA.placed(item) or {}
+      local vol = reaper.GetMediaItemInfo_Value(item, "D_VOL")
+      rows[#rows + 1] = {
+        id = event_id, description = record.description or event_id,
+        start_s = reaper.GetMediaItemInfo_Value(item, "D_POSITION") - anchor_s,
+        gain_db = vol > 0 and 20 * math.log(vol, 10) or -math.huge,
+        muted = reaper.GetMediaItemInfo_Value(item, "B_MUTE") ~= 0,
+        takes = take and reaper.CountTakes(item) or 0,
+      }
+    end
+  end
+  return rows
+end
+
+-- Mute is the designer's own (the server renders the event either way): one undo point.
+function AA.set_event_muted(session, event_id, muted)
+  local items = AA.session_items(session)[event_id] or {}
+  if #items == 0 then return false end
+  reaper.Undo_BeginBlock2(AA.proj)
+  for _, item in ipairs(items) do reaper.SetMediaItemInfo_Value(item, "B_MUTE", muted and 1 or 0) end
+  reaper.Undo_EndBlock2(AA.proj, "AudioAgent: " .. (muted and "mute " or "unmute ") .. event_id, -1)
+  reaper.UpdateArrange()
+  return true
+end
+
+-- Per-event requests the panel offers (the same runs the actions start).
+function AA.reroll_events(session, event_ids)
+  local changes, ids = {}, {}
+  for _, event_id in ipairs(event_ids) do
+    ids[event_id] = true
+    changes[#changes + 1] = { op = "set_seed", event_id = event_id, seed = math.random(0, 2147483646) }
+  end
+  AA.request_run({ kind = "reroll", title = "Re-roll into a new take", session = session, changes = changes,
+    new_takes = ids })
+end
+
+function AA.new_words(session, event_id, words)
+  AA.request_run({ kind = "edit", title = "Regenerate with new words", session = session,
+    changes = { { op = "replace_text", event_id = event_id, description = words } } })
+end
+
+-- Loudness by a number of dB: the event's loudness target moves (the record knows it).
+function AA.change_loudness(session, event_id, delta_db)
+  local item = (AA.session_items(session)[event_id] or {})[1]
+  local record = item and AA.placed(item)
+  if not record or not tonumber(record.target_lufs) then return false end
+  AA.request_run({ kind = "edit", title = "Change loudness", session = session,
+    changes = { { op = "set_loudness", event_id = event_id, target_lufs = record.target_lufs + delta_db } } })
+  return true
+end
+
+function AA.generate(prompt, duration_s, anchor_s, options)
+  options = options or {}
+  AA.history_add(prompt)
+  local session = AA.new_session_name("scene")
+  local args = { "generate", prompt, "--duration", AA.format_number(duration_s), "--session", session,
+    "--anchor", AA.format_number(math.max(0, anchor_s + AA.time_offset_s())) }
+  for _, name in ipairs({ "planner", "backend" }) do
+    if options[name] and options[name] ~= "" then
+      args[#args + 1] = "--" .. name
+      args[#args + 1] = options[name]
+    end
+  end
+  AA.new_run({ kind = "generate", title = "Generate scene", session = session, anchor_s = anchor_s, prompt = prompt,
+    client_args = args }):start()
+  return session
+end
+
+-- The running job (title, job id, progress) or nil; and cancelling it.
+function AA.running_job()
+  local ok, running = pcall(json.decode, reaper.GetExtState(AA.SECTION, "running"))
+  if not ok or type(running) ~= "table" or running == json.null then return nil end
+  return running
+end
+
+function AA.cancel_running()
+  local running = AA.running_job()
+  if not running then return nil, "no Audio-Agent job is running" end
+  if not running.job then return nil, "the running Audio-Agent action has no server job yet; try again in a moment" end
+  local ok, err = AA.start_client({ "cancel", "--job", running.job }, running.paths)
+  if not ok then return nil, err end
+  return running.job
+end
+
+-- The server's sessions, for the browser: calls on_list(sessions) when the answer is in.
+function AA.list_sessions(on_list)
+  local run = AA.new_run({ kind = "sessions", title = "List sessions", session = "sessions",
+    client_args = { "list-sessions" } })
+  run.on_sessions = on_list
+  run:start()
+  return run
+end
+
+-- One frame of the panel. `ui` draws widgets and reports input (AudioAgent_Panel.lua wraps
+-- ReaImGui in it; tests pass a stub): text, input, number, button, checkbox, progress,
+-- same_line, separator, push_id, pop_id, selectable. `state` persists between frames.
+function AA.panel_frame(state, ui)
+  state.history = state.history or AA.history()
+  if not state.duration_s then
+    state.anchor_s, state.duration_s = AA.default_scene_range()
+  end
+  state.prompt = ui.input("Scene", state.prompt or "")
+  for i, old in ipairs(state.history) do
+    if i > 5 then break end
+    if ui.selectable(old) then state.prompt = old end
+  end
+  state.duration_s = ui.number("Duration (s)", state.duration_s)
+  state.planner = ui.input("Planner", state.planner or "")
+  state.backend = ui.input("Backend", state.backend or "")
+  local running = AA.running_job()
+  if running then
+    local progress = running.progress or {}
+    ui.progress(tonumber(progress.fraction) or 0, ("%s: %s"):format(running.title or "job", progress.stage or "starting"))
+    ui.same_line()
+    if ui.button("Cancel") then
+      local _, err = AA.cancel_running()
+      state.message = err
+    end
+  elseif ui.button("Generate") then
+    if AA.trim(state.prompt) == "" then
+      state.message = "prompt is empty: describe the scene to generate"
+    elseif not tonumber(state.duration_s) or tonumber(state.duration_s) <= 0 then
+      state.message = "duration must be a positive number of seconds"
+    else
+      state.session = AA.generate(AA.trim(state.prompt), tonumber(state.duration_s), state.anchor_s,
+        { planner = state.planner, backend = state.backend })
+      state.history = AA.history()
+      state.message = nil
+    end
+  end
+  if state.message then ui.text(state.message) end
+  ui.separator()
+  local session = state.session or AA.current_session()
+  if session then
+    ui.text("Scene " .. session)
+    if not running then
+      if ui.button("Edit") and AA.trim(state.instruction or "") ~= "" then
+        AA.request_run({ kind = "edit", title = "Edit scene", session = session, args = { "edit", AA.trim(state.instruction) } })
+      end
+      ui.same_line()
+      state.instruction = ui.input("Instruction", state.instruction or "")
+      for _, name in ipairs({ "Undo", "Redo", "Sync", "Send my changes" }) do
+        if ui.button(name) then
+          if name == "Sync" then
+            AA.new_run({ kind = "sync", title = "Sync scene", session = session,
+              client_args = { "get-session", "--session", session } }):start()
+          elseif name == "Send my changes" then
+            AA.request_run({ kind = "changes", title = "Send my changes", session = session })
+          else
+            AA.request_run({ kind = name:lower(), title = name .. " scene edit", session = session, args = { name:lower() } })
+          end
+        end
+        ui.same_line()
+      end
+      ui.text("")
+    end
+    state.words = state.words or {}
+    for _, row in ipairs(AA.scene_rows(session)) do
+      ui.push_id(row.id)
+      local muted = ui.checkbox("", not row.muted)
+      if muted == row.muted then AA.set_event_muted(session, row.id, not muted) end
+      ui.same_line()
+      ui.text(("%s  %.2f s  %+.1f dB  %d take(s)"):format(row.description, row.start_s, row.gain_db, row.takes))
+      if not running then
+        ui.same_line()
+        if ui.button("Re-roll") then AA.reroll_events(session, { row.id }) end
+        ui.same_line()
+        if ui.button("-1 dB") then AA.change_loudness(session, row.id, -1) end
+        ui.same_line()
+        if ui.button("+1 dB") then AA.change_loudness(session, row.id, 1) end
+        state.words[row.id] = ui.input("New words", state.words[row.id] or "")
+        ui.same_line()
+        if ui.button("Regenerate") and AA.trim(state.words[row.id]) ~= "" then
+          AA.new_words(session, row.id, AA.trim(state.words[row.id]))
+          state.words[row.id] = ""
+        end
+      end
+      ui.pop_id()
+    end
+  end
+  ui.separator()
+  if not running and ui.button("Sessions on the server") then
+    AA.list_sessions(function(list) state.sessions = list end)
+  end
+  for _, summary in ipairs(state.sessions or {}) do
+    if ui.selectable(("%s (v%s, %s events)"):format(summary.name, tostring(summary.current_version),
+      tostring(summary.event_count))) then
+      state.session = summary.name
+      AA.new_run({ kind = "sync", title = "Sync scene", session = summary.name,
+        client_args = { "get-session", "--session", summary.name } }):start()
+    end
+  end
 end
 
 ------------------------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         _common(step)
 
     _common(commands.add_parser("get-session", help="print the session's current state as JSON"))
+    _common(commands.add_parser("list-sessions", help="print the server's sessions as JSON"), session=False)
     cancel = commands.add_parser("cancel", help="cancel a running job")
     cancel.add_argument("--job", required=True, help="the job id (from the job's accepted message)")
     _common(cancel, session=False)
@@ -100,6 +101,8 @@ def build_request(args: argparse.Namespace) -> dict[str, Any]:
         return {"type": "ping"}
     if kind == "cancel":
         return {"type": "cancel", "job": args.job}
+    if kind == "list-sessions":
+        return {"type": "list_sessions"}
     request: dict[str, Any] = {"session": args.session}
     if kind == "get-session":
         request["type"] = "get_session"
