@@ -72,6 +72,7 @@ _WORK_RATE: dict[str, int | None] = {
     "scream": 24000, "cough": 24000, "heartbeat": 16000, "whistle": 32000, "note": 32000,
 }
 
+
 def _rng_for(seed: int, description: str) -> np.random.Generator:
     digest = hashlib.sha256(f"{int(seed)}\x00{description}".encode("utf-8")).digest()
     return np.random.default_rng(int.from_bytes(digest[:16], "little"))

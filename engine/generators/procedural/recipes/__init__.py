@@ -19,6 +19,12 @@ from engine.generators.procedural.recipes.beds import (
     sketch_water,
     sketch_wind,
 )
+from engine.generators.procedural.recipes.body import (
+    sketch_cough,
+    sketch_heartbeat,
+    sketch_scream,
+    sketch_whistle,
+)
 from engine.generators.procedural.recipes.hits import (
     sketch_door,
     sketch_explosion,
@@ -27,12 +33,6 @@ from engine.generators.procedural.recipes.hits import (
     sketch_impact,
     sketch_thunder,
     sketch_typing,
-)
-from engine.generators.procedural.recipes.body import (
-    sketch_cough,
-    sketch_heartbeat,
-    sketch_scream,
-    sketch_whistle,
 )
 from engine.generators.procedural.recipes.mechanical import sketch_click, sketch_keys
 from engine.generators.procedural.recipes.music import sketch_note

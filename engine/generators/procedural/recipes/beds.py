@@ -7,8 +7,8 @@ returns a float64 array (channels, n_frames); the generator sets the level after
 
 from __future__ import annotations
 
-from typing import NamedTuple
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -38,7 +38,6 @@ from engine.generators.procedural.primitives import (
     white_noise,
 )
 from engine.generators.procedural.text import Traits
-
 
 # beds (stereo)
 

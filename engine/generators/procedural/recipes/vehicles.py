@@ -12,8 +12,8 @@ from typing import NamedTuple
 import numpy as np
 
 from engine.generators.procedural.primitives import (
-    Rng,
     TWO_PI,
+    Rng,
     bandpass,
     buzz,
     contour,

@@ -13,9 +13,9 @@ from typing import NamedTuple
 import numpy as np
 
 from engine.generators.procedural.primitives import (
-    Rng,
-    Knot,
     TWO_PI,
+    Knot,
+    Rng,
     add_at,
     bandpass,
     buzz,
