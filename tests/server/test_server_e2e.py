@@ -150,7 +150,8 @@ def test_osc_session_flow_on_the_real_engine(start_server):
         assert len(stems) == len(generated[-1]["manifest"]["events"]) >= 2
         calls = len(CountingGenerator.calls)
         assert calls == len(stems)
-        event_id = sorted(stems)[0]
+        # The shortest event fits anywhere, so moving it keeps its length (no new render).
+        event_id = min(stems, key=lambda i: stems[i]["end_s"] - stems[i]["start_s"])
         peer.send("/audioagent/request", json.dumps(request(
             "edit", id="mv", session="osc-scene", change={"op": "move", "event_id": event_id, "start_s": 0.5})), peer.port)
         moved = peer.collect(until={"done", "error"})
@@ -336,10 +337,16 @@ def test_server_honours_the_engine_settings(start_server, monkeypatch):
     done = messages[-1]
     assert done["type"] == "done", done
     assert done["manifest"]["sample_rate"] == 44100
-    for stem in stems_of(messages).values():
-        assert stem["target_lufs"] == -20.0
+    # The rule planner places each event relative to the scene's reference level (the setting).
+    from engine.planners.rules import RulePlanner
+
+    expected = {e.id: e.target_lufs for e in RulePlanner(base_lufs=-20.0).plan(
+        "a kettle whistling", duration_s=3.0).plan.events}
+    for event_id, stem in stems_of(messages).items():
+        assert stem["target_lufs"] == expected[event_id] != RulePlanner().plan(
+            "a kettle whistling", duration_s=3.0).plan.event(event_id).target_lufs
         assert sf.info(stem["stem_path"]).samplerate == 44100
-        assert abs(measured_lufs(stem["stem_path"]) + 20.0) < 1.0
+        assert abs(measured_lufs(stem["stem_path"]) - stem["target_lufs"]) < 1.0
     too_long = ws_call(server.ws_port, request("generate", session="cfg", prompt="rain", duration_s=60.0))[-1]
     assert (too_long["type"], too_long["field"]) == ("error", "duration_s")
 
