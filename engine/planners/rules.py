@@ -68,6 +68,11 @@ class RulePlanner:
                 field="prompt", value=prompt)
         placed = sorted(layout.placed, key=lambda p: (p.start_s, p.end_s))
         events = _renumber([self._event(p, limits) for p in placed])
+        if len(events) == 1:
+            # One sound has nothing to be louder or quieter than: it sits at the scene's
+            # reference level, moved only by loudness words ("faint", "loud").
+            lone_lufs = clamp_lufs(self.base_lufs + layout.placed[0].clause.loudness_offset_lu)
+            events = [events[0].model_copy(update={"target_lufs": lone_lufs})]
         plan = Plan(duration_s=duration_s, events=tuple(events))
         plan, merge_notes = _repair_overlap(plan, limits)
         notes = tuple(layout.notes + merge_notes)

@@ -320,7 +320,9 @@ def test_a_lone_bed_word_after_a_comma_qualifies_its_clause() -> None:
     drip = p.events[0]
     assert drip.description.startswith("Water drips in a cave")
     assert (drip.start_s, drip.end_s) == (0.0, 10.0)
-    assert drip.target_lufs is not None and drip.target_lufs < -23.0  # a bed sits lower
+    assert drip.target_lufs == -23.0  # alone, it sits at the scene's reference level
+    layered = plan("Water drips in a cave, continuous, then a door slams")
+    assert by_text(layered, "water").target_lufs < by_text(layered, "door").target_lufs
 
 
 @pytest.mark.parametrize(
