@@ -37,6 +37,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import soxr
 
+from engine.errors import InvalidInputError
 from engine.generators import GenerationRequest, GenerationResult
 from engine.generators.procedural.long_events import (
     LONG_EVENT_S,
@@ -47,6 +48,7 @@ from engine.generators.procedural.primitives import lowpass
 from engine.generators.procedural.recipes import recipe_for
 from engine.generators.procedural.recipes.beds import sketch_neutral
 from engine.generators.procedural.text import Traits, read_description
+from engine.limits import check_sample_rate
 from engine.progress import CancelToken, ProgressFn
 
 # Bump whenever a recipe, the keyword table or the level rule changes samples: it is part of
@@ -60,8 +62,6 @@ ONE_SHOT_FAMILIES = frozenset({"thunder", "door", "impact", "gunshot", "explosio
                                "horn", "whistle"})
 _LEVEL_BLOCK_FRAMES = 1 << 16
 
-MIN_SAMPLE_RATE = 8000
-MAX_SAMPLE_RATE = 384000
 
 # Highest working rate each family needs (None: the requested rate). Rendering a low rumble at
 # 16 kHz and resampling is both faster and identical to the ear.
@@ -93,10 +93,10 @@ def _check(request: GenerationRequest, max_length_s: float) -> _Checked | str:
         return f"length_s={length_s!r}: must be a finite number of seconds > 0"
     if length_s > max_length_s:
         return f"length_s={length_s!r}: longer than this backend's limit of {max_length_s} s"
-    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or not (
-            MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE):
-        return (f"sample_rate={rate!r}: must be an integer from {MIN_SAMPLE_RATE} "
-                f"to {MAX_SAMPLE_RATE} Hz")
+    try:
+        check_sample_rate(rate)  # the engine's one rule (engine.limits)
+    except InvalidInputError as error:
+        return error.message
     frames = int(round(length_s * rate))
     if frames < 1:
         return f"length_s={length_s!r}: shorter than one sample at {rate} Hz"
