@@ -15,6 +15,9 @@ The rule:
 3. On an edit, an event the edit kept (same id, text and seed as in the current version) keeps
    its seed, so it keeps its stem; every other event is mixed with the session's seed (the seed
    of the request that made the session's current scene).
+4. A seed a client sets on one event (a ``set_seed`` change: a re-roll, or the take a designer
+   chose) is that event's seed as given, unmixed, so picking a take again brings back exactly
+   that variation (applied in SessionManager.prepare_edit after rule 3).
 """
 
 from __future__ import annotations
