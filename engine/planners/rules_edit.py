@@ -306,11 +306,15 @@ def parse_order(ctx: Context, text: str) -> Edits | None:
             raise InvalidInputError(f"{text!r}: both names point at {a.id}",
                                     field="instruction", value=text)
         return [_move_to(ctx, a, b.start_s), _move_to(ctx, b, a.start_s)]
+    if re.match(r"^(?:add|insert|include|drop|throw|stick|layer|i want|i need|give me)\b", text, re.I):
+        return None  # "add a bark after the door" adds; see parse_add
     match = re.match(r"^(?:(?:put|place|move|have|play)\s+)?(.+?)\s+(?:should\s+)?(?:come\s+|go\s+|"
                      r"play\s+|be\s+|happen\s+|comes\s+|goes\s+|plays\s+|happens\s+)?"
                      r"(right\s+|just\s+)?(after|before)\s+(.+)$", text, re.I)
     if not match or re.search(rf"\b{_T}\b.*\b(after|before)\b", match.group(1), re.I):
         return None
+    if re.match(r"^(?:put|place)\b", text, re.I) and _names_new_sound(ctx, match.group(1)):
+        return None  # "put a cat meow after the dog": a new sound
     mover, other = _one(ctx, match.group(1)), _one(ctx, match.group(4))
     if match.group(3).lower() == "after":
         return [_move_to(ctx, mover, other.end_s if other.end_s < ctx.plan.duration_s
@@ -443,11 +447,27 @@ def parse_add(ctx: Context, text: str) -> Edits | None:
                      r"\s+(?:in\s+)?(.+)$", text, re.I)
     if not match:
         return None
-    clause = make_clause(match.group(1))
+    wanted = match.group(1)
+    # "add a dog bark after the door": placed against an event of the plan.
+    relative = re.match(r"^(.+?)\s+(?:right\s+|just\s+)?(after|before)\s+(.+)$", wanted, re.I)
+    anchor: list[Event] = []
+    if relative:
+        try:
+            anchor = find_targets(ctx.plan, relative.group(3), allow_group=True)
+            wanted = relative.group(1)
+        except (NotFoundError, InvalidInputError):
+            anchor = []
+    clause = make_clause(wanted)
     if clause is None or clause.silence:
         return None
     duration_s = ctx.plan.duration_s
     start_s = clause.time.start_s if clause.time.start_s is not None else 0.0
+    if anchor and relative:
+        if relative.group(2).lower() == "after":
+            start_s = min(max(e.end_s for e in anchor), duration_s - 0.05)
+        else:
+            start_s = max(0.0, min(e.start_s for e in anchor) - natural_length_s(clause))
+        start_s = round(start_s, 3)
     if start_s >= duration_s:
         raise InvalidInputError(
             f"'{clause.text}' at {start_s:g} s is past the scene end ({duration_s:g} s)",

@@ -247,3 +247,13 @@ def test_a_counted_run_moves_together() -> None:
 def test_an_edit_drops_the_notes_of_the_version_before() -> None:
     noted = PLAN.model_copy(update={"notes": ("'x' was asked for 12 s, past the scene end",)})
     assert apply_edit(noted, EventEdit(op="delete", event_id="e2")).notes == ()
+
+
+def test_add_relative_to_an_event() -> None:
+    new = edited("add a dog bark after the door")
+    added = [e for e in new.events if e.id not in SCENE.event_ids]
+    assert len(added) == 1 and added[0].start_s == 4.0 and "dog" in added[0].description.lower()
+    only_changed(new)
+    before = edited("add a scream before the door slam")
+    scream = [e for e in before.events if e.id not in SCENE.event_ids][0]
+    assert scream.end_s <= 3.0 + 1e-6 and "scream" in scream.description.lower()
