@@ -462,11 +462,13 @@ def parse_add(ctx: Context, text: str) -> Edits | None:
         return None
     duration_s = ctx.plan.duration_s
     start_s = clause.time.start_s if clause.time.start_s is not None else 0.0
+    end_cap_s = duration_s
     if anchor and relative:
         if relative.group(2).lower() == "after":
             start_s = min(max(e.end_s for e in anchor), duration_s - 0.05)
         else:
-            start_s = max(0.0, min(e.start_s for e in anchor) - natural_length_s(clause))
+            end_cap_s = min(e.start_s for e in anchor)  # ends where the other begins
+            start_s = max(0.0, end_cap_s - natural_length_s(clause))
         start_s = round(start_s, 3)
     if start_s >= duration_s:
         raise InvalidInputError(
@@ -487,8 +489,9 @@ def parse_add(ctx: Context, text: str) -> Edits | None:
     for at_s in starts:
         if at_s >= duration_s:
             continue
+        end_s = min(at_s + max(length_s, 0.05), end_cap_s if end_cap_s > at_s else duration_s)
         edits.append(EventEdit(op="add", description=clause.text, start_s=at_s,
-                               end_s=min(at_s + max(length_s, 0.05), duration_s), target_lufs=lufs))
+                               end_s=end_s, target_lufs=lufs))
     return edits
 
 
