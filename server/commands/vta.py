@@ -110,6 +110,9 @@ def run_train(args: argparse.Namespace) -> int:
     from engine.video.checkpoint import CONFIG_FILE, check_same_config, create_checkpoint, read_checkpoint
     from engine.video.stages import TrainOptions, stage_runner
 
+    from engine.video.dataset import AVSyncDataset
+
+    AVSyncDataset(args.data_dir)  # a wrong folder is refused before anything is created or loaded
     folder = Path(args.out)
     if (folder / CONFIG_FILE).is_file():
         info = read_checkpoint(folder, need=())

@@ -152,6 +152,9 @@ def test_missing_parts_are_named_with_the_command_that_makes_them(world, tmp_pat
     assert code == 2 and "--checkpoint" in err and len(err.splitlines()) == 1
     code, _, err = _run(capsys, "vta", "train", "stage1", data, "--out", tmp_path / "new", "--config", config)
     assert code == 2 and "--centroids" in err
+    code, _, err = _run(capsys, "vta", "train", "stage2", tmp_path / "no-data", "--out", tmp_path / "new2",
+                        "--centroids", tmp_path / "c.npy")
+    assert code == 2 and "no-data" in err and not (tmp_path / "new2").exists()
 
     centroids = tmp_path / "c.npy"
     np.save(centroids, np.zeros((UNITS, tiny_vta.HUBERT_DIM), np.float32))
