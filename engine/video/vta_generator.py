@@ -164,8 +164,13 @@ class VTAGenerator(AuffusionGenerator):
             return [GenerationResult(error=f"no picture range for seed {r.seed} ({r.description!r}): "
                                      "the vta backend renders only the events of its own video cue")
                     if r.seed not in self.ranges else next(done) for r in requests]
-        self._requests = list(requests)
         return super().generate(requests, progress=progress, cancel=cancel)
+
+    def _generate_valid(self, requests: Sequence[GenerationRequest], *, progress: ProgressFn | None,
+                        cancel: CancelToken | None) -> list[GenerationResult]:
+        # Jobs index the valid requests (malformed ones were set aside), so keep exactly those.
+        self._requests = list(requests)
+        return super()._generate_valid(requests, progress=progress, cancel=cancel)
 
     def _job_frames(self, job: SegmentJob, runtime: VTARuntime) -> np.ndarray:
         request = self._requests[job.request_index]

@@ -182,3 +182,37 @@ def test_missing_parts_are_named_with_the_command_that_makes_them(world, tmp_pat
 
     code, _, err = _run(capsys, "vta", "units", tmp_path / "nothing", "--out", tmp_path / "u.npy")
     assert code == 2 and "not a folder" in err
+
+
+def test_vta_backend_renders_only_its_own_ranges_and_keeps_them_apart(world, tmp_path, capsys):
+    # A request whose seed names no picture range fails alone; a malformed one beside it does not
+    # shift the others onto the wrong frames.
+    from engine.generators import GenerationRequest
+    from engine.video.vta_generator import PictureRange, VTAGenerator
+
+    data, config = world["data"], world["config"]
+    centroids = tmp_path / "c.npy"
+    np.save(centroids, np.random.default_rng(1).standard_normal((UNITS, tiny_vta.HUBERT_DIM)).astype(np.float32))
+    checkpoint = tmp_path / "ck"
+    common = ["--out", checkpoint, "--steps", 1]
+    assert _run(capsys, "vta", "train", "stage1", data, *common, "--centroids", centroids, "--config", config)[0] == 0
+    assert _run(capsys, "vta", "train", "stage2", data, *common)[0] == 0
+    frames = np.zeros((30, 32, 32, 3), np.uint8)
+    frames[15:] = 255  # the second half of the range is a different picture
+    ranges = {11: PictureRange(0.0, 0.1), 22: PictureRange(0.7, 0.8)}
+    generator = VTAGenerator(checkpoint=checkpoint, frames=frames, ranges=ranges, video_identity={"path": "x"},
+                             steps=2, device="cpu")
+    seen: list[int] = []
+    original = generator._job_frames
+    generator._job_frames = lambda job, runtime: seen.append(int(original(job, runtime).mean() > 0)) or \
+        original(job, runtime)
+    results = generator.generate([GenerationRequest("a knock", -1.0, 11, 16000),
+                                  GenerationRequest("a knock", 0.1, 22, 16000),
+                                  GenerationRequest("a knock", 0.1, 33, 16000)])
+    assert not results[0].ok and "length_s" in results[0].error
+    assert results[1].ok and results[1].audio.shape == (1, 1600)
+    assert not results[2].ok and "no picture range" in results[2].error
+    assert seen == [1]  # seed 22's frames are the bright half of the range
+    with pytest.raises(InvalidInputError) as bad:
+        VTAGenerator(checkpoint=checkpoint, frames=frames, ranges=ranges, video_identity={}, visual_scale=-1)
+    assert bad.value.field == "lambda"
