@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.edits import EventEdit
 from engine.errors import ConflictError, InvalidInputError
 from engine.limits import (
+    CONTROL_CHARS,
     MAX_DURATION_S,
     MAX_EVENT_ID_CHARS,
     MAX_EVENTS,
@@ -49,7 +50,7 @@ FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Seconds = Annotated[float, Field(ge=0.0, le=MAX_POSITION_S, allow_inf_nan=False)]
 Duration = Annotated[float, Field(gt=0.0, le=MAX_DURATION_S, allow_inf_nan=False)]
 SessionName = Annotated[
-    str, Field(min_length=1, max_length=MAX_SESSION_NAME_CHARS, pattern=r"^[^\x00-\x1f\x7f]+$")
+    str, Field(min_length=1, max_length=MAX_SESSION_NAME_CHARS, pattern=f"^[^{CONTROL_CHARS}]+$")
 ]
 Text = Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)]
 Seed = Annotated[int, Field(ge=0, lt=SEED_LIMIT)]
@@ -160,7 +161,8 @@ class Engine(Protocol):
     def interrupted_jobs(self, session: str | None = None) -> list[InterruptedJob]: ...
 
     def mark_interrupted(self) -> list[InterruptedJob]:
-        """On start: jobs a previous process left queued or running are interrupted."""
+        """On start: jobs a previous process left queued or running are interrupted, and what
+        it left half-written in the data dir is swept (engine.debris)."""
         ...
 
     def close(self) -> None: ...
@@ -257,7 +259,11 @@ class SessionEngine:
         return [interrupted_job(row) for row in rows]
 
     def mark_interrupted(self) -> list[InterruptedJob]:
-        return [interrupted_job(row) for row in self.manager.store.mark_interrupted()]
+        from engine.debris import sweep
+
+        interrupted = [interrupted_job(row) for row in self.manager.store.mark_interrupted()]
+        sweep(self.manager.data_dir, self.manager.store)
+        return interrupted
 
     def close(self) -> None:
         self.manager.close()

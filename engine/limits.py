@@ -32,8 +32,10 @@ MAX_DESCRIPTION_CHARS = 300
 MAX_SESSION_NAME_CHARS = 128
 # Characters of a session name kept in its folder name (a hash keeps names apart).
 SESSION_SLUG_CHARS = 40
-# Control characters (NUL above all) never make sense in a name and break file APIs.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters (NUL above all) never make sense in a name and break file APIs; the C1
+# range (U+0080-U+009F) includes terminal escapes (CSI) that garble logs and DAW track names.
+CONTROL_CHARS = r"\x00-\x1f\x7f-\x9f"
+_CONTROL = re.compile(f"[{CONTROL_CHARS}]")
 
 # ---------------------------------------------------------------------------- plans
 MAX_EVENTS = 64

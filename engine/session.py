@@ -17,6 +17,7 @@ show of a session), engine.session_words (undo phrases, reply wording), engine.s
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Callable, Literal, Sequence
 
 from engine.cache import RenderCache
 from engine.edits import EventEdit, apply_edit
-from engine.errors import InvalidInputError, NotFoundError
+from engine.errors import InvalidInputError, NotFoundError, StorageError, storage_error
 from engine.generators import Generator
 from engine.limits import (
     check_duration_s,
@@ -457,6 +458,7 @@ class SessionManager:
         # Imported on first use: engine.scene pulls in the DSP stack, which planning never needs.
         from engine.scene import render_scene
 
+        _make_dir(out_dir)
         manifest = render_scene(
             plan,
             generator=self._generator(pending.backend),
@@ -580,3 +582,17 @@ class SessionManager:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _make_dir(path: Path) -> None:
+    """Create a version folder inside the data dir. A data dir that cannot take it is the
+    server's problem (storage_error / storage_full), not bad input from the client."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        writable = os.access(path, os.W_OK | os.X_OK)
+    except OSError as error:
+        raise storage_error(error) or StorageError(f"cannot create {path}: {error}") from None
+    if not writable:
+        raise StorageError(f"cannot write {path}: the data dir is read-only or not ours; check "
+                           "its permissions")
+

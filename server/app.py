@@ -12,6 +12,7 @@ import asyncio
 import ipaddress
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -42,7 +43,8 @@ class ServerConfig:
     token: str | None = None
     osc_allow: list[str] = field(default_factory=list)
     cache_max_mb: float | None = None
-    max_jobs: int = 32
+    max_jobs: int = 256
+    max_jobs_per_client: int = 8
     planner_threads: int = 2
     time_limit_s: float = 900.0
     max_video_bytes: int = MAX_VIDEO_BYTES
@@ -91,24 +93,30 @@ class Dispatcher:
             render=engine.render,
             data_dir=config.data_dir.expanduser(),
             max_jobs=config.max_jobs,
+            max_jobs_per_client=config.max_jobs_per_client,
             planner_threads=config.planner_threads,
             time_limit_s=config.time_limit_s,
             record=self._record,
         )
+        self._reads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="aa-read")
 
     # ------------------------------------------------------------------ requests
-    def handle(self, request: p.Request, sink: Sink) -> None:
+    def handle(self, request: p.Request, sink: Sink, client: str = "") -> None:
         try:
-            self._handle(request, sink)
+            self._handle(request, sink, client)
         except AudioAgentError as error:
             sink(p.error_message(error, request_id=request.id))
 
-    def _handle(self, request: p.Request, sink: Sink) -> None:
+    def _handle(self, request: p.Request, sink: Sink, client: str) -> None:
         if isinstance(request, p.JOB_REQUESTS):
-            if isinstance(request, p.VideoCueRequest):  # refuse a bad path before accepting
+            # Refuse what can be refused before accepting: a job that fails at once would leave
+            # an empty session behind.
+            if isinstance(request, p.VideoCueRequest):
                 check_video_path(request.video_path, max_bytes=self.config.max_video_bytes)
+            if isinstance(request, p.GenerateRequest) and request.backend is not None:
+                _check_backend(request.backend)
             port = request.notify_osc_port
-            self.jobs.submit(request, _tee(sink, self._notify(port)) if port else sink)
+            self.jobs.submit(request, _tee(sink, self._notify(port)) if port else sink, client=client)
         elif isinstance(request, p.PingRequest):
             sink(p.Pong(
                 id=request.id, server_version=SERVER_VERSION,
@@ -118,18 +126,32 @@ class Dispatcher:
         elif isinstance(request, p.CancelRequest):
             state = self.jobs.cancel(request.job)
             sink(p.CancelAck(id=request.id, job=request.job, state=state.value))
-        elif isinstance(request, p.GetSessionRequest):
-            sink(p.SessionMessage(
-                id=request.id, session=request.session, info=self.engine.session(request.session),
-                interrupted_jobs=self.engine.interrupted_jobs(request.session),
-            ))
-        elif isinstance(request, p.ListSessionsRequest):
-            sink(p.SessionsMessage(
-                id=request.id, sessions=self.engine.sessions(),
-                interrupted_jobs=self.engine.interrupted_jobs(None),
-            ))
+        elif isinstance(request, (p.GetSessionRequest, p.ListSessionsRequest)):
+            # SQLite and JSON of whole sessions: on a reader thread, never on the transports' loop.
+            self._reads.submit(self._answer_read, request, sink)
         else:  # AuthRequest: OSC has no tokens (an address allowlist instead)
             sink(p.AuthOk(id=request.id))
+
+    def _answer_read(self, request: p.GetSessionRequest | p.ListSessionsRequest, sink: Sink) -> None:
+        try:
+            if isinstance(request, p.GetSessionRequest):
+                sink(p.SessionMessage(
+                    id=request.id, session=request.session, info=self.engine.session(request.session),
+                    interrupted_jobs=self.engine.interrupted_jobs(request.session),
+                ))
+            else:
+                sink(p.SessionsMessage(
+                    id=request.id, sessions=self.engine.sessions(),
+                    interrupted_jobs=self.engine.interrupted_jobs(None),
+                ))
+        except Exception as error:  # every read gets an answer: the error, named
+            if not isinstance(error, AudioAgentError):
+                log.exception("reading %s failed", request.type)
+            sink(p.error_message(error, request_id=request.id))
+
+    def close(self) -> None:
+        self.jobs.stop()
+        self._reads.shutdown(wait=True, cancel_futures=True)
 
     def _record(self, job: Job, status: JobStatus, error: str | None) -> None:
         request_json = p.encode(job.request) if status == JobStatus.QUEUED else ""
@@ -145,6 +167,17 @@ def _bind_error(name: str, host: str, port: int, error: OSError) -> InvalidInput
         f"audio-agent serve running? choose another port with {flag}",
         field=name, value=port,
     )
+
+
+def _check_backend(name: str) -> None:
+    from engine.generators import available_generators
+
+    known = available_generators()
+    if name not in known:
+        raise InvalidInputError(
+            f"backend={name!r}: unknown backend; expected one of {', '.join(sorted(known))}",
+            field="backend", value=name,
+        )
 
 
 def _tee(first: Sink, second: Sink) -> Sink:
@@ -189,11 +222,17 @@ class AudioAgentServer:
         self.ws_port = 0
         self.osc_port = 0
 
-    def _handle(self, request: p.Request, sink: Sink) -> None:
-        self.dispatcher.handle(request, sink)
+    def _handle(self, request: p.Request, sink: Sink, client: str = "") -> None:
+        self.dispatcher.handle(request, sink, client)
 
     def _notify_sink(self, port: int) -> Sink:
         assert self.osc is not None
+        if self.osc.is_own("127.0.0.1", port):
+            # Notifications sent to our own OSC socket would be read as requests: a loop.
+            raise InvalidInputError(
+                f"notify_osc_port={port}: that is this server's own OSC port; name the port your "
+                "client listens on", field="notify_osc_port", value=port,
+            )
         return self.osc.sender(("127.0.0.1", port))
 
     def start(self) -> "AudioAgentServer":
@@ -226,7 +265,7 @@ class AudioAgentServer:
         self.osc_port = int(self._osc_transport.get_extra_info("sockname")[1])
 
     def stop(self) -> None:
-        self.dispatcher.jobs.stop()
+        self.dispatcher.close()
         if self._thread.is_alive():
             asyncio.run_coroutine_threadsafe(self._unbind(), self.loop).result(timeout=15)
             self.loop.call_soon_threadsafe(self.loop.stop)

@@ -32,6 +32,7 @@ from engine.progress import CancelToken, ProgressFn
 from engine.session import OnStem, PendingVersion, SessionVersion
 from engine.store import JobStatus
 from server import protocol as p
+from server.background import Deadlines, Recorder
 
 log = logging.getLogger("audio_agent.jobs")
 
@@ -93,8 +94,9 @@ class Job:
     state: JobState = JobState.QUEUED
     pending: PendingVersion | None = None
     submitted_at: float = field(default_factory=time.monotonic)
-    timer: threading.Timer | None = None
+    timer: int | None = None  # handle of its time limit in the manager's Deadlines
     last_progress: tuple[str, float] = ("", -1.0)
+    client: str = ""  # who asked (a WebSocket connection, an OSC sender): fairness limits
 
     @property
     def session(self) -> str:
@@ -137,7 +139,8 @@ class JobManager:
         prepare: PrepareFn,
         render: RenderFn,
         data_dir: Path | None = None,
-        max_jobs: int = 32,
+        max_jobs: int = 256,
+        max_jobs_per_client: int = 8,
         planner_threads: int = 2,
         time_limit_s: float = 900.0,
         record: RecordFn | None = None,
@@ -146,8 +149,11 @@ class JobManager:
         self._render = render
         self._data_dir = data_dir.resolve() if data_dir else None
         self._max_jobs = max_jobs
+        self._max_jobs_per_client = max_jobs_per_client
         self._time_limit_s = time_limit_s
-        self._record = record
+        self._recorder = Recorder(record) if record is not None else None
+        self._deadlines = Deadlines()
+        self._per_client: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
         self._session_queues: dict[str, collections.deque[Job]] = {}
@@ -171,10 +177,15 @@ class JobManager:
         if self._worker.is_alive():
             self._worker.join(timeout_s)
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._deadlines.stop()
+        if self._recorder is not None:
+            self._recorder.stop(timeout_s=timeout_s)
 
     # ------------------------------------------------------------------ API
-    def submit(self, request: p.JobRequest, sink: Sink) -> Job:
-        """Queue a job; raises BusyError when ``max_jobs`` are already queued or running."""
+    def submit(self, request: p.JobRequest, sink: Sink, *, client: str = "") -> Job:
+        """Queue a job; raises BusyError when ``max_jobs`` are queued or running, or when this
+        ``client`` already has ``max_jobs_per_client`` of them (one client cannot fill the
+        queue for everyone else)."""
         with self._lock:
             if self._stopped:
                 raise BusyError("the server is stopping")
@@ -183,8 +194,16 @@ class JobManager:
                     f"{len(self._jobs)} jobs queued or running (limit {self._max_jobs}); retry later",
                     field="queue", value=len(self._jobs),
                 )
-            job = Job(id=new_job_id(), request=request, sink=sink)
+            if client and self._per_client[client] >= self._max_jobs_per_client:
+                raise BusyError(
+                    f"this client has {self._per_client[client]} jobs queued or running (limit "
+                    f"{self._max_jobs_per_client} per client); wait for one to finish",
+                    field="queue", value=self._per_client[client],
+                )
+            job = Job(id=new_job_id(), request=request, sink=sink, client=client)
             self._jobs[job.id] = job
+            if client:
+                self._per_client[client] += 1
             line = self._session_queues.setdefault(job.session, collections.deque())
             line.append(job)
             first_in_line = len(line) == 1
@@ -206,6 +225,8 @@ class JobManager:
             if waiting_in_line:
                 self._session_queues[job.session].remove(job)
                 del self._jobs[job.id]
+                if job.client:
+                    self._per_client[job.client] -= 1
                 job.state = JobState.CANCELLED
         job.token.cancel("cancelled by client")
         if waiting_in_line:
@@ -219,21 +240,21 @@ class JobManager:
 
     # ------------------------------------------------------------------ internals
     def _note(self, job: Job, state: JobState, error: str | None = None) -> None:
-        if self._record is None:
-            return
-        try:
-            self._record(job, STORED_STATUS[state], error)
-        except Exception:  # recording is bookkeeping; never fail a job over it
-            log.exception("could not record job %s", job.id)
+        # Off the caller's thread (the event loop, for QUEUED): see server.background.
+        if self._recorder is not None:
+            self._recorder.put(job, STORED_STATUS[state], error)
 
     def _arm(self, job: Job) -> None:
         """(Re)start the job's time limit. Planning and rendering each get the full limit, so
         time spent waiting for the render worker never counts against a job."""
+        self._disarm(job)
+        job.timer = self._deadlines.schedule(
+            self._time_limit_s, lambda: job.token.cancel(_TIME_LIMIT_REASON))
+
+    def _disarm(self, job: Job) -> None:
         if job.timer is not None:
-            job.timer.cancel()
-        job.timer = threading.Timer(self._time_limit_s, job.token.cancel, args=(_TIME_LIMIT_REASON,))
-        job.timer.daemon = True
-        job.timer.start()
+            self._deadlines.cancel(job.timer)
+            job.timer = None
 
     def _begin(self, job: Job) -> None:
         """The job reached the head of its session's line: arm its time limit and plan it."""
@@ -255,8 +276,7 @@ class JobManager:
         job.pending = pending
         job.state = JobState.WAITING
         # Waiting for the render worker is not the job's fault: the limit restarts in _run.
-        if job.timer is not None:
-            job.timer.cancel()
+        self._disarm(job)
         job.sink(plan_message(job, pending))
         self._render_queue.put(job)
 
@@ -298,8 +318,9 @@ class JobManager:
         if not math.isfinite(fraction):
             return
         fraction = min(max(float(fraction), 0.0), 1.0)
-        if stage == last_stage and fraction < 1.0 and fraction - last_fraction < 0.05:
-            return
+        if stage == last_stage and (fraction == last_fraction or
+                                    (fraction < 1.0 and fraction - last_fraction < 0.05)):
+            return  # nothing new (a stage's end is sent once, not once per caller saying so)
         job.last_progress = (stage, fraction)
         job.sink(p.Progress(id=job.request_id, job=job.id, stage=str(stage), fraction=fraction))
 
@@ -317,8 +338,7 @@ class JobManager:
             raise AudioAgentError(f"stem path escapes the data dir: {path!r}", field="stem_path")
 
     def _finish(self, job: Job, error: BaseException | None, done: p.Done | None = None) -> None:
-        if job.timer is not None:
-            job.timer.cancel()
+        self._disarm(job)
         if error is not None and job.token.cancelled and job.token.reason == _TIME_LIMIT_REASON:
             error = TimeLimitError(
                 f"job {job.id} ran past its time limit of {self._time_limit_s:g} s", field="job", value=job.id
@@ -345,7 +365,10 @@ class JobManager:
 
     def _advance(self, job: Job) -> Job | None:
         with self._lock:
-            self._jobs.pop(job.id, None)
+            if self._jobs.pop(job.id, None) is not None and job.client:
+                self._per_client[job.client] -= 1
+                if self._per_client[job.client] <= 0:
+                    del self._per_client[job.client]
             line = self._session_queues.get(job.session)
             if line and line[0] is job:
                 line.popleft()

@@ -205,7 +205,7 @@ class McpFront:
         self.dispatcher.jobs.start()
 
     def stop(self) -> None:
-        self.dispatcher.jobs.stop()
+        self.dispatcher.close()
         self.engine.close()
 
     @staticmethod
@@ -222,7 +222,7 @@ class McpFront:
         def sink(message: p.ServerMessage) -> None:  # called from the job threads
             loop.call_soon_threadsafe(inbox.put_nowait, message)
 
-        self.dispatcher.handle(request, sink)
+        self.dispatcher.handle(request, sink, "mcp")
         job_id: str | None = None
         changes: dict[str, str] = {}
         stems = 0

@@ -34,13 +34,22 @@ CLIENT_MAX_FRAME_BYTES = 16 * 1024 * 1024
 # With a token configured, a connection that has not authenticated gets this long to send its
 # auth message: an unauthenticated peer must not hold a connection open for free.
 AUTH_TIMEOUT_S = 10.0
+# A client that stops reading must not make the server hold its replies without limit: past this
+# many encoded bytes waiting for it, the connection is closed with SLOW_CONSUMER_CLOSE_CODE
+# (docs/protocol.md). A whole scene's messages (a manifest of 64 events, stems, progress) are
+# well under it; the client's jobs still finish and are stored, and a resync gets the results.
+MAX_OUTBOX_BYTES = 4 * 1024 * 1024
+SLOW_CONSUMER_CLOSE_CODE = 4008
 Sink = Callable[[p.ServerMessage], None]
-Handle = Callable[[p.Request, Sink], None]
+Handle = Callable[[p.Request, Sink, str], None]  # (request, sink, client)
 
 
 def _hostname(value: str) -> str:
     """'example.com:8765' / '[::1]:8765' / '127.0.0.1' -> bare lower-case host name ('' if
-    unparseable, e.g. '[::1' — refused like any unknown name, not a 500)."""
+    unparseable, e.g. '[::1' — refused like any unknown name, not a 500). A Host header has no
+    user info: 'evil.example:P@127.0.0.1' would parse as host 127.0.0.1, so it is refused."""
+    if "@" in value:
+        return ""
     try:
         return (urlsplit("//" + value.strip()).hostname or "").lower()
     except ValueError:
@@ -92,6 +101,35 @@ def _encode_or_error(message: p.ServerMessage) -> str:
         return p.encode(p.error_message(error, request_id=message.id, job=p.job_of(message)))
 
 
+class _Outbox(asyncio.Queue[str]):
+    """A connection's encoded replies waiting to be sent, bounded by MAX_OUTBOX_BYTES. Used on
+    the loop thread only (sinks hand messages over with call_soon_threadsafe)."""
+
+    def __init__(self, connection: ServerConnection, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._connection = connection
+        self._loop = loop
+        self.bytes_waiting = 0
+        self.overflowed = False
+
+    def put(self, text: str) -> None:  # type: ignore[override]
+        if self.overflowed:
+            return
+        if self.bytes_waiting + len(text) > MAX_OUTBOX_BYTES:
+            self.overflowed = True
+            log.warning("closing a WebSocket client that stopped reading (%d bytes of replies waiting)",
+                        self.bytes_waiting)
+            self._loop.create_task(self._connection.close(
+                SLOW_CONSUMER_CLOSE_CODE, "too many unread messages; read your replies"))
+            return
+        self.bytes_waiting += len(text)
+        self.put_nowait(text)
+
+    def task_done(self, text: str = "") -> None:  # type: ignore[override]
+        self.bytes_waiting -= len(text)
+        super().task_done()
+
+
 class WebSocketTransport:
     auth_timeout_s = AUTH_TIMEOUT_S
 
@@ -140,16 +178,21 @@ class WebSocketTransport:
     # ------------------------------------------------------------------ messages
     async def _serve_connection(self, connection: ServerConnection) -> None:
         loop = asyncio.get_running_loop()
-        outbox: asyncio.Queue[p.ServerMessage] = asyncio.Queue()
+        outbox = _Outbox(connection, loop)
 
         def sink(message: p.ServerMessage) -> None:  # called from job threads and from the loop
-            loop.call_soon_threadsafe(outbox.put_nowait, message)
+            text = _encode_or_error(message)  # encoded here: off the loop for job messages
+            loop.call_soon_threadsafe(outbox.put, text)
 
         sender = asyncio.create_task(self._send_all(connection, outbox))
         state = Connection(token=self._token, authenticated=connection in self._authed)
+        client = f"ws:{connection.id}"
         try:
             async for frame in self._frames(connection, state):
-                self._on_frame(frame, sink, state)
+                self._on_frame(frame, sink, state, client)
+                # One frame at a time for everyone: a client with many frames buffered must not
+                # keep the loop from the other connections.
+                await asyncio.sleep(0)
                 if state.state is State.CLOSING:
                     await asyncio.sleep(0)  # let the error reach the outbox before closing
                     await outbox.join()
@@ -171,7 +214,7 @@ class WebSocketTransport:
         async for frame in connection:
             yield frame
 
-    def _on_frame(self, frame: str | bytes, sink: Sink, state: Connection) -> None:
+    def _on_frame(self, frame: str | bytes, sink: Sink, state: Connection, client: str = "") -> None:
         """Handle one frame: the connection's state machine says what to answer and whether a
         request goes to the dispatcher (server.protocol.connection)."""
         try:
@@ -187,24 +230,24 @@ class WebSocketTransport:
         if received.request is None:
             return
         try:
-            self._handle(received.request, sink)
+            self._handle(received.request, sink, client)
         except Exception as error:  # the dispatcher answers its own errors; this is a last guard
             log.exception("WebSocket request failed")
             sink(p.error_message(error, request_id=received.request.id))
 
     @staticmethod
-    async def _send_all(connection: ServerConnection, outbox: asyncio.Queue[p.ServerMessage]) -> None:
+    async def _send_all(connection: ServerConnection, outbox: "_Outbox") -> None:
         while True:
-            message = await outbox.get()
+            text = await outbox.get()
             try:
-                await connection.send(_encode_or_error(message))
+                await connection.send(text)
             except ConnectionClosed:
                 pass  # the client left; its jobs still finish and are stored
             finally:
-                outbox.task_done()
+                outbox.task_done(text)
 
     @staticmethod
-    async def _drain(outbox: asyncio.Queue[p.ServerMessage]) -> None:
+    async def _drain(outbox: "_Outbox") -> None:
         # Give queued messages a moment to go out when the client closes first.
         try:
             await asyncio.wait_for(outbox.join(), timeout=0.5)

@@ -31,7 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--osc-allow", nargs="*", default=[], metavar="ADDR",
                         help="client IP addresses allowed to send OSC besides loopback")
     parser.add_argument("--cache-max-mb", type=float, default=None, help="bound the render cache size")
-    parser.add_argument("--max-jobs", type=int, default=32, help="queued + running jobs before 'busy'")
+    parser.add_argument("--max-jobs", type=int, default=256, help="queued + running jobs before 'busy'")
+    parser.add_argument("--max-jobs-per-client", type=int, default=8,
+                        help="queued + running jobs one connection (or OSC sender) may have")
     parser.add_argument("--job-time-limit", type=float, default=900.0, help="seconds per job")
     parser.add_argument("--log-level", default="INFO")
     parser.set_defaults(handler=run)
@@ -47,7 +49,8 @@ def config_from_args(args: argparse.Namespace) -> "ServerConfig":
         data_dir=(args.data_dir or settings.resolved_data_dir()).expanduser().resolve(),
         planner=args.planner or settings.planner, llm_model=args.llm_model,
         backend=args.backend or settings.backend, token=args.token, osc_allow=list(args.osc_allow),
-        cache_max_mb=args.cache_max_mb, max_jobs=args.max_jobs, time_limit_s=args.job_time_limit,
+        cache_max_mb=args.cache_max_mb, max_jobs=args.max_jobs,
+        max_jobs_per_client=args.max_jobs_per_client, time_limit_s=args.job_time_limit,
     )
 
 
@@ -60,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     # One line on stdout that launchers (tests, DAW helpers) can wait for.
-    print(f"audio-agent serving ws://{args.host}:{server.ws_port} osc://{args.host}:{server.osc_port} "
+    shown = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 literal, as in a URL
+    print(f"audio-agent serving ws://{shown}:{server.ws_port} osc://{shown}:{server.osc_port} "
           f"data={server.config.data_dir}", flush=True)
     try:
         while not stop.wait(0.5):

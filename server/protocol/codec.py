@@ -11,7 +11,7 @@ from typing import Annotated, Union
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from engine.errors import AudioAgentError
+from engine.errors import AudioAgentError, storage_error
 from engine.limits import MAX_FRAME_BYTES, MAX_ID_CHARS
 from server.protocol.errors import ErrorCode, ProtocolError, wire_code
 from server.protocol.messages import (
@@ -57,7 +57,37 @@ def _from_validation(error: ValidationError, request_id: str) -> ProtocolError:
 
 def _request_id(data: dict[str, Json]) -> str:
     value = data.get("id", "")
-    return value[:MAX_ID_CHARS] if isinstance(value, str) else ""
+    return printable(value[:MAX_ID_CHARS]) if isinstance(value, str) else ""
+
+
+def printable(text: str) -> str:
+    """``text`` with lone surrogates replaced by U+FFFD. JSON's "\\ud800" escape decodes to a
+    string that no UTF-8 encoder takes, so an id echoed as is would make the reply unsendable."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _first_unencodable(decoded: Json) -> str | None:
+    """The first string (key or value) holding a lone surrogate, or None. Iterative: the decoder
+    already bounded the depth, and a request is at most MAX_FRAME_BYTES."""
+    pending: list[Json] = [decoded]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            texts: list[str] = [item]
+        elif isinstance(item, dict):
+            texts = list(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            texts = []
+            pending.extend(item)
+        else:
+            continue
+        for text in texts:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                return text
+    return None
 
 
 def request_from_dict(data: Json) -> Request:
@@ -127,6 +157,13 @@ def parse_request(data: bytes | str) -> Request:
     except RecursionError:
         # '[[[[...' within the size limit nests past the parser's depth; no request nests like that.
         raise ProtocolError("invalid JSON: nested too deeply", code=ErrorCode.BAD_JSON) from None
+    bad = _first_unencodable(decoded)
+    if bad is not None:
+        raise ProtocolError(
+            f"invalid JSON: {printable(bad)[:40]!r} holds a lone UTF-16 surrogate (\\ud800-\\udfff "
+            "without its pair); send valid Unicode", code=ErrorCode.BAD_JSON,
+            request_id=_request_id(decoded) if isinstance(decoded, dict) else "",
+        )
     return request_from_dict(decoded)
 
 
@@ -151,6 +188,7 @@ def error_message(error: BaseException, *, request_id: str = "", job: str | None
             id=request_id or error.request_id, code=wire_code(error.code), message=error.message,
             field=error.field, job=job,
         )
+    error = storage_error(error) or error  # disk full / read-only: say so, not 'internal'
     if isinstance(error, AudioAgentError):
         return ErrorMessage(
             id=request_id, code=wire_code(error.code), message=error.message, field=error.field, job=job

@@ -24,6 +24,8 @@ class ErrorCode(str, enum.Enum):
     BUSY = "busy"
     TIMEOUT = "timeout"
     CONFLICT = "conflict"
+    STORAGE_ERROR = "storage_error"
+    STORAGE_FULL = "storage_full"
     # protocol errors (raised by the parser and the transports)
     BAD_JSON = "bad_json"
     BAD_REQUEST = "bad_request"

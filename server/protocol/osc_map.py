@@ -82,6 +82,24 @@ def request_from_osc(address: str, args: Sequence[OscArg]) -> tuple[Request, int
         raise
 
 
+def _check_unambiguous(address: str, spec: list[tuple[str, str]], args: Sequence[OscArg],
+                       request_id: str) -> None:
+    """With two optional trailing arguments (generate's anchor_s, reply_port), one integer in
+    their place could mean either: a client meaning "reply to port 9001" would get a scene
+    anchored at 9001 s. A float there is an anchor; a lone integer is refused as ambiguous."""
+    optional = [name for name, _ in spec if name in _OSC_OPTIONAL]
+    if len(optional) < 2 or len(args) != len(spec) - 1:
+        return
+    last = args[-1]
+    if isinstance(last, int) and not isinstance(last, bool):
+        names = ", ".join(name for name, _ in spec)
+        raise ProtocolError(
+            f"{address}: argument {len(args)} ({last}) is ambiguous: {optional[0]} or {optional[1]}? "
+            f"send {optional[0]} as a float, or all of: {names}",
+            code=ErrorCode.INVALID_INPUT, field=optional[0], request_id=request_id,
+        )
+
+
 def _request_from_osc(address: str, args: Sequence[OscArg]) -> tuple[Request, int]:
     if not address.startswith(OSC_PREFIX) or address[len(OSC_PREFIX):] not in OSC_REQUEST_ARGS:
         raise ProtocolError(
@@ -105,6 +123,7 @@ def _request_from_osc(address: str, args: Sequence[OscArg]) -> tuple[Request, in
             f"{address}: {len(args)} arguments; expects at most {len(spec)}", code=ErrorCode.INVALID_INPUT,
             field="args", request_id=str(values.get("id", "")),
         )
+    _check_unambiguous(address, spec, args, str(values.get("id", "")))
     reply_port = values.pop("reply_port")
     assert isinstance(reply_port, int)  # the table says "i"
     if not 0 <= reply_port <= 65535:
