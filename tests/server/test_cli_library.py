@@ -81,3 +81,24 @@ def test_render_with_library_backend(library_dir: Path, tmp_path: Path, capsys) 
     manifest = json.loads(Path(captured.out.strip().splitlines()[-1]).read_text())
     # The planner decides how many events; each one came from the library (none failed).
     assert manifest["backend"] == "library" and manifest["events"] and not manifest["failed"]
+
+
+def test_the_server_renders_from_the_library_read_only(library_dir: Path, tmp_path: Path, capsys,
+                                                       start_server) -> None:
+    """A DAW request on `serve --backend library`: stems from the user's files, with credit;
+    the server opens the index read-only (folders are added on the command line only)."""
+    from tests.server.conftest import request, ws_call
+
+    assert main(["library", "add", str(library_dir)]) == 0
+    capsys.readouterr()
+    index_file = tmp_path / "data" / "library.sqlite"
+    before = index_file.stat().st_mtime_ns
+    server = start_server(real=True, backend="library")
+    messages = ws_call(server.ws_port, request("generate", session="lib", prompt="a heavy wooden door slams",
+                                               duration_s=3.0), timeout_s=60)
+    done = messages[-1]
+    assert done["type"] == "done", done
+    events = done["manifest"]["events"]
+    assert events and all(e["source"]["path"].startswith(str(library_dir)) for e in events)
+    assert all(Path(e["stem_path"]).is_file() for e in events)
+    assert index_file.stat().st_mtime_ns == before
