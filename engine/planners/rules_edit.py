@@ -51,10 +51,6 @@ _DB = r"(\d+(?:\.\d+)?)\s*(?:db|decibels?|lu)\b"
 _DB_PLAIN = r"\d+(?:\.\d+)?\s*(?:db|decibels?|lu)\b"  # the same, capturing nothing
 
 
-class Unreadable(Exception):
-    """Raised inside the grammar when a recognised form has a part it cannot use."""
-
-
 @dataclass
 class Context:
     planner: "RulePlanner"
