@@ -72,8 +72,9 @@ def run_check(args: argparse.Namespace) -> int:
     print(f"structured output: {RUNG_WORDS[info.rung]}")
     for note in result.notes:
         print(f"note: {note}")
+    count = len(result.plan.events)
     print(f"sample plan ({SAMPLE_PROMPT!r}, {SAMPLE_DURATION_S:g} s): "
-          f"{len(result.plan.events)} events, made by the model")
+          f"{count} event{'' if count == 1 else 's'}, made by the model")
     print(json.dumps(result.plan.model_dump(mode="json"), indent=2))
     return 0
 
