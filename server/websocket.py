@@ -12,6 +12,7 @@ import asyncio
 import http
 import ipaddress
 import logging
+import threading
 import weakref
 from typing import AsyncIterator, Callable
 from urllib.parse import urlsplit
@@ -180,9 +181,17 @@ class WebSocketTransport:
         loop = asyncio.get_running_loop()
         outbox = _Outbox(connection, loop)
 
+        loop_thread = threading.get_ident()
+
         def sink(message: p.ServerMessage) -> None:  # called from job threads and from the loop
             text = _encode_or_error(message)  # encoded here: off the loop for job messages
-            loop.call_soon_threadsafe(outbox.put, text)
+            if threading.get_ident() == loop_thread:
+                # An answer made on the loop (accepted, pong, an error) goes in now: through
+                # call_soon_threadsafe it waited one more loop pass, and under load every pass
+                # can wait milliseconds for the interpreter lock held by planner/render threads.
+                outbox.put(text)
+            else:
+                loop.call_soon_threadsafe(outbox.put, text)
 
         sender = asyncio.create_task(self._send_all(connection, outbox))
         state = Connection(token=self._token, authenticated=connection in self._authed)
