@@ -18,7 +18,8 @@ worker renders another (see engine.session).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Literal, Protocol, Union
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal, Mapping, Protocol, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -56,6 +57,7 @@ Text = Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)]
 Seed = Annotated[int, Field(ge=0, lt=SEED_LIMIT)]
 PlannerName = Annotated[str, Field(max_length=32)]
 BackendName = Annotated[str, Field(max_length=64)]
+CheckpointName = Annotated[str, Field(min_length=1, max_length=48, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 
 
 class _Command(BaseModel):
@@ -126,6 +128,12 @@ class VideoCueRequest(_Command):
     end_s: Seconds
     anchor_s: Seconds = 0.0
     hint: Text | None = None
+    # "vta": the paper's video-to-audio model renders each spotted event from its picture, with the
+    # server's checkpoint named here (never a path: `serve --vta-checkpoint NAME=DIR`) and the
+    # picture's weight against the text (default: the checkpoint's).
+    generator: Literal["text", "vta"] = "text"
+    checkpoint: CheckpointName | None = None
+    vta_lambda: Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)] | None = None
 
 
 JobRequest = Union[GenerateRequest, EditRequest, UndoRequest, RedoRequest, VideoCueRequest]
@@ -171,9 +179,12 @@ class Engine(Protocol):
 class SessionEngine:
     """The real Engine: sessions in a data dir (engine.session) plus video cue planning."""
 
-    def __init__(self, manager: SessionManager, *, max_video_bytes: int = MAX_VIDEO_BYTES) -> None:
+    def __init__(self, manager: SessionManager, *, max_video_bytes: int = MAX_VIDEO_BYTES,
+                 vta_checkpoints: Mapping[str, Path] | None = None) -> None:
+        """``vta_checkpoints``: the VTA checkpoints clients may name (engine.video.vta_choice)."""
         self.manager = manager
         self.max_video_bytes = max_video_bytes
+        self.vta_checkpoints = dict(vta_checkpoints or {})
 
     def prepare(self, request: JobRequest) -> PendingVersion:
         manager = self.manager
@@ -215,6 +226,10 @@ class SessionEngine:
 
     def _prepare_video(self, request: VideoCueRequest) -> PendingVersion:
         path = check_video_path(request.video_path, max_bytes=self.max_video_bytes)
+        from engine.video.vta_choice import choose_checkpoint
+
+        checkpoint = choose_checkpoint(request.generator, request.checkpoint, request.vta_lambda,
+                                       self.vta_checkpoints)
         from engine.video.cue import plan_from_video  # decoding and vision load on first use
 
         # A server started with the LLM planner lets its (vision-capable) model name the hits;
@@ -226,8 +241,24 @@ class SessionEngine:
         words = f"video cue {path.name} {request.start_s:g}-{request.end_s:g} s"
         if request.hint:
             words += f": {request.hint}"
+        if checkpoint is None:
+            return self.manager.prepare_plan(
+                request.session, result, instruction=words, anchor_s=request.anchor_s
+            )
+        # The onset planner placed the events; the picture of each range makes its sound. The
+        # generator is bound to this version (and kept by the session for its later edits).
+        from dataclasses import replace
+
+        from engine.video.vta_choice import BACKEND_PREFIX
+        from engine.video.vta_generator import vta_for_cue
+
+        plan, generator = vta_for_cue(result.plan, video_path=path, start_s=request.start_s,
+                                      end_s=request.end_s, checkpoint=checkpoint,
+                                      visual_scale=request.vta_lambda)
         return self.manager.prepare_plan(
-            request.session, result, instruction=words, anchor_s=request.anchor_s
+            request.session, replace(result, plan=plan), instruction=words + " (vta)",
+            anchor_s=request.anchor_s, backend=BACKEND_PREFIX + str(request.checkpoint),
+            generator=generator,
         )
 
     def render(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
 from engine.errors import GeneratorError
 from engine.generators import Generator, create_generator
@@ -109,6 +109,7 @@ def build_engine(
     llm_model: str | None = None,
     cache_max_bytes: int | None = None,
     max_video_bytes: int | None = None,
+    vta_checkpoints: Mapping[str, Path] | None = None,
 ) -> SessionEngine:
     """The Engine a server (or any front door keeping sessions) talks to (engine.api)."""
     from engine.api import SessionEngine
@@ -118,4 +119,5 @@ def build_engine(
         settings, data_dir=data_dir, planner=planner, backend=backend, llm_model=llm_model,
         cache_max_bytes=cache_max_bytes,
     )
-    return SessionEngine(manager, max_video_bytes=max_video_bytes or MAX_VIDEO_BYTES)
+    return SessionEngine(manager, max_video_bytes=max_video_bytes or MAX_VIDEO_BYTES,
+                         vta_checkpoints=vta_checkpoints)

@@ -98,6 +98,9 @@ class PendingVersion:
     fell_back: bool = False
     session_planner: str = ""  # planner setting to store on the session ("" = default)
     seed: int | None = None  # request seed to store on the session (engine.seeds); None: keep
+    # Renders this version instead of ``backend``'s: a generator bound to its source (a VTA video
+    # cue's picture), which no factory can rebuild from a name. ``backend`` is then its label.
+    generator: Generator | None = None
 
     @property
     def duration_s(self) -> float:
@@ -148,6 +151,9 @@ class SessionManager:
         self._generator_factory = generator_factory
         self._planners: dict[str, Planner] = {}
         self._generators: dict[str, Generator] = {}
+        # Per session, the bound generator of its latest version that had one (see PendingVersion):
+        # its later edits and undo/redo render with it. Held in memory only.
+        self._bound: dict[str, Generator] = {}
         self._factory_lock = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
@@ -183,6 +189,24 @@ class SessionManager:
             if name not in self._generators:
                 self._generators[name] = self._generator_factory(name or None)
             return self._generators[name]
+
+    def _default_backend(self, row: SessionRow | None) -> str:
+        """The session's backend for a request naming none; a bound label is not a backend."""
+        backend = row.backend if row else ""
+        return "" if _is_bound(backend) else backend
+
+    def _bound_for(self, session: str, backend: str, *, editing: bool) -> Generator | None:
+        """The bound generator an edit or a restore of a version labelled ``backend`` renders
+        with; an edit without it (after a restart) is refused here, before any work."""
+        if not _is_bound(backend):
+            return None
+        generator = self._bound.get(session)
+        if generator is None and editing:
+            raise InvalidInputError(
+                f"session={session!r}: its scene was rendered by {backend!r} from a video, and this "
+                "server no longer holds that picture (it was restarted); send the video_cue again "
+                "to edit it", field="session", value=session)
+        return generator
 
     def _session_lock(self, session: str) -> threading.Lock:
         with self._locks_lock:
@@ -250,7 +274,7 @@ class SessionManager:
             check_seed(seed)
         row = self.store.get_session(name)
         planner_name = planner if planner is not None else (row.planner if row else "")
-        backend_name = backend if backend is not None else (row.backend if row else "")
+        backend_name = backend if backend is not None else self._default_backend(row)
         result = plan_prompt(
             self._planner(planner_name), text, duration_s=duration, seed=seed,
             limits=self.limits, history=self._history(row),
@@ -271,19 +295,23 @@ class SessionManager:
         anchor_s: float | None = None,
         backend: str | None = None,
         seed: int | None = None,
+        generator: Generator | None = None,
     ) -> PendingVersion:
-        """A plan made elsewhere (e.g. engine.video.cue.plan_from_video) as the next version."""
+        """A plan made elsewhere (e.g. engine.video.cue.plan_from_video) as the next version.
+        ``generator``: one bound to this plan's source (PendingVersion.generator), with
+        ``backend`` its label."""
         name = check_session_name(session)
         row = self.store.get_session(name)
         plan = seed_plan(validate_plan(result.plan, limits=self.limits), seed)
         if anchor_s is None:
             anchor_s = row.anchor_s if row else 0.0
         anchor = check_position_s(anchor_s)
-        backend_name = backend if backend is not None else (row.backend if row else "")
+        backend_name = backend if backend is not None else self._default_backend(row)
         return self._pending(
             name, row, kind=kind, plan=plan, result=result, instruction=instruction,
             backend=backend_name, anchor_s=anchor,
             session_planner=row.planner if row else "", seed=seed or DEFAULT_SEED,
+            generator=generator,
         )
 
     def prepare_edit(
@@ -333,16 +361,27 @@ class SessionManager:
             words = text
         # New and changed events get the session's seed; kept ones keep theirs (and their stems).
         plan = seed_plan(plan, row.seed, previous=current.plan)
+        # A version a bound generator rendered (a VTA cue) is edited with that generator, so kept
+        # stems keep their cache keys; it may re-seed edited events (by their picture) and refuse
+        # events it cannot render, before anything is accepted.
+        backend = current.manifest.backend if _is_bound(current.manifest.backend) else self._default_backend(row)
+        bound = self._bound_for(name, backend, editing=True)
+        rebind = getattr(bound, "rebind_plan", None)
+        if rebind is not None:
+            plan = rebind(plan, previous=current.plan)
         # A seed a client set (a re-roll, the take the designer chose) is the seed, unmixed: the
         # same variation must come back when the designer picks that take again.
         pinned = {c.event_id: c.seed for c in changes or () if c.op == "set_seed" and c.seed is not None}
         if pinned:
             plan = plan.model_copy(update={"events": tuple(
                 e.model_copy(update={"seed": pinned[e.id]}) if e.id in pinned else e for e in plan.events)})
+        check = getattr(bound, "check_plan", None)
+        if check is not None:
+            check(plan)
         return self._pending(
             name, row, kind="edit", plan=plan, result=result, instruction=words,
-            backend=row.backend, anchor_s=row.anchor_s, session_planner=row.planner,
-            current=current,
+            backend=backend, anchor_s=row.anchor_s, session_planner=row.planner,
+            current=current, generator=bound,
         )
 
     def prepare_undo(self, session: str) -> PendingVersion:
@@ -365,18 +404,21 @@ class SessionManager:
             raise NotFoundError(f"version={target}: gone", field="version", value=target)
         plan = Plan.model_validate_json(stored.plan_json)
         current = self._current(row)
+        manifest = Manifest.model_validate_json(stored.manifest_json)
+        backend = manifest.backend if _is_bound(manifest.backend) else self._default_backend(row)
         return PendingVersion(
             session=name,
             version=target,
             kind=kind,
             plan=plan,
             diff=diff_plans(current.plan if current else None, plan),
-            backend=row.backend,
-            anchor_s=Manifest.model_validate_json(stored.manifest_json).anchor_s,
+            backend=backend,
+            anchor_s=manifest.anchor_s,
             base_version=row.current_version,
             instruction=kind,
             reply=restored_reply(target),
             session_planner=row.planner,
+            generator=self._bound_for(name, backend, editing=False),
         )
 
     def _pending(
@@ -393,6 +435,7 @@ class SessionManager:
         session_planner: str,
         current: _Current | None = None,
         seed: int | None = None,
+        generator: Generator | None = None,
     ) -> PendingVersion:
         if row is None:
             # Settings stay at their defaults until a version commits (commit_version stores
@@ -418,6 +461,7 @@ class SessionManager:
             fell_back=result.fell_back,
             session_planner=session_planner,
             seed=seed,
+            generator=generator,
         )
 
     # -- phase 2: render ---------------------------------------------------------------------
@@ -461,7 +505,7 @@ class SessionManager:
         _make_dir(out_dir)
         manifest = render_scene(
             plan,
-            generator=self._generator(pending.backend),
+            generator=pending.generator or self._generator(pending.backend),
             out_dir=out_dir,
             settings=self.render_settings,
             anchor_s=pending.anchor_s,
@@ -508,6 +552,8 @@ class SessionManager:
             backend=pending.backend,
             seed=pending.seed,
         )
+        if pending.generator is not None:
+            self._bound[pending.session] = pending.generator
         self._set_live(pending.session, manifest)
         return SessionVersion(
             pending.session, pending.version, pending.kind, pending.plan, manifest,
@@ -582,6 +628,11 @@ class SessionManager:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _is_bound(backend: str) -> bool:
+    """Labels of bound generators carry their source's name after a colon ("vta:NAME")."""
+    return ":" in backend
 
 
 def _make_dir(path: Path) -> None:

@@ -154,6 +154,29 @@ class VTAGenerator(AuffusionGenerator):
     def _group_key(self, job: SegmentJob) -> Hashable:
         return round(job.length_s, 6)  # one unit count per call
 
+    def rebind_plan(self, plan: Plan, *, previous: Plan) -> Plan:
+        """An edit of this cue's plan: an event given new words (which re-seeds it by its text)
+        keeps its picture-range seed, so VTA renders the new words from the same picture."""
+        before = {event.id: event.seed for event in previous.events if event.seed in self.ranges}
+        events = tuple(
+            event.model_copy(update={"seed": before[event.id]})
+            if event.seed not in self.ranges and event.id in before else event
+            for event in plan.events
+        )
+        return plan.model_copy(update={"events": events})
+
+    def check_plan(self, plan: Plan) -> None:
+        """Refuse an edit of a VTA cue with an event this generator has no picture for (an added
+        sound, a re-roll to another seed): it would fail at render time with nothing to show."""
+        strangers = [event.id for event in plan.events if event.seed not in self.ranges]
+        if strangers:
+            raise InvalidInputError(
+                f"event {strangers[0]!r}: this scene was rendered from a video by the vta generator, "
+                "which renders only the events its cue spotted, each from its own picture range; "
+                "added sounds and re-rolls cannot be rendered (moves, loudness, new words, deletes, "
+                "undo and redo can); send the video_cue again for new events",
+                field="event_id", value=strangers[0])
+
     def generate(self, requests: Sequence[GenerationRequest], *, progress: ProgressFn | None = None,
                  cancel: CancelToken | None = None) -> list[GenerationResult]:
         unknown = [r for r in requests if r.seed not in self.ranges]

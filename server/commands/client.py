@@ -68,6 +68,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     video.add_argument("--end", type=float, required=True, help="range end in the video (s)")
     video.add_argument("--anchor", type=float, default=0.0, help="timeline position of the range start (s)")
     video.add_argument("--hint", default=None)
+    video.add_argument("--generator", default="text", choices=["text", "vta"],
+                       help="vta: the server's video-to-audio model renders each hit from its picture")
+    video.add_argument("--checkpoint", default=None, metavar="NAME",
+                       help="vta: one of the checkpoint names the server was started with (--vta-checkpoint)")
+    video.add_argument("--lambda", dest="vta_lambda", type=float, default=None,
+                       help="vta: weight of the picture against the text (default: the checkpoint's)")
     _common(video)
 
     _common(commands.add_parser("status", help="print the server's pong JSON"), session=False)
@@ -132,6 +138,12 @@ def build_request(args: argparse.Namespace) -> dict[str, Any]:
         )
         if args.hint:
             request["hint"] = args.hint
+        if args.generator != "text":
+            request["generator"] = args.generator
+        if args.checkpoint is not None:
+            request["checkpoint"] = args.checkpoint
+        if args.vta_lambda is not None:
+            request["vta_lambda"] = args.vta_lambda
     if kind in ("edit", "undo", "redo") and args.base_version is not None:
         request["base_version"] = args.base_version
     if args.daw == "ableton":

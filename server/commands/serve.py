@@ -35,12 +35,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-jobs-per-client", type=int, default=8,
                         help="queued + running jobs one connection (or OSC sender) may have")
     parser.add_argument("--job-time-limit", type=float, default=900.0, help="seconds per job")
+    parser.add_argument("--vta-checkpoint", action="append", default=[], metavar="NAME=DIR",
+                        help="a VTA checkpoint folder clients may use by NAME in video_cue "
+                        "(generator vta); repeat for several. Clients never send paths")
     parser.add_argument("--log-level", default="INFO")
     parser.set_defaults(handler=run)
 
 
 def config_from_args(args: argparse.Namespace) -> "ServerConfig":
     from engine.settings import load_settings
+    from engine.video.vta_choice import parse_checkpoint_table
     from server.app import ServerConfig
 
     settings = load_settings()
@@ -51,6 +55,7 @@ def config_from_args(args: argparse.Namespace) -> "ServerConfig":
         backend=args.backend or settings.backend, token=args.token, osc_allow=list(args.osc_allow),
         cache_max_mb=args.cache_max_mb, max_jobs=args.max_jobs,
         max_jobs_per_client=args.max_jobs_per_client, time_limit_s=args.job_time_limit,
+        vta_checkpoints=parse_checkpoint_table(args.vta_checkpoint),
     )
 
 

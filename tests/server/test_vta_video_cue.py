@@ -1,0 +1,172 @@
+"""The VTA generator chosen through the server's video_cue: a real server on loopback, a tiny
+checkpoint trained in code through the real `vta train` commands, WebSocket requests.
+
+The server lists its checkpoints by name (ServerConfig.vta_checkpoints, `serve --vta-checkpoint`);
+clients name one. The onset planner still places the events, and the DAW gets one stem per event
+at its place; edits of the session keep rendering with the same picture."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from server.cli import main
+from tests.engine.tiny_models import build_tiny_auffusion
+from tests.engine.video import synth, tiny_vta
+from tests.server.conftest import request, ws_call
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+UNITS = 8
+FLASHES_S = [0.5, 1.3, 2.2, 2.6]
+START_S, END_S, ANCHOR_S = 0.5, 2.5, 10.0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    # Tiny models are per-op overhead: one thread is faster than several fighting over two cores.
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _training_clip(path, *, tone_hz: float, flash_every: int):
+    def frame(index, _t):
+        image = np.full((synth.SIZE_PX, synth.SIZE_PX, 3), 40, np.uint8)
+        if index % flash_every == 0:
+            image[8:40, 8:40] = 230
+        return image
+
+    return synth.encode(path, frame, synth.regular_times(1.0), audio_tone_hz=tone_hz)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Tiny base models, a checkpoint trained one step per stage, and a video with flashes."""
+    root = tmp_path_factory.mktemp("vta-server")
+    data = root / "data"
+    for label, tone_hz, every in (("dog_bark", 600.0, 5), ("hammer", 1500.0, 9)):
+        (data / label).mkdir(parents=True)
+        _training_clip(data / label / "take1.mp4", tone_hz=tone_hz, flash_every=every)
+    tiny_vta.tokenizer(root / "llm")
+    tiny_vta.gemma(root / "llm")
+    tiny_vta.clip(root / "clip")
+    tiny_vta.hubert(root / "hubert")
+    build_tiny_auffusion(root / "auffusion")
+    config = root / "vta.toml"
+    config.write_text(
+        "[vta]\n"
+        f'clip_model_id = "{root / "clip"}"\nllm_model_id = "{root / "llm"}"\n'
+        f'hubert_model_id = "{root / "hubert"}"\nauffusion_model_id = "{root / "auffusion"}"\n'
+        f"n_audio_tokens = {UNITS}\ncentroid_dim = {tiny_vta.HUBERT_DIM}\nlora_r = 4\nlora_alpha = 4\n"
+        "auffusion_clip_frames = 32\nauffusion_pad_frames = 2\n"
+    )
+    centroids = root / "centroids.npy"
+    np.save(centroids, np.random.default_rng(3).standard_normal((UNITS, tiny_vta.HUBERT_DIM)).astype(np.float32))
+    checkpoint = root / "ckpt"
+    common = ["--out", str(checkpoint), "--steps", "1"]
+    assert main(["vta", "train", "stage1", str(data), *common, "--centroids", str(centroids),
+                 "--config", str(config)]) == 0
+    assert main(["vta", "train", "stage2", str(data), *common]) == 0
+    video, truth = synth.flashes(root / "flashes.mp4", FLASHES_S)
+    return {"checkpoint": checkpoint, "video": video, "truth": truth}
+
+
+def _cue(**fields):
+    return request("video_cue", session="foley", video_path=str(fields.pop("video")), start_s=START_S,
+                   end_s=END_S, anchor_s=ANCHOR_S, hint="hand claps", **fields)
+
+
+def test_vta_cue_over_websocket_puts_one_stem_per_spotted_event_and_edits_keep_the_picture(
+        world, start_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("AUDIO_AGENT_CACHE_DIR", str(tmp_path / "cache"))
+    server = start_server(real=True, vta_checkpoints={"tiny": world["checkpoint"]})
+    messages = ws_call(server.ws_port, _cue(video=world["video"], generator="vta", checkpoint="tiny",
+                                            vta_lambda=0.7), timeout_s=300)
+    kinds = [m["type"] for m in messages]
+    assert kinds[0] == "accepted" and kinds[-1] == "done", messages[-1]
+    done = messages[-1]
+    assert done["manifest"]["backend"] == "vta:tiny" and not done["manifest"]["failed"]
+    stems = [m for m in messages if m["type"] == "stem_ready"]
+    inside = [t - START_S for t in world["truth"] if START_S <= t < END_S]
+    # The onset planner placed the events: one stem per flash, at its time in the scene (the
+    # scene sits at the DAW's anchor).
+    assert sorted(m["start_s"] for m in stems) == pytest.approx(inside, abs=0.041)
+    assert done["manifest"]["anchor_s"] == ANCHOR_S
+    for message in stems:
+        audio, rate = sf.read(message["stem_path"], dtype="float32", always_2d=True)
+        assert audio.shape[0] == round((message["end_s"] - message["start_s"]) * rate)
+        assert np.isfinite(audio).all() and np.abs(audio).max() > 0
+
+    # A move keeps its stem (same generator, same cache key); new words re-render from the picture.
+    first, second = sorted(stems, key=lambda m: m["start_s"])[:2]
+    moved = ws_call(server.ws_port, request("edit", session="foley", changes=[
+        {"op": "move", "event_id": first["event_id"], "start_s": first["start_s"] + 0.05},
+        {"op": "replace_text", "event_id": second["event_id"], "description": "a single slap"},
+    ]), timeout_s=300)
+    assert moved[-1]["type"] == "done", moved[-1]["message"]
+    by_id = {m["event_id"]: m for m in moved if m["type"] == "stem_ready"}
+    assert by_id[first["event_id"]]["cache_hit"] and by_id[first["event_id"]]["change"] == "moved"
+    assert by_id[first["event_id"]]["start_s"] == pytest.approx(first["start_s"] + 0.05, abs=1e-6)
+    assert not by_id[second["event_id"]]["cache_hit"] and by_id[second["event_id"]]["change"] == "changed"
+    assert moved[-1]["manifest"]["backend"] == "vta:tiny" and not moved[-1]["manifest"]["failed"]
+
+    # A sound the picture never spotted cannot be rendered by VTA: refused while planning, before
+    # anything renders, and the session stays where it was.
+    added = ws_call(server.ws_port, request("edit", session="foley", change={
+        "op": "add", "description": "a door slam", "start_s": 0.1, "end_s": 0.4}))
+    assert [m["type"] for m in added] == ["accepted", "error"]
+    assert "vta" in added[-1]["message"] and "video_cue again" in added[-1]["message"]
+    info = ws_call(server.ws_port, request("get_session", session="foley"))[-1]["info"]
+    assert info["current_version"] == moved[-1]["version"]
+
+    undone = ws_call(server.ws_port, request("undo", session="foley"))
+    assert undone[-1]["type"] == "done", undone[-1]
+    assert sorted(m["start_s"] for m in undone if m["type"] == "stem_ready") == \
+        pytest.approx(sorted(m["start_s"] for m in stems), abs=1e-6)
+
+
+def test_unknown_or_missing_checkpoint_names_are_refused_before_accepting(world, start_server):
+    server = start_server(real=True, vta_checkpoints={"tiny": world["checkpoint"]})
+    for fields, words in (({"generator": "vta", "checkpoint": "big"}, ["'big'", "allowed: tiny"]),
+                          ({"generator": "vta"}, ["needs checkpoint", "allowed: tiny"]),
+                          ({"checkpoint": "tiny"}, ["vta\" only"])):
+        messages = ws_call(server.ws_port, _cue(video=world["video"], **fields))
+        assert [m["type"] for m in messages] == ["error"], messages
+        assert all(word in messages[0]["message"] for word in words), messages[0]["message"]
+        assert messages[0]["code"] == "invalid_input"
+    # A path is not a name: the wire refuses it outright.
+    messages = ws_call(server.ws_port, _cue(video=world["video"], generator="vta",
+                                            checkpoint=str(world["checkpoint"])))
+    assert [m["type"] for m in messages] == ["error"] and "checkpoint" in messages[0]["message"]
+    assert ws_call(server.ws_port, request("get_session", session="foley"))[-1]["type"] == "error"
+
+    bare = start_server(real=True, data_dir=world["checkpoint"].parent / "bare-data")
+    messages = ws_call(bare.ws_port, _cue(video=world["video"], generator="vta", checkpoint="tiny"))
+    assert [m["type"] for m in messages] == ["error"]
+    assert "--vta-checkpoint NAME=DIR" in messages[0]["message"]
+
+
+def test_serve_flag_builds_the_table_and_refuses_bad_entries(world):
+    from engine.errors import InvalidInputError
+    from server.cli import build_parser
+    from server.commands.serve import config_from_args
+
+    args = build_parser().parse_args(["serve", "--vta-checkpoint", f"tiny={world['checkpoint']}"])
+    config = config_from_args(args)
+    assert config.vta_checkpoints == {"tiny": world["checkpoint"]}
+    config.check()  # a complete checkpoint passes
+    for bad in ("tiny", "a b=/x", f"tiny={world['checkpoint']}"):
+        args = build_parser().parse_args(["serve", "--vta-checkpoint", f"tiny={world['checkpoint']}",
+                                          "--vta-checkpoint", bad])
+        with pytest.raises(InvalidInputError):
+            config_from_args(args)
+    args = build_parser().parse_args(["serve", "--vta-checkpoint", f"x={world['video']}"])
+    with pytest.raises(InvalidInputError) as missing:
+        config_from_args(args).check()
+    assert "not a folder" in str(missing.value)
