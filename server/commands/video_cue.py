@@ -13,11 +13,7 @@ import sys
 import time
 from dataclasses import replace
 
-from engine.compose import build_generator
 from engine.errors import InvalidInputError
-from engine.scene import MANIFEST_NAME, prepare_out_dir
-from engine.settings import load_settings
-from engine.video.cue import CueOptions, cue_plan
 from server.commands.render import check_anchor, render_result, summary
 
 
@@ -58,6 +54,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Engine modules load here, not at import: `audio-agent --help` stays fast (start-up).
+    from engine.compose import build_generator
+    from engine.scene import MANIFEST_NAME, prepare_out_dir
+    from engine.settings import load_settings
+    from engine.video.cue import CueOptions, cue_plan
+
     started = time.perf_counter()
     check_anchor(args)
     given = {"backend": args.backend, "sample_rate": args.sample_rate}
