@@ -170,3 +170,17 @@ def test_serve_flag_builds_the_table_and_refuses_bad_entries(world):
     with pytest.raises(InvalidInputError) as missing:
         config_from_args(args).check()
     assert "not a folder" in str(missing.value)
+
+
+def test_client_video_cue_sends_the_checkpoint_name_and_lambda(tmp_path):
+    from server.cli import build_parser
+    from server.commands.client import build_request
+
+    args = build_parser().parse_args(["client", "video-cue", str(tmp_path / "v.mp4"), "--start", "1", "--end", "2",
+                                      "--session", "s", "--generator", "vta", "--checkpoint", "foley",
+                                      "--lambda", "0.7"])
+    sent = build_request(args)
+    assert (sent["generator"], sent["checkpoint"], sent["vta_lambda"]) == ("vta", "foley", 0.7)
+    plain = build_request(build_parser().parse_args(["client", "video-cue", "v.mp4", "--start", "1", "--end", "2",
+                                                     "--session", "s"]))
+    assert not {"generator", "checkpoint", "vta_lambda"} & set(plain)
