@@ -130,6 +130,15 @@ def test_vta_cue_over_websocket_puts_one_stem_per_spotted_event_and_edits_keep_t
     assert sorted(m["start_s"] for m in undone if m["type"] == "stem_ready") == \
         pytest.approx(sorted(m["start_s"] for m in stems), abs=1e-6)
 
+    # After a restart the picture is gone: an edit is refused naming why, the session is kept.
+    server.stop()
+    again = start_server(real=True, vta_checkpoints={"tiny": world["checkpoint"]})
+    refused = ws_call(again.ws_port, request("edit", session="foley", change={
+        "op": "set_loudness", "event_id": first["event_id"], "target_lufs": -20.0}))
+    assert refused[-1]["type"] == "error" and "restarted" in refused[-1]["message"]
+    assert ws_call(again.ws_port, request("get_session", session="foley"))[-1]["info"]["current_version"] == \
+        undone[-1]["version"]
+
 
 def test_unknown_or_missing_checkpoint_names_are_refused_before_accepting(world, start_server):
     server = start_server(real=True, vta_checkpoints={"tiny": world["checkpoint"]})
