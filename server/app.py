@@ -23,6 +23,7 @@ from engine.errors import AudioAgentError, InvalidInputError
 from engine.limits import MAX_VIDEO_BYTES, check_video_path
 from engine.session_views import InterruptedJob
 from engine.store import JobStatus
+from engine.video.vta_choice import choose_checkpoint
 from server import protocol as p
 from server.jobs import Job, JobManager, Sink
 from server.osc import OscProtocol, is_loopback, start_osc
@@ -49,6 +50,8 @@ class ServerConfig:
     planner_threads: int = 2
     time_limit_s: float = 900.0
     max_video_bytes: int = MAX_VIDEO_BYTES
+    # VTA checkpoints clients may name in video_cue (name -> folder; engine.video.vta_choice).
+    vta_checkpoints: dict[str, Path] = field(default_factory=dict)
 
     def check(self) -> None:
         """Refuse unsafe or impossible settings before binding anything."""
@@ -67,6 +70,10 @@ class ServerConfig:
         for name, port in (("ws_port", self.ws_port), ("osc_port", self.osc_port)):
             if not 0 <= port <= 65535:
                 raise InvalidInputError(f"{name}={port}: not a port", field=name, value=port)
+        if self.vta_checkpoints:
+            from engine.video.vta_choice import check_vta_table
+
+            check_vta_table(self.vta_checkpoints)
 
 
 def default_engine(config: ServerConfig) -> Engine:
@@ -79,6 +86,7 @@ def default_engine(config: ServerConfig) -> Engine:
     return build_engine(
         load_settings(), data_dir=config.data_dir, planner=config.planner, backend=config.backend,
         llm_model=config.llm_model, cache_max_bytes=max_bytes, max_video_bytes=config.max_video_bytes,
+        vta_checkpoints=config.vta_checkpoints,
     )
 
 
@@ -116,6 +124,8 @@ class Dispatcher:
             # an empty session behind.
             if isinstance(request, p.VideoCueRequest):
                 check_video_path(request.video_path, max_bytes=self.config.max_video_bytes)
+                choose_checkpoint(request.generator, request.checkpoint, request.vta_lambda,
+                                  self.config.vta_checkpoints)
             if isinstance(request, p.GenerateRequest) and request.backend is not None:
                 _check_backend(request.backend)
             port = request.notify_osc_port
