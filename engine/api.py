@@ -38,13 +38,15 @@ from engine.limits import (
     SEED_LIMIT,
     check_video_path,
 )
-from engine.progress import CancelToken, ProgressFn
-from engine.session import OnStem, PendingVersion, SessionManager, SessionVersion
 from engine.session_views import InterruptedJob, SessionInfo, SessionSummary, interrupted_job
 from engine.store import JobStatus
 
 if TYPE_CHECKING:
+    # Types only: the wire protocol imports this module, and `audio-agent client` must start
+    # without the session stack (numpy, the cache) that rendering needs.
     from engine.planners import PlanResult
+    from engine.progress import CancelToken, ProgressFn
+    from engine.session import OnStem, PendingVersion, SessionManager, SessionVersion
 
 # ---------------------------------------------------------------------------- field types
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
