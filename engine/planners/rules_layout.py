@@ -15,16 +15,18 @@ The rules, in a designer's terms:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from engine.lexicon import SoundEntry
 from engine.planners.rules_text import Clause
+from engine.planners.rules_time import is_start
 
 DEFAULT_ONE_SHOT_S = 1.5  # a one-shot the lexicon does not know
 DEFAULT_SUSTAINED_S = 4.0  # a sound the lexicon does not know and that is not a one-shot
 BED_LEAD_S = 2.0  # a bed named before a sequence plays alone this long first
 SILENCE_S = 2.0  # "then silence" with no length
 STOP_EVENT_S = 1.0  # "the chainsaw stops": the sound of it stopping
+START_EVENT_S = 1.5  # "the chainsaw starts, runs ...": the start-up before it runs
 HIT_GAP_SHARE = 0.6  # gap between counted hits, as a share of one hit (at least MIN_HIT_GAP_S)
 MIN_HIT_GAP_S = 0.25
 MIN_SCALE = 0.25  # a crowded sequence is squeezed no further than this (then runs over)
@@ -139,6 +141,10 @@ def _place_clause(clause: Clause, start_s: float, slot_s: float, duration_s: flo
     time = clause.time
     if clause.stops:
         stopped = _stop(running, clause.entry, start_s)
+        if not stopped and _ran_until(layout, clause.entry, start_s):
+            # "..., runs for 5 seconds, then stops": the run just ended; this is its stop sound.
+            layout.placed.append(Placed(clause, start_s, start_s + STOP_EVENT_S))
+            return
         if not stopped and clause.entry is not None and clause.entry.continuous:
             # "the music stops" with no music before: it was playing until now.
             layout.placed.append(Placed(clause, 0.0, max(start_s, BED_LEAD_S)))
@@ -189,6 +195,31 @@ def _place_clause(clause: Clause, start_s: float, slot_s: float, duration_s: flo
     layout.placed.append(Placed(clause, start_s, start_s + length_s))
 
 
+def _ran_until(layout: Layout, entry: SoundEntry | None, at_s: float) -> bool:
+    """Whether a sound of ``entry``'s source was placed and plays up to about ``at_s``."""
+    return any(_same_source(placed.clause.entry, entry) and abs(placed.end_s - at_s) <= 0.5
+               for placed in layout.placed)
+
+
+def _short_starts(groups: list[list[Clause]]) -> list[list[Clause]]:
+    """A machine that starts and then runs, idles or stops in a later clause: its start is the
+    start-up sound (START_EVENT_S), and the running is the later clause's, not both at once."""
+    later: list[Clause] = []
+    result: list[list[Clause]] = []
+    for group in reversed(groups):
+        fixed = []
+        for clause in group:
+            entry = clause.entry
+            if (entry is not None and entry.continuous and entry.kind != "bed" and not clause.stops
+                    and clause.time.length_s is None and clause.time.end_s is None
+                    and is_start(clause.raw) and any(_same_source(c.entry, entry) for c in later)):
+                clause = replace(clause, time=replace(clause.time, length_s=START_EVENT_S))
+            fixed.append(clause)
+        later.extend(group)
+        result.append(fixed)
+    return result[::-1]
+
+
 def _same_source(a: SoundEntry | None, b: SoundEntry | None) -> bool:
     return a is not None and b is not None and (a.name == b.name or a.family == b.family)
 
@@ -212,6 +243,7 @@ def layout_scene(groups: list[list[Clause]], duration_s: float) -> Layout:
     """Place every clause of the sequential ``groups`` on a ``duration_s`` timeline."""
     layout = Layout()
     running: list[Placed] = []
+    groups = _short_starts(groups)
     anchors = [_anchor_s(g) for g in groups]
     # A bed named in a sequence gets a slot of its own so it starts where the text puts it.
     lengths = [_group_length_s(g, lead_for_beds=len(groups) > 1) for g in groups]

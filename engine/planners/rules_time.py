@@ -205,6 +205,16 @@ def is_silence(text: str) -> bool:
     return bool(_SILENCE.match(bare) or _FALLS_SILENT.search(bare) or _WAITS.match(bare))
 
 
+_STARTS = re.compile(
+    r"\b(?:starts?|starting|started|begins?|kicks? in|fires? up|turns? on|switch(?:es)? on|"
+    r"roars? to life|sputters? to life|comes? on)\b(?!\s+(?:to|again))", re.I)
+
+
+def is_start(text: str) -> bool:
+    """'the chainsaw starts', 'the generator kicks in': the sound of a machine starting."""
+    return bool(_STARTS.search(text))
+
+
 def is_stop(text: str) -> bool:
     """'stops', 'the music stops': the text ends a continuing sound."""
     return bool(_STOPS.search(text))

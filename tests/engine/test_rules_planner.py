@@ -575,3 +575,24 @@ def test_pronouns_and_plural_sources_keep_their_names() -> None:
     assert by_text(p, "chimes").description == "The clock chimes"
     p = plan("a bell rings 3 times, a crowd cheers, then fireworks", 15.0)
     assert by_text(p, "fireworks").description == "Fireworks"
+
+
+@pytest.mark.parametrize("prompt,run_s", [
+    ("a chainsaw starts, runs for 5 seconds, then stops", 5.0),
+    ("a lawnmower starts up, runs for 4 seconds, then cuts out", 4.0),
+    ("a drill starts, whirs for 3 seconds, then stops", 3.0),
+    ("a motorbike starts, revs for 3 seconds, then stops", 3.0),
+])
+def test_a_machine_that_starts_runs_and_stops_is_three_events_in_order(prompt: str, run_s: float) -> None:
+    """The start-up is a short sound, the run follows it for the length asked, and the stop is
+    a short sound where the run ends: never a stop stretched back to the scene start."""
+    start, run, stop = sorted(plan(prompt, 12.0).events, key=lambda e: e.start_s)
+    assert start.length_s <= 2.0
+    assert run.start_s == pytest.approx(start.end_s, abs=0.05)
+    assert run.length_s == pytest.approx(run_s, abs=0.05)
+    assert stop.start_s == pytest.approx(run.end_s, abs=0.05) and stop.length_s <= 1.5
+
+
+def test_a_machine_that_only_starts_keeps_running() -> None:
+    (engine,) = plan("a car engine starts", 8.0).events
+    assert engine.length_s > 4.0  # nothing later runs it: the start is the whole sound
