@@ -246,6 +246,10 @@ def vta_for_cue(plan: Plan, *, video_path: str | Path, start_s: float, end_s: fl
     info = read_checkpoint(checkpoint)  # refused here, before any decoding, when a part is missing
     seeded, ranges = plan_for_vta(plan)
     frames = read_frames(video_path, start_s=start_s, end_s=end_s, frame_rate_hz=info.config.frame_rate_hz)
+    # The ranges are relative to the cue's start in the video: the cue's own place is part of
+    # what the picture is, or two cues at the same relative times would share cached renders.
+    identity = {**video_identity(video_path), "cue_start_s": round(float(start_s), 6),
+                "cue_end_s": round(float(end_s), 6)}
     generator = VTAGenerator(checkpoint=info.folder, frames=frames, ranges=ranges,
-                             video_identity=video_identity(video_path), visual_scale=visual_scale, **options)
+                             video_identity=identity, visual_scale=visual_scale, **options)
     return seeded, generator

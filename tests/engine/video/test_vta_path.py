@@ -184,7 +184,7 @@ def test_missing_parts_are_named_with_the_command_that_makes_them(world, tmp_pat
     assert code == 2 and "not a folder" in err
 
 
-def test_vta_backend_renders_only_its_own_ranges_and_keeps_them_apart(world, tmp_path, capsys):
+def test_vta_backend_renders_only_its_own_ranges_and_keeps_them_apart(world, tmp_path, capsys, monkeypatch):
     # A request whose seed names no picture range fails alone; a malformed one beside it does not
     # shift the others onto the wrong frames.
     from engine.generators import GenerationRequest
@@ -216,3 +216,17 @@ def test_vta_backend_renders_only_its_own_ranges_and_keeps_them_apart(world, tmp
     with pytest.raises(InvalidInputError) as bad:
         VTAGenerator(checkpoint=checkpoint, frames=frames, ranges=ranges, video_identity={}, visual_scale=-1)
     assert bad.value.field == "lambda"
+
+    # Two cues on different stretches of one video, with hits at the same times relative to each
+    # cue, are different pictures: their renders must never share a cache entry.
+    from engine.plan import Event, Plan
+    from engine.video import dataset
+    from engine.video.vta_generator import vta_for_cue
+
+    monkeypatch.setattr(dataset, "read_frames", lambda *args, **kwargs: frames)
+    cue = Plan(duration_s=1.0, events=(Event(id="e1", description="a knock", start_s=0.2, end_s=0.4),))
+    video = world["config"]  # any existing file: identity is its path, size and time
+    identities = [vta_for_cue(cue, video_path=video, start_s=start_s, end_s=start_s + 1.0,
+                              checkpoint=checkpoint, steps=2, device="cpu")[1].identity()
+                  for start_s in (0.0, 5.0, 0.0)]
+    assert identities[0] != identities[1] and identities[0] == identities[2]
