@@ -21,8 +21,11 @@ from typing import Any, TextIO
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from server import protocol as p
-from server.websocket import CLIENT_MAX_FRAME_BYTES
+# The client speaks plain JSON dicts and never validates with the message models, so it does not
+# import server.protocol (pydantic models, engine.api and their adapters: ~300 ms, most of a DAW's
+# status poll). These two copies are checked against their sources in tests/server/test_websocket.py.
+PROTOCOL_VERSION = 1  # server.protocol.PROTOCOL_VERSION
+CLIENT_MAX_FRAME_BYTES = 16 * 1024 * 1024  # server.websocket.CLIENT_MAX_FRAME_BYTES
 
 DEFAULT_URL = "ws://127.0.0.1:8765"
 EXIT_OK = 0
@@ -67,7 +70,7 @@ class EventsFile:
 
 
 def _error(request_id: str, code: str, message: str, field_name: str | None = None) -> dict[str, Any]:
-    return {"v": p.PROTOCOL_VERSION, "type": "error", "id": request_id, "code": code,
+    return {"v": PROTOCOL_VERSION, "type": "error", "id": request_id, "code": code,
             "message": message, "field": field_name}
 
 
@@ -103,7 +106,7 @@ def run_request(
     timeout_s: float | None = None,
 ) -> Outcome:
     """Send one request and wait for its final message; never raises for server-side failures."""
-    request = {"v": p.PROTOCOL_VERSION, "id": new_request_id(), **request}
+    request = {"v": PROTOCOL_VERSION, "id": new_request_id(), **request}
     events = EventsFile(events_path)
     try:
         try:
