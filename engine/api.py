@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal, Mapping, Protocol, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine.edits import EventEdit
 from engine.errors import ConflictError, InvalidInputError
@@ -78,6 +78,10 @@ class GenerateRequest(_Command):
     seed: Seed | None = None  # engine.seeds: None is seed 0
 
 
+# Variations of one re-roll: each is a stem the generator renders in the same batch.
+MAX_VARIATIONS = 8
+
+
 class Change(_Command):
     """A structured edit of one event (the wire form of engine.edits.EventEdit)."""
 
@@ -88,9 +92,26 @@ class Change(_Command):
     target_lufs: FiniteFloat | None = None
     description: Text | None = None
     seed: Seed | None = None  # set_seed: another variation of the event's sound
+    # set_seed: render these N seeds of the event in one batched generator call and return
+    # each as a variation (Manifest.variations); ``seed`` (default: the first) is the active one.
+    variations: Annotated[list[Seed], Field(min_length=2, max_length=MAX_VARIATIONS)] | None = None
+
+    @model_validator(mode="after")
+    def _variations_of_set_seed(self) -> "Change":
+        if self.variations is None:
+            return self
+        if self.op != "set_seed":
+            raise ValueError(f"variations: only a set_seed change renders variations, not op={self.op!r}")
+        if len(set(self.variations)) != len(self.variations):
+            raise ValueError(f"variations: seeds repeat ({self.variations})")
+        if self.seed is None:
+            object.__setattr__(self, "seed", self.variations[0])
+        elif self.seed not in self.variations:
+            raise ValueError(f"seed={self.seed}: the active seed must be one of variations {self.variations}")
+        return self
 
     def to_edit(self) -> EventEdit:
-        return EventEdit(**self.model_dump(exclude_none=True))
+        return EventEdit(**self.model_dump(exclude_none=True, exclude={"variations"}))
 
 
 # Edits of one request: a DAW sends all of the designer's hand changes (moves, trims, loudness,
@@ -98,6 +119,11 @@ class Change(_Command):
 MAX_CHANGES = 4 * MAX_EVENTS
 # The version the client last applied; a request based on another one is refused (ConflictError).
 BaseVersion = Annotated[int, Field(ge=0)]
+
+
+def _variations(changes: list[Change]) -> dict[str, tuple[int, ...]]:
+    """The seeds each re-rolled event renders as variations (set_seed changes with ``variations``)."""
+    return {c.event_id: tuple(c.variations) for c in changes if c.variations and c.event_id is not None}
 
 
 class EditRequest(_Command):
@@ -204,9 +230,11 @@ class SessionEngine:
                     raise InvalidInputError("changes: give an instruction, a change or changes, not several",
                                             field="changes")
                 edits = [change.to_edit() for change in request.changes]
-                return manager.prepare_edit(request.session, changes=edits)
+                return manager.prepare_edit(request.session, changes=edits,
+                                            variations=_variations(request.changes))
             change = request.change.to_edit() if request.change is not None else None
-            return manager.prepare_edit(request.session, instruction=request.instruction, change=change)
+            return manager.prepare_edit(request.session, instruction=request.instruction, change=change,
+                                        variations=_variations([request.change] if request.change else []))
         if isinstance(request, UndoRequest):
             return manager.prepare_undo(request.session)
         if isinstance(request, RedoRequest):

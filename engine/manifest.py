@@ -48,6 +48,22 @@ class FailedEvent(BaseModel):
     error: str
 
 
+class Variation(BaseModel):
+    """One of the N seeds a re-roll rendered for an event in one batch (a DAW adds each as a
+    take); the event's own entry plays the one whose seed the plan gives it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: str
+    number: int  # 1..N, in the order the seeds were asked for
+    seed: int
+    stem_path: str
+    cache_key: str = ""
+    cache_hit: bool = False  # no generator call was made for this variation
+    measured_lufs: float | None = None
+    gain_db: float = 0.0
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -62,6 +78,7 @@ class Manifest(BaseModel):
     backend: str = ""
     planner: str = ""
     notes: list[str] = []
+    variations: list[Variation] = []  # a re-roll's N seeds of an event (EditRequest set_seed)
 
     def event(self, event_id: str) -> ManifestEvent:
         for event in self.events:

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Callable, Literal, Mapping, Sequence
 
 from engine.cache import RenderCache
 from engine.edits import EventEdit, apply_edit
@@ -34,7 +34,7 @@ from engine.limits import (
     check_session_name,
     check_text,
 )
-from engine.manifest import Manifest, ManifestEvent
+from engine.manifest import Manifest, ManifestEvent, Variation
 from engine.plan import (
     DEFAULT_LIMITS,
     ChangeKind,
@@ -101,6 +101,8 @@ class PendingVersion:
     # Renders this version instead of ``backend``'s: a generator bound to its source (a VTA video
     # cue's picture), which no factory can rebuild from a name. ``backend`` is then its label.
     generator: Generator | None = None
+    # A re-roll of N takes: (event id, seeds) pairs rendered in one batch (Manifest.variations).
+    variations: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     @property
     def duration_s(self) -> float:
@@ -321,9 +323,12 @@ class SessionManager:
         instruction: str | None = None,
         change: EventEdit | None = None,
         changes: Sequence[EventEdit] | None = None,
+        variations: Mapping[str, Sequence[int]] | None = None,
     ) -> PendingVersion:
         """Revise the current version by a free-text instruction, one structured change, or
-        several applied in order (a DAW's hand edits), as one new version."""
+        several applied in order (a DAW's hand edits), as one new version. ``variations``:
+        event id -> seeds rendered in one batch as that event's variations (a DAW's re-roll of
+        N takes); the event's own seed must be one of them, so its stem is one of the batch."""
         name = check_session_name(session)
         if sum(x is not None for x in (instruction, change, changes)) != 1:
             raise InvalidInputError(
@@ -378,11 +383,13 @@ class SessionManager:
         check = getattr(bound, "check_plan", None)
         if check is not None:
             check(plan)
-        return self._pending(
+        wanted = _checked_variations(plan, variations or {})
+        pending = self._pending(
             name, row, kind="edit", plan=plan, result=result, instruction=words,
             backend=backend, anchor_s=row.anchor_s, session_planner=row.planner,
             current=current, generator=bound,
         )
+        return replace(pending, variations=wanted) if wanted else pending
 
     def prepare_undo(self, session: str) -> PendingVersion:
         return self._prepare_restore(session, kind="undo")
@@ -535,10 +542,13 @@ class SessionManager:
         # session's jobs, but other callers need not); reuse must match what is on disk now.
         diff = diff_plans(current.plan if current else None, pending.plan)
         reuse = session_reuse(current.manifest if current else None, diff)
+        variations = self._render_variations(pending, reuse, cancel=cancel)
         manifest = self._scene(
             pending, pending.plan, out_dir=self.version_dir(pending.session, pending.version),
             reuse=reuse, diff=diff, progress=progress, cancel=cancel, on_stem=on_stem,
         )
+        if variations:
+            manifest = manifest.model_copy(update={"variations": variations})
         self.store.commit_version(
             pending.session,
             version=pending.version,
@@ -559,6 +569,46 @@ class SessionManager:
             pending.session, pending.version, pending.kind, pending.plan, manifest,
             pending.instruction, pending.notes,
         )
+
+    def _render_variations(
+        self, pending: PendingVersion, reuse: dict[str, ManifestEvent], *, cancel: CancelToken | None
+    ) -> list[Variation]:
+        """Render every seed of a re-roll's events as one scene of its own, so the generator gets
+        them all in one batched call; the active seed's stem then serves the version itself
+        (added to ``reuse``: the same cache key, so no second generator call)."""
+        if not pending.variations:
+            return []
+        from engine.scene import render_scene
+
+        by_id = {event.id: event for event in pending.plan.events}
+        events, owners = [], {}
+        for event_id, seeds in pending.variations:
+            for number, seed in enumerate(seeds, start=1):
+                vid = f"v{len(events) + 1}"
+                owners[vid] = (event_id, number, seed)
+                events.append(by_id[event_id].model_copy(update={"id": vid, "seed": seed}))
+        plan = pending.plan.model_copy(update={"events": tuple(events)})
+        out_dir = self.version_dir(pending.session, pending.version) / "variations"
+        _make_dir(out_dir)
+        rendered = render_scene(
+            plan,
+            generator=pending.generator or self._generator(pending.backend),
+            out_dir=out_dir,
+            settings=replace(self.render_settings, write_mix=False, aligned=False, cue_markers_bpm=None),
+            anchor_s=pending.anchor_s,
+            cache=self.cache,
+            labels=SceneLabels(pending.backend, pending.planner, pending.notes),
+            cancel=cancel,
+        )
+        variations = []
+        for entry in rendered.events:
+            event_id, number, seed = owners[entry.id]
+            variations.append(Variation(event_id=event_id, number=number, seed=seed, stem_path=entry.stem_path,
+                                        cache_key=entry.cache_key, cache_hit=entry.cache_hit,
+                                        measured_lufs=entry.measured_lufs, gain_db=entry.gain_db))
+            if by_id[event_id].seed == seed:
+                reuse[event_id] = entry.model_copy(update={"id": event_id})
+        return sorted(variations, key=lambda v: (v.event_id, v.number))
 
     def _restore(
         self,
@@ -628,6 +678,18 @@ class SessionManager:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _checked_variations(plan: Plan, variations: Mapping[str, Sequence[int]]) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    events = {event.id: event for event in plan.events}
+    for event_id, seeds in variations.items():
+        if event_id not in events:
+            raise InvalidInputError(f"variations: event_id={event_id!r} is not in the scene", field="variations")
+        if events[event_id].seed not in seeds:
+            raise InvalidInputError(
+                f"variations: event {event_id!r} plays seed {events[event_id].seed}, not one of {list(seeds)}",
+                field="variations")
+    return tuple((event_id, tuple(seeds)) for event_id, seeds in variations.items())
 
 
 def _is_bound(backend: str) -> bool:
