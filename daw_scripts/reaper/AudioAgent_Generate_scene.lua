@@ -15,6 +15,7 @@
 --   Re-roll the selected items into new takes; the take left active is sent back to the server.
 --   A panel (with ReaImGui): prompt history, progress and Cancel, per-event re-roll, mute,
 --   loudness and new words, the server's sessions.
+--   Re-roll N variations: N seeds of each selected item's sound rendered in one batch, as N new takes.
 -- @provides
 --   [main] AudioAgent_Edit_scene.lua
 --   [main] AudioAgent_Undo_scene_edit.lua
@@ -25,6 +26,7 @@
 --   [main] AudioAgent_Regenerate_selected_with_new_words.lua
 --   [main] AudioAgent_Cancel_running_job.lua
 --   [main] AudioAgent_Reroll_selected_events.lua
+--   [main] AudioAgent_Reroll_N_variations.lua
 --   [main] AudioAgent_Panel.lua
 --   AudioAgent_lib.lua
 -- @about

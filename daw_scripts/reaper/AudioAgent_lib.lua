@@ -735,7 +735,22 @@ function AA.take_with_cache(item, cache_key)
   end
 end
 
-function AA.item_changes(item, event, anchor_s, new_take)
+-- A manifest's variations (a re-roll of N), as event id -> list in number order.
+function AA.variations_by_event(list)
+  if type(list) ~= "table" or #list == 0 then return nil end
+  local by_event = {}
+  for _, v in ipairs(list) do
+    local id = tostring(v.event_id)
+    by_event[id] = by_event[id] or {}
+    by_event[id][#by_event[id] + 1] = { number = tonumber(v.number) or 0, seed = tonumber(v.seed),
+      stem_path = v.stem_path, cache_key = type(v.cache_key) == "string" and v.cache_key ~= "" and v.cache_key or nil }
+  end
+  for _, vs in pairs(by_event) do table.sort(vs, function(a, b) return a.number < b.number end) end
+  return by_event
+end
+
+-- variations: this run's re-roll of N for the event; each one the item lacks becomes a take.
+function AA.item_changes(item, event, anchor_s, new_take, variations)
   local record = AA.placed(item)
   local take = reaper.GetActiveTake(item)
   local changes = {}
@@ -750,7 +765,15 @@ function AA.item_changes(item, event, anchor_s, new_take)
   if differs(vol, target_vol) then changes.vol = target_vol end
   local placed_path = record and record.stem_path or AA.take_file(take)
   local render_take = AA.take_with_cache(item, event.cache_key)
-  if render_take and render_take ~= take then
+  local missing = {}
+  for _, v in ipairs(variations or {}) do
+    if v.stem_path and not AA.take_with_cache(item, v.cache_key) then missing[#missing + 1] = v end
+  end
+  if #missing > 0 then
+    changes.variations = missing -- added as takes in order; then the event's own one is active
+    changes.length = event.end_s - event.start_s
+    changes.new_take = true
+  elseif render_take and render_take ~= take then
     changes.take = render_take -- a variation the item already has: make it the active take
   elseif render_take then
     -- the active take already plays this render (a version that only renamed its file)
@@ -799,7 +822,9 @@ function AA.plan_sync(session, scene, opts)
         actions[#actions + 1] = { op = "insert", event = event }
       else
         for _, item in ipairs(live) do
-          local changes = AA.item_changes(item, event, scene.anchor_s, opts.new_takes and opts.new_takes[event.id])
+          local new_take = opts.new_takes and opts.new_takes[event.id]
+          local changes = AA.item_changes(item, event, scene.anchor_s, new_take,
+            new_take and scene.variations and scene.variations[event.id])
           if next(changes) ~= nil then actions[#actions + 1] = { op = "update", item = item, event = event, changes = changes } end
         end
       end
@@ -901,7 +926,24 @@ function AA.apply_actions(session, scene, actions, check_path, label)
         local item, changes = action.item, action.changes
         if not AA.alive(item, "MediaItem*") then return end
         local take = reaper.GetActiveTake(item)
-        if changes.take then
+        if changes.variations then
+          -- A re-roll of N: every variation is a new take (named "<event> #<take number>"), the
+          -- earlier takes stay; the one the server plays (the event's cache key) is active.
+          changes.previous_take = take
+          for _, v in ipairs(changes.variations) do
+            local path = AA.placed_file(session, check_path(v.stem_path))
+            local added = reaper.AddTakeToMediaItem(item)
+            local source = reaper.PCM_Source_CreateFromFile(path)
+            reaper.SetMediaItemTake_Source(added, source)
+            AA.build_peaks(source)
+            reaper.GetSetMediaItemTakeInfo_String(added, "P_NAME",
+              ("%s #%d"):format(event.description, reaper.CountTakes(item)), true)
+            AA.mark_take(added, { cache_key = v.cache_key, seed = v.seed })
+          end
+          take = AA.take_with_cache(item, event.cache_key) or reaper.GetTake(item, reaper.CountTakes(item) - 1)
+          reaper.SetActiveTake(take)
+          reaper.SetMediaItemInfo_Value(item, "D_LENGTH", changes.length)
+        elseif changes.take then
           reaper.SetActiveTake(changes.take)
           take = changes.take
         elseif changes.file and changes.new_take then
@@ -1311,7 +1353,7 @@ function Run:finish_scene()
     end
   end
   local scene = self:styled({ version = version, anchor_s = anchor_s, events = events,
-    failed = manifest.failed or {} })
+    failed = manifest.failed or {}, variations = AA.variations_by_event(manifest.variations) })
   local actions = AA.plan_sync(self.session, scene, { new_takes = self.new_takes })
   local duration_s = tonumber(manifest.duration_s)
   local region = self:region_change(anchor_s, duration_s, tonumber(meta.region))
@@ -1546,13 +1588,34 @@ function AA.set_event_muted(session, event_id, muted)
 end
 
 -- Per-event requests the panel offers (the same runs the actions start).
-function AA.reroll_events(session, event_ids)
-  local changes, ids = {}, {}
+-- The set_seed changes of a re-roll. variations (2..AA.MAX_VARIATIONS): N distinct new seeds
+-- per event, rendered by the server in one batched generator call; the last is the active one
+-- (REAPER adds the N takes in order, so the last added take plays, as with a single re-roll).
+AA.MAX_VARIATIONS = 8
+function AA.reroll_changes(event_ids, variations)
+  local changes = {}
   for _, event_id in ipairs(event_ids) do
-    ids[event_id] = true
-    changes[#changes + 1] = { op = "set_seed", event_id = event_id, seed = math.random(0, 2147483646) }
+    if variations and variations > 1 then
+      local seeds, seen = {}, {}
+      while #seeds < variations do
+        local seed = math.random(0, 2147483646)
+        if not seen[seed] then seen[seed] = true seeds[#seeds + 1] = seed end
+      end
+      changes[#changes + 1] = { op = "set_seed", event_id = event_id, seed = seeds[#seeds],
+        variations = setmetatable(seeds, json.array_mt) }
+    else
+      changes[#changes + 1] = { op = "set_seed", event_id = event_id, seed = math.random(0, 2147483646) }
+    end
   end
-  AA.request_run({ kind = "reroll", title = "Re-roll into a new take", session = session, changes = changes,
+  return changes
+end
+
+function AA.reroll_events(session, event_ids, variations)
+  local ids = {}
+  for _, event_id in ipairs(event_ids) do ids[event_id] = true end
+  local many = variations and variations > 1
+  AA.request_run({ kind = "reroll", title = many and ("Re-roll %d variations"):format(variations)
+    or "Re-roll into a new take", session = session, changes = AA.reroll_changes(event_ids, variations),
     new_takes = ids })
 end
 

@@ -40,14 +40,14 @@ def test_install_copies_both_and_writes_configs(tmp_path, capsys):
         "AudioAgent_Undo_scene_edit.lua", "AudioAgent_Redo_scene_edit.lua", "AudioAgent_Sync_scene.lua",
         "AudioAgent_Send_my_changes.lua", "AudioAgent_Foley_from_selected_video_item.lua", "AudioAgent_config.lua",
         "AudioAgent_Cancel_running_job.lua", "AudioAgent_Regenerate_selected_with_new_words.lua",
-        "AudioAgent_Reroll_selected_events.lua", "AudioAgent_Panel.lua"}
+        "AudioAgent_Reroll_selected_events.lua", "AudioAgent_Reroll_N_variations.lua", "AudioAgent_Panel.lua"}
     assert {"__init__.py", "surface.py", "osc.py", "gain.py", "config.json"} <= {p.name for p in live_dir.iterdir()}
     config = lua54.LuaRuntime().execute(f"return dofile({json.dumps(str(reaper_dir / 'AudioAgent_config.lua'))})")
     assert config.url == "ws://127.0.0.1:9999"
     assert list(config.client.values()) == install_daw.client_command()
     live = json.loads((live_dir / "config.json").read_text())
     assert (live["server_osc_port"], live["listen_port"], live["view"]) == (9100, 9101, "arrangement")
-    assert "reaper: installed 13 files" in capsys.readouterr().out
+    assert "reaper: installed 14 files" in capsys.readouterr().out
 
 
 def test_print_says_where_and_copies_nothing(tmp_path, capsys):

@@ -280,3 +280,60 @@ def test_reroll_into_takes_and_the_chosen_take_goes_back_to_the_server(rig):
     assert next(e["seed"] for e in info["plan"]["events"] if e["id"] == event_id) == first_seed
     item = reaper.items_of_session(session)[event_id]
     assert len(item.takes) == 2 and item.active == 0  # no third take: that render is the first one
+
+
+def test_reroll_n_variations_is_one_batch_landing_as_n_takes(rig):
+    reaper, url, scripts = rig["reaper"], rig["url"], rig["scripts"]
+    session = generate(rig)
+    event_id = sorted(reaper.items_of_session(session))[0]
+    item = reaper.items_of_session(session)[event_id]
+    first_source = item.take.source.root().filename
+    item.selected = True
+    jobs_before = len(job_files(reaper))
+    run_action(reaper, scripts, "AudioAgent_Reroll_N_variations.lua", "3")
+    drive(reaper)
+    assert reaper.message_boxes == [], reaper.message_boxes
+    assert len(job_files(reaper)) == jobs_before + 1  # one request for all three variations
+    info = assert_agree(reaper, url, session, anchor_s=3.0)
+    manifest = info["manifest"]
+    variations = [v for v in manifest["variations"] if v["event_id"] == event_id]
+    assert [v["number"] for v in variations] == [1, 2, 3]
+    # One generator call rendered all three (none was in the cache); the version's own stem for
+    # the event is the active variation's, reused from that batch with no call of its own.
+    assert all(not v["cache_hit"] for v in variations)
+    played = next(e for e in manifest["events"] if e["id"] == event_id)
+    assert played["cache_hit"] and played["cache_key"] == variations[-1]["cache_key"]
+    assert all(e["cache_hit"] for e in manifest["events"])
+    seed = next(e["seed"] for e in info["plan"]["events"] if e["id"] == event_id)
+    assert seed == variations[-1]["seed"]  # the last variation is the active one
+
+    item = reaper.items_of_session(session)[event_id]
+    assert len(item.takes) == 4 and item.active == 3  # the first take + three, the last active
+    assert item.takes[0].source.root().filename == first_source
+    for take, v in zip(item.takes[1:], variations):
+        assert take.ext["P_EXT:audioagent_seed"] == str(v["seed"])
+        assert take.ext["P_EXT:audioagent_cache"] == v["cache_key"]
+    assert [t.name.rsplit(" ", 1)[-1] for t in item.takes[1:]] == ["#2", "#3", "#4"]
+
+    # The designer keeps the second variation: choosing its take and sending tells the server.
+    item.active = 2
+    reaper.user_action("Take: switch items to previous take")
+    run_action(reaper, scripts, "AudioAgent_Send_my_changes.lua")
+    drive(reaper)
+    assert reaper.message_boxes == []
+    info = assert_agree(reaper, url, session, anchor_s=3.0)
+    assert next(e["seed"] for e in info["plan"]["events"] if e["id"] == event_id) == variations[1]["seed"]
+    item = reaper.items_of_session(session)[event_id]
+    assert len(item.takes) == 4 and item.active == 2  # no new take: that variation is already one
+
+
+def test_reroll_n_variations_refuses_a_bad_count(rig):
+    reaper, scripts = rig["reaper"], rig["scripts"]
+    session = generate(rig)
+    item = next(iter(reaper.items_of_session(session).values()))
+    item.selected = True
+    jobs_before = len(job_files(reaper))
+    run_action(reaper, scripts, "AudioAgent_Reroll_N_variations.lua", "9")
+    drive(reaper)
+    assert len(reaper.message_boxes) == 1 and "2 to 8" in str(reaper.message_boxes[0])
+    assert len(job_files(reaper)) == jobs_before
