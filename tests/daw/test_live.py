@@ -453,3 +453,112 @@ def test_a_conflict_makes_the_set_ask_for_the_servers_version(rig):
     address, args = rig.received()
     assert address == "/audioagent/get_session" and args[1] == session
     assert any("version 3" in m for m in rig.c.messages)
+
+
+def reroll_request(rig: Rig, name: str, time_beats: float) -> dict:
+    rig.song.cue_points.append(CuePoint(name, time_beats))
+    for _ in range(5):
+        rig.surface.update_display()
+    address, args = rig.received()
+    assert address == "/audioagent/request"
+    return json.loads(args[0])
+
+
+def variations_done(rig: Rig, session: str, body: dict, *, version: int = 2) -> list[dict]:
+    """The server's answer to a re-roll: each event's last seed active, all seeds as variations."""
+    variations = []
+    for change in body["changes"]:
+        if change["op"] != "set_seed":
+            continue
+        event = rig.events[change["event_id"]]
+        for number, seed in enumerate(change["variations"], 1):
+            path = write_wav(rig.stem_root / session / "variations" / f"{change['event_id']}-{seed}.wav",
+                             length_s=event["end_s"] - event["start_s"])
+            variations.append({"event_id": change["event_id"], "number": number, "seed": seed,
+                               "stem_path": str(path), "cache_key": f"k{seed}", "gain_db": -1.0})
+    manifest = {"duration_s": 12.0, "sample_rate": 48000, "anchor_s": 4.0,
+                "events": [rig.events[e[0]] for e in SCENE], "variations": variations}
+    rig.deliver(datagram("/audioagent/done", body["id"], session, version, json.dumps(manifest)))
+    return variations
+
+
+def test_reroll_locator_asks_for_n_seeds_of_the_events_under_it_in_one_request(rig):
+    session = place_scene(rig)
+    door_track, door = rig.clip_of("car door slam")
+    rig.surface.gain_curve.apply(door, 2.5 - 3.0)  # a hand change goes in the same version, first
+    body = reroll_request(rig, "aa reroll 3", 18.5)  # over the rain (8-32), door (17-20), engine (18-22)
+    assert body["type"] == "edit" and body["session"] == session and body["base_version"] == 1
+    assert body["changes"][0]["op"] == "set_loudness"
+    rolls = {c["event_id"]: c for c in body["changes"] if c["op"] == "set_seed"}
+    assert set(rolls) == {"rain", "door", "engine"}
+    for change in rolls.values():
+        assert len(set(change["variations"])) == 3 and change["seed"] == change["variations"][-1]
+    body = reroll_request(rig, "aa reroll", 25.0)  # over the rain and the dog; the configured count (4)
+    assert [(c["event_id"], len(c["variations"])) for c in body["changes"] if c["op"] == "set_seed"] == [
+        ("dog", 4), ("rain", 4)]
+
+
+@pytest.mark.parametrize("name, words", [("aa reroll 9", "2 to 8"), ("aa reroll 1", "2 to 8"),
+                                         ("aa reroll 3", "over a clip")])
+def test_a_reroll_that_cannot_be_asked_says_why_and_sends_nothing(rig, name, words):
+    place_scene(rig)
+    rig.c.messages.clear()
+    rig.song.cue_points.append(CuePoint(name, 100.0))  # beat 100: no clip of the scene there
+    for _ in range(5):
+        rig.surface.update_display()
+    assert any(words in m for m in rig.c.messages), rig.c.messages
+    rig.server.settimeout(0.3)
+    with pytest.raises(socket.timeout):
+        rig.received()
+
+
+def test_variations_land_on_scratch_tracks_beside_the_events_track(rig):
+    session = place_scene(rig)
+    body = reroll_request(rig, "aa reroll 3", 17.5)  # the door (and the rain under it)
+    before = [t.name for t in rig.song.tracks]
+    variations = variations_done(rig, session, body)
+    door_track, _ = rig.clip_of("car door slam")
+    home = rig.song.tracks.index(door_track)
+    names = [t.name for t in rig.song.tracks]
+    assert names[home + 1: home + 4] == ["car door slam v1", "car door slam v2", "car door slam v3"]
+    assert [n for n in names if " v" not in n] == before  # no event track moved or was added
+    door_variations = [v for v in variations if v["event_id"] == "door"]
+    for track, v in zip(rig.song.tracks[home + 1: home + 4], door_variations):
+        (clip,) = track.arrangement_clips
+        assert (clip.file_path, clip.name, clip.start_time) == (v["stem_path"], f"car door slam v{v['number']}", 17.0)
+        assert clip.gain_db == pytest.approx(-1.0, abs=0.15)
+    assert rig.song.undo_steps[-1]  # placed in one undo step with the rest of the tick
+
+    # Another re-roll of the door reuses its scratch tracks (emptied), adding none.
+    count = len(rig.song.tracks)
+    body = reroll_request(rig, "aa reroll 3 again", 17.6)  # other words: a locator is sent once
+    again = variations_done(rig, session, body, version=3)
+    assert len(rig.song.tracks) == count
+    assert [t.arrangement_clips[0].file_path for t in rig.song.tracks[home + 1: home + 4]] == [
+        v["stem_path"] for v in again if v["event_id"] == "door"]
+
+    # `aa keep 2`: that variation's seed becomes the event's (with any hand changes first).
+    body = reroll_request(rig, "aa keep 2", 60.0)
+    seeds = {v["event_id"]: v["seed"] for v in again if v["number"] == 2}
+    assert body["changes"] == [{"op": "set_seed", "event_id": e, "seed": seeds[e]} for e in ("door", "rain")]
+
+
+def test_variations_in_session_view_and_on_a_live_without_track_data(tmp_path):
+    rig = Rig(tmp_path, song=Song(tempo=120.0, track_data=False))
+    rig.surface.config["view"] = "session"
+    try:
+        rig.deliver(rig.stem("sv", "a", "wind", 0.0, 1.0, -6.0, request_id="q"))
+        rig.deliver(rig.done("sv", ["a"], request_id="q", anchor_s=0.0))
+        rig.surface.requests["r2"] = {"session": "sv", "anchor_s": 0.0, "kind": "", "then": None, "reroll": True}
+        paths = [str(write_wav(rig.stem_root / "sv" / f"v{n}.wav", length_s=1.0)) for n in (1, 2)]
+        manifest = {"duration_s": 1.0, "sample_rate": 48000, "events": [rig.events["a"]],
+                    "variations": [{"event_id": "a", "number": n, "seed": n, "stem_path": p}
+                                   for n, p in zip((1, 2), paths)]}
+        rig.deliver(datagram("/audioagent/done", "r2", "sv", 2, json.dumps(manifest)))
+        # Without per-track data the track's name is its id (so it is found again).
+        assert [t.name for t in rig.song.tracks] == ["AA sv a", "AA sv a v1", "AA sv a v2"]
+        assert [t.clip_slots[0].clip.file_path for t in rig.song.tracks[1:]] == paths
+        assert [t.clip_slots[0].clip.name for t in rig.song.tracks[1:]] == ["wind v1", "wind v2"]
+    finally:
+        rig.surface.disconnect()
+        rig.server.close()

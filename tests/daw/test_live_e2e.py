@@ -118,3 +118,62 @@ def test_live_sync_send_and_stale_edit_against_a_real_server(server):
         assert assert_agree() == 3
     finally:
         surface.disconnect()
+
+
+def test_live_reroll_lands_variations_on_scratch_tracks_and_keep_tells_the_server(server):
+    """`aa reroll 3` over a clip: one request, one batched render of three seeds; each variation
+    on a scratch track right after the event's track, named "<event> v<number>", at the event's
+    time. `aa keep 2` makes that variation the event's sound on the server and in the set."""
+    from server.client import run_request
+
+    song = Song(tempo=120.0)
+    c = CInstance(song)
+    surface = AudioAgentSurface(c, config={"listen_port": 0, "server_osc_port": server["osc_port"]})
+
+    def server_info() -> dict:
+        outcome = run_request({"type": "get_session", "session": session}, url=server["url"], timeout_s=30)
+        return outcome.message["info"]
+
+    def locator(name: str, time_beats: float, word: str = "placed") -> None:
+        c.messages.clear()
+        song.cue_points.append(CuePoint(name, time_beats))
+        tick_until(surface, c, word=word)
+
+    try:
+        locator("aa: a kettle whistling, followed by a cup set down (4s)", 4.0)  # anchor 2 s
+        session = surface.state["last_session"]
+        record_id, record = sorted(surface.state["sessions"][session]["events"].items())[0]
+        event_tracks = len(song.tracks)
+        sent = len(surface.requests)
+        locator("aa reroll 3", record["start_beats"] + 0.01, word="variation(s) placed")
+        assert len(surface.requests) == sent + 1  # one request for the three variations
+
+        info = server_info()
+        variations = [v for v in info["manifest"]["variations"] if v["event_id"] == record_id]
+        assert [v["number"] for v in variations] == [1, 2, 3]
+        assert all(not v["cache_hit"] for v in variations)  # rendered, in the one batch
+        event = next(e for e in info["manifest"]["events"] if e["id"] == record_id)
+        assert event["cache_hit"] and event["cache_key"] == variations[-1]["cache_key"]  # the last is active
+
+        names = [track.name for track in song.tracks]
+        assert len(song.tracks) == event_tracks + 3
+        home = [surface._track_id(t) for t in song.tracks].index(surface.state["sessions"][session]["events"][record_id]["track"])
+        description = record["description"]
+        assert names[home + 1: home + 4] == [f"{description} v{n}" for n in (1, 2, 3)]
+        for track, v in zip(song.tracks[home + 1: home + 4], variations):
+            (clip,) = track.arrangement_clips
+            assert clip.file_path == v["stem_path"] and clip.name == f"{description} v{v['number']}"
+            assert clip.start_time == pytest.approx(record["start_beats"])
+        # The event's own track plays the active variation's render.
+        played = {clip.file_path for _, clip in song.clips()} & {e["stem_path"] for e in info["manifest"]["events"]}
+        assert event["stem_path"] in played
+
+        locator("aa keep 2", 60.0)
+        info = server_info()
+        assert next(e["seed"] for e in info["plan"]["events"] if e["id"] == record_id) == variations[1]["seed"]
+        event = next(e for e in info["manifest"]["events"] if e["id"] == record_id)
+        assert event["cache_key"] == variations[1]["cache_key"]
+        assert event["stem_path"] in {clip.file_path for _, clip in song.clips()}
+        assert len(song.tracks) == event_tracks + 3  # the scratch tracks stay for more listening
+    finally:
+        surface.disconnect()

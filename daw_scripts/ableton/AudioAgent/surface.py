@@ -40,6 +40,7 @@ DEFAULT_CONFIG = {
     "listen_port": 9001,
     "view": "arrangement",  # or "session": one clip slot per event instead of the timeline
     "default_duration_s": 10.0,
+    "reroll_variations": 4,  # `aa reroll` without a count
 }
 MAX_DATAGRAMS_PER_TICK = 64
 LOCATOR_SCAN_TICKS = 5  # ~0.5 s
@@ -48,6 +49,12 @@ LOCATOR_GENERATE = re.compile(r"^\s*aa\s*:\s*(?P<text>.+?)\s*$", re.IGNORECASE)
 LOCATOR_EDIT = re.compile(r"^\s*aa\s+edit\s*:\s*(?P<text>.+?)\s*$", re.IGNORECASE)
 LOCATOR_SYNC = re.compile(r"^\s*aa\s+sync\s*$", re.IGNORECASE)
 LOCATOR_SEND = re.compile(r"^\s*aa\s+send\s*$", re.IGNORECASE)
+# `aa reroll [N]` over an event's clip: N new seeds of that event in one batched render, each on
+# a scratch track beside the event's; `aa keep K` makes variation K of that re-roll the event's.
+# A locator is sent once per wording, so any words after them ("aa reroll 3 again") ask again.
+LOCATOR_REROLL = re.compile(r"^\s*aa\s+re-?roll(?:\s+(?P<count>\d+))?(?:\s+\D.*)?\s*$", re.IGNORECASE)
+LOCATOR_KEEP = re.compile(r"^\s*aa\s+keep\s+(?P<number>\d+)(?:\s+.*)?\s*$", re.IGNORECASE)
+MAX_VARIATIONS = 8  # engine.api.MAX_VARIATIONS
 DURATION_SUFFIX = re.compile(r"\s*[\(\[]\s*(?P<s>\d+(?:\.\d+)?)\s*s\s*[\)\]]\s*$", re.IGNORECASE)
 
 STEM_ARGS = ("id", "session", "version", "event_id", "stem_path", "start_s", "end_s", "gain_db",
@@ -139,6 +146,7 @@ class AudioAgentSurface:
         self.gain_curve = GainCurve()
         self.requests: dict[str, dict[str, Any]] = {}  # our own request id -> session, anchor_s
         self.pending: dict[str, list[dict[str, Any]]] = {}  # stems waiting for their scene's anchor
+        self.awaiting_variations: set[str] = set()  # sessions whose re-roll comes by get_session
         self.stem_root: str | None = None
         self.ticks = 0
         self.log_lines: list[str] = []
@@ -421,9 +429,13 @@ class AudioAgentSurface:
         if not isinstance(events, list) or (manifest.get("truncated") and not events
                                             and manifest.get("event_count")):
             # Too big for one datagram, sent without its events: ask for the session instead.
+            if request.get("reroll"):
+                self.awaiting_variations.add(session)
             self.request_sync(session)
             return
         self.reconcile(session, events, manifest.get("failed") or [], version=args[2])
+        if request.get("reroll"):
+            self.place_variations(session, manifest.get("variations") or [])
         then = request.get("then")
         if then:  # the instruction that waited for the designer's own changes to land first
             self.send_request({"type": "edit", "session": session, "instruction": then}, session)
@@ -438,6 +450,9 @@ class AudioAgentSurface:
             self._session(session)["anchor_s"] = float(anchor) if isinstance(anchor, (int, float)) else 0.0
         self.reconcile(session, manifest.get("events") or [], manifest.get("failed") or [],
                        version=info.get("current_version"))
+        if session in self.awaiting_variations:  # a re-roll's done came without its events
+            self.awaiting_variations.discard(session)
+            self.place_variations(session, manifest.get("variations") or [])
 
     def request_sync(self, session: str) -> str:
         request_id = self._new_id()
@@ -647,6 +662,15 @@ class AudioAgentSurface:
                 sent.append(key)
                 self.request_edit(None)
                 continue
+            reroll, keep = LOCATOR_REROLL.match(cue.name), LOCATOR_KEEP.match(cue.name)
+            if reroll or keep:
+                sent.append(key)
+                if reroll:
+                    count = int(reroll.group("count") or self.config["reroll_variations"])
+                    self.request_reroll(float(cue.time), count)
+                else:
+                    self.request_keep(int(keep.group("number")))
+                continue
             if LOCATOR_SYNC.match(cue.name):
                 sent.append(key)
                 if self.state.get("last_session"):
@@ -699,6 +723,126 @@ class AudioAgentSurface:
             self.show("no changes of yours to send")
             return None
         return self.send_request({"type": "edit", "session": session, "instruction": instruction}, session)
+
+    def events_at(self, session: str, time_beats: float) -> list[str]:
+        """The session's events whose clips (as we placed them) span ``time_beats``."""
+        found = []
+        for event_id, record in sorted(self._session(session)["events"].items()):
+            start = float(record.get("start_beats", 0.0))
+            end = start + self.beats(float(record.get("length_s") or 0.0))
+            if start - TIME_EPS_BEATS <= time_beats < end:
+                found.append(event_id)
+        return found
+
+    def request_reroll(self, time_beats: float, count: int) -> str | None:
+        """N variations of the last scene's events under the locator: one request (after the
+        designer's own changes, in the same version) whose set_seed changes name N new seeds
+        each; the server renders them in one batched generator call. The last seed is active."""
+        session = self.state.get("last_session") or ""
+        if not session:
+            self.show("no scene to re-roll yet: generate one first")
+            return None
+        if not 2 <= count <= MAX_VARIATIONS:
+            self.show(f"aa reroll {count}: give 2 to {MAX_VARIATIONS} variations")
+            return None
+        event_ids = self.events_at(session, time_beats)
+        if not event_ids:
+            self.show("aa reroll: put the locator over a clip of the scene")
+            return None
+        hand = self.hand_changes(session)
+        changes = list(hand)
+        for event_id in event_ids:
+            seeds = random.sample(range(2**31 - 1), count)
+            changes.append({"op": "set_seed", "event_id": event_id, "seed": seeds[-1], "variations": seeds})
+        request_id = self.send_request({"type": "edit", "session": session, "changes": changes}, session,
+                                       kind="changes" if hand else "")
+        self.requests[request_id]["reroll"] = True
+        self.show(f"re-rolling {len(event_ids)} event(s) into {count} variations")
+        return request_id
+
+    def request_keep(self, number: int) -> str | None:
+        """Variation ``number`` of the last re-roll becomes its event's sound (a set_seed)."""
+        session = self.state.get("last_session") or ""
+        rolled = (self._session(session).get("variations") or {}) if session else {}
+        chosen = []
+        for event_id, variations in sorted(rolled.items()):
+            seed = next((v["seed"] for v in variations if v["number"] == number), None)
+            if seed is not None:
+                chosen.append({"op": "set_seed", "event_id": event_id, "seed": seed})
+        if not chosen:
+            self.show(f"aa keep {number}: no variation {number} of a re-roll in this scene")
+            return None
+        hand = self.hand_changes(session)
+        return self.send_request({"type": "edit", "session": session, "changes": hand + chosen}, session,
+                                 kind="changes" if hand else "")
+
+    def _scratch_track(self, session: str, event_id: str, number: int, description: str) -> Any:
+        """The scratch track of variation ``number`` (made beside the event's track, or the
+        previous variation's, if missing; emptied if there). Never one of the session's event
+        tracks, so no event clip is placed on it."""
+        scratch_id = f"AA {session} {event_id} v{number}"
+        song = self.song()
+        tracks = list(song.tracks)
+        ids = [self._track_id(track) for track in tracks]
+        name = f"{description} v{number}"
+        if scratch_id in ids:
+            track = tracks[ids.index(scratch_id)]
+            for clip in list(track.arrangement_clips):
+                track.delete_clip(clip)
+            if track.clip_slots and track.clip_slots[0].has_clip:
+                track.clip_slots[0].delete_clip()
+        else:
+            record = self._session(session)["events"].get(event_id) or {}
+            before = f"AA {session} {event_id} v{number - 1}" if number > 1 else record.get("track")
+            index = ids.index(before) + 1 if before in ids else -1
+            # Song.create_audio_track(index) inserts at index, 0..len(tracks), -1 appending (Live
+            # Object Model, docs.cycling74.com/max8/vignettes/live_object_model, Song); the fake does so.
+            song.create_audio_track(index)
+            track = list(song.tracks)[index] if index != -1 else _last(song.tracks)
+            self._mark_track(track, scratch_id)
+        get = getattr(track, "get_data", None)
+        if callable(get) and get(TRACK_KEY, "") == scratch_id and track.name != name:
+            track.name = name  # the id lives in the track's data: the name is for the designer
+        return track
+
+    def place_variations(self, session: str, variations: list[Any]) -> None:
+        """A re-roll's variations, each on its scratch track beside the event's track at the
+        event's time (session view: in the first slot), named "<event> v<number>"."""
+        if self.unsupported:
+            return
+        info = self._session(session)
+        placed: dict[str, list[dict[str, Any]]] = {}
+        for v in variations:
+            if not isinstance(v, dict) or not isinstance(v.get("event_id"), str):
+                raise MessageError(f"variation {v!r} has no event_id")
+            event_id, number = v["event_id"], int(_number(v.get("number"), "number"))
+            record = info["events"].get(event_id)
+            path = _text(v.get("stem_path"), "stem_path")
+            self._check_path(path)
+            if record is None:
+                continue  # the event's own clip could not be placed: nothing to sit beside
+            self._begin_step()
+            description = str(record.get("description") or event_id)
+            track = self._scratch_track(session, event_id, number, description)
+            if self.config["view"] == "session":
+                clip = track.clip_slots[0].create_audio_clip(path) or track.clip_slots[0].clip
+            else:
+                start_beats = float(record["start_beats"])
+                clip = track.create_audio_clip(path, start_beats)
+                if clip is None:
+                    clip = next(c for c in track.arrangement_clips if abs(c.start_time - start_beats) < TIME_EPS_BEATS)
+            clip.name = f"{description} v{number}"
+            try:
+                clip.warping = False
+            except Exception:
+                pass
+            self.gain_curve.apply(clip, float(v.get("gain_db", 0.0)))
+            placed.setdefault(event_id, []).append({"number": number, "seed": int(_number(v.get("seed"), "seed")),
+                                                    "path": path, "track": self._track_id(track)})
+        if placed:
+            info["variations"] = placed
+            self._save_state()
+            self.show(f"{sum(len(v) for v in placed.values())} variation(s) placed; 'aa keep N' to choose one")
 
     def send_request(self, request: dict[str, Any], session: str, *, kind: str = "", then: str | None = None) -> str:
         """A request as JSON over /audioagent/request, naming the version this set shows
