@@ -40,8 +40,17 @@ local position_s = reaper.GetMediaItemInfo_Value(item, "D_POSITION")
 local start_s = reaper.GetMediaItemTakeInfo_Value(take, "D_STARTOFFS") + (section and section.offset_s or 0)
 local end_s = start_s + reaper.GetMediaItemInfo_Value(item, "D_LENGTH")
 
-local values = AA.ask("Audio-Agent: foley from video", { "Hint (optional)" }, { "" })
+-- A VTA checkpoint name renders from the picture (the server's `--vta-checkpoint NAME=DIR`
+-- names); blank keeps the text generator. A name the server does not offer is refused by it
+-- before the job starts, and its message (listing the names it offers) is shown.
+local values = AA.ask("Audio-Agent: foley from video", { "Hint (optional)", "VTA checkpoint name (blank: text)" },
+  { "", "" })
 if not values then return AA.no_undo() end
+local checkpoint = values[2] or ""
+if checkpoint ~= "" and (#checkpoint > 48 or not checkpoint:match("^[%w][%w_%.%-]*$")) then
+  return AA.error_box(TITLE, ("VTA checkpoint name %q: a name the server offers (letters, digits, _ . -), "
+    .. "not a path; leave it blank for the text generator"):format(checkpoint))
+end
 local session = AA.new_session_name("video")
 local args = { "video-cue", video_path, "--start", AA.format_number(start_s),
   "--end", AA.format_number(end_s), "--anchor", AA.format_number(math.max(0, position_s + AA.time_offset_s())),
@@ -49,6 +58,9 @@ local args = { "video-cue", video_path, "--start", AA.format_number(start_s),
 if values[1] ~= "" then
   args[#args + 1] = "--hint"
   args[#args + 1] = values[1]
+end
+if checkpoint ~= "" then
+  for _, a in ipairs({ "--generator", "vta", "--checkpoint", checkpoint }) do args[#args + 1] = a end
 end
 AA.new_run({
   kind = "video", title = TITLE, session = session, anchor_s = position_s,

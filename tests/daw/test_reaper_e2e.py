@@ -337,3 +337,25 @@ def test_reroll_n_variations_refuses_a_bad_count(rig):
     drive(reaper)
     assert len(reaper.message_boxes) == 1 and "2 to 8" in str(reaper.message_boxes[0])
     assert len(job_files(reaper)) == jobs_before
+
+
+def test_foley_with_a_checkpoint_the_server_does_not_offer_shows_its_refusal(rig, tmp_path):
+    from tests.daw.fake_reaper import Item, Source, Take, Track
+
+    reaper = rig["reaper"]
+    video_track = Track(name="picture")
+    video = Item(track=video_track, selected=True)
+    video.values.update({"D_POSITION": 2.0, "D_LENGTH": 4.0})
+    clip = tmp_path / "cut.mp4"
+    clip.write_bytes(b"\0" * 64)  # the file must exist; the checkpoint is refused before it is read
+    video.takes.append(Take(source=Source(filename=str(clip), kind="VIDEO")))
+    video_track.items.append(video)
+    reaper.tracks.append(video_track)
+    run_action(reaper, rig["scripts"], "AudioAgent_Foley_from_selected_video_item.lua", "\nfoley")
+    drive(reaper)
+    # This server was started without --vta-checkpoint: it says so, naming how to offer one.
+    ((title, message),) = reaper.message_boxes
+    assert title == "AudioAgent: Foley from video failed"
+    assert "checkpoint='foley': not a VTA checkpoint this server offers" in message
+    assert "--vta-checkpoint NAME=DIR" in message
+    assert len(reaper.tracks) == 1  # nothing placed

@@ -381,3 +381,46 @@ def test_stems_can_be_copied_into_the_project(reaper, client, scripts_dir, stem_
     placed = Path(reaper.all_items()[0].take.source.filename)
     assert placed.parent.parent == tmp_path / "My Project" / "Media" / "AudioAgent"
     assert placed.read_bytes() == Path(wind["stem_path"]).read_bytes()
+
+
+def video_item(reaper: FakeReaper, tmp_path: Path) -> Item:
+    video_track = Track(name="picture")
+    video = Item(track=video_track, selected=True)
+    video.values.update({"D_POSITION": 20.0, "D_LENGTH": 8.0})
+    video.takes.append(Take(source=Source(filename=str(tmp_path / "cut 3.mp4"), kind="VIDEO")))
+    video_track.items.append(video)
+    reaper.tracks.append(video_track)
+    return video
+
+
+def test_foley_with_a_vta_checkpoint_name_asks_for_the_vta_generator(reaper, client, scripts_dir, tmp_path):
+    video_item(reaper, tmp_path)
+    reaper.user_inputs.append((True, "gravel\nfoley-v2"))
+    reaper.run_script(VIDEO, scripts_dir)
+    reaper.run_deferred()
+    argv = client.job["argv"]
+    assert argv[argv.index("--generator"):argv.index("--generator") + 4] == ["--generator", "vta", "--checkpoint",
+                                                                          "foley-v2"]
+    assert argv[argv.index("--hint") + 1] == "gravel"
+    # The server offers other names: its refusal, listing them, is what the designer reads.
+    message = "checkpoint='foley-v2': not a checkpoint this server offers; it offers: foley, steps"
+    client.send({"type": "error", "id": "r1", "code": "invalid_input", "message": message, "field": "checkpoint"})
+    reaper.run_deferred()
+    assert reaper.message_boxes == [("AudioAgent: Foley from video failed", message + " (field: checkpoint)")]
+
+
+def test_foley_without_a_checkpoint_name_keeps_the_text_generator(reaper, client, scripts_dir, tmp_path):
+    video_item(reaper, tmp_path)
+    reaper.user_inputs.append((True, "\n"))
+    reaper.run_script(VIDEO, scripts_dir)
+    reaper.run_deferred()
+    argv = client.job["argv"]
+    assert "--generator" not in argv and "--checkpoint" not in argv and "--hint" not in argv
+
+
+def test_foley_refuses_a_checkpoint_path_before_asking_the_server(reaper, client, scripts_dir, tmp_path):
+    video_item(reaper, tmp_path)
+    reaper.user_inputs.append((True, "\n/models/vta-ckpt"))
+    reaper.run_script(VIDEO, scripts_dir)
+    assert len(reaper.message_boxes) == 1 and "not a path" in reaper.message_boxes[0][1]
+    assert client.jobs == []
