@@ -16,6 +16,7 @@
 --   A panel (with ReaImGui): prompt history, progress and Cancel, per-event re-roll, mute,
 --   loudness and new words, the server's sessions.
 --   Re-roll N variations: N seeds of each selected item's sound rendered in one batch, as N new takes.
+--   Foley from video: optional VTA checkpoint name (the server's refusal lists the names it offers).
 -- @provides
 --   [main] AudioAgent_Edit_scene.lua
 --   [main] AudioAgent_Undo_scene_edit.lua
