@@ -217,6 +217,9 @@ def _limit(
     return out, None, True
 
 
+_GAIN_SLICE_FRAMES = 1 << 16  # frames per slice when applying limiter gain
+
+
 def _gain_spans(
     out: np.ndarray, found: truepeak.PeakScan, ceiling: float, sample_rate: int
 ) -> list[tuple[int, int]]:
@@ -239,7 +242,12 @@ def _gain_spans(
         needed = np.ones(high - low, dtype=np.float64)
         needed[over[first:last] - low] = needed_at[first:last]
         gain = _smoothed_gain(needed, half)
-        out[:, low:high] = (out[:, low:high] * gain[np.newaxis, :]).astype(np.float32)
+        del needed
+        # In slices: the float64 product of a whole loud stem would be twice its size again
+        # (and a second stem may be processed beside this one). Same values either way.
+        for at in range(low, high, _GAIN_SLICE_FRAMES):
+            until = min(high, at + _GAIN_SLICE_FRAMES)
+            out[:, at:until] = (out[:, at:until] * gain[np.newaxis, at - low : until - low]).astype(np.float32)
         reach_tp = truepeak.TAPS_PER_PHASE
         spans.append((max(0, low - reach_tp), min(frames, high + reach_tp)))
     return spans
@@ -262,7 +270,8 @@ def _smoothed_gain(needed: np.ndarray, half: int) -> np.ndarray:
 
     held = minimum_filter1d(needed, size=2 * half + 1, mode="nearest")
     smooth = uniform_filter1d(held, size=half, mode="nearest")
-    return np.minimum(smooth, needed)  # guards float error at window edges
+    del held
+    return np.minimum(smooth, needed, out=smooth)  # guards float error at window edges
 
 
 class Normalised(NamedTuple):
@@ -294,7 +303,7 @@ def normalise_stem(
     if measured is None:
         return Normalised(array.copy(), 0.0, None, None)
     gain_db = target_lufs - measured
-    out = (array * db_to_gain(gain_db)).astype(np.float32)
+    out = (array * db_to_gain(gain_db)).astype(np.float32, copy=False)  # float32 already: no second copy
     out_lufs: float | None = measured + gain_db
     if ceiling_dbtp is None:
         return Normalised(out, gain_db, measured, None, out_lufs)
@@ -307,7 +316,7 @@ def normalise_stem(
                 # A make-up aimed past the target and the limiter let it all through: come
                 # down by a static gain (it cannot cross the ceiling).
                 trim_db = target_lufs - out_lufs
-                out = (out * db_to_gain(trim_db)).astype(np.float32)
+                out = (out * db_to_gain(trim_db)).astype(np.float32, copy=False)
                 out_lufs = target_lufs
                 peak_db = None if peak_db is None else peak_db + trim_db
             break
@@ -315,7 +324,7 @@ def normalise_stem(
         if now is None or abs(target_lufs - now) <= LOUDNESS_TOLERANCE_LU:
             break
         makeup_db = _makeup_db(target_lufs - now, applied_db, None if before is None else now - before)
-        out = (out * db_to_gain(makeup_db)).astype(np.float32)
+        out = (out * db_to_gain(makeup_db)).astype(np.float32, copy=False)
         out_lufs, applied_db, before = now + makeup_db, makeup_db, now
     else:
         out, peak_db, changed = _limit(out, sample_rate, ceiling_dbtp)

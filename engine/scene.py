@@ -23,6 +23,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
@@ -332,11 +334,25 @@ class _Output:
         return int(round((self.anchor_s + start_s) * self.sample_rate))
 
 
-def _render_one(job: _Job, out: _Output, *, cache_hit: bool) -> _Rendered:
+@dataclass(frozen=True)
+class _Processed:
+    """A stem's final samples and measurements, before its file is written."""
+
+    audio: np.ndarray
+    loudness_lufs: float | None
+    true_peak_dbtp: float | None
+
+
+def _process_one(job: _Job, out: _Output) -> _Processed:
+    """Fit, fades, loudness, true peak and limiter: the work that may run on a worker thread
+    (it reads only ``job`` and ``out``, and writes nothing)."""
     assert job.raw is not None  # only jobs with raw audio reach rendering
     rate = out.sample_rate
     audio = render.fit_to_length(job.raw, frames=job.frames, sample_rate=rate,
                                  crossfade_ms=CROSSFADE_MS)
+    # The raw take is not needed past this point; letting it go now (fades copy ``audio``)
+    # keeps a long scene's peak memory down while another stem is processed beside this one.
+    job.raw = None
     # A plan's shaped fades ("approaches", "fades away") replace the short anti-click ones.
     audio = render.apply_fades(
         audio, sample_rate=rate,
@@ -348,7 +364,11 @@ def _render_one(job: _Job, out: _Output, *, cache_hit: bool) -> _Rendered:
     audio = normalised.audio
     if out.subtype == "PCM_24":
         # What the file will hold. (Scaling by 2**23 and back is exact in float32.)
-        audio = np.round(audio * np.float32(8388608.0)) / np.float32(8388608.0)
+        # In place on one temporary: the same float32 operations, one stem-sized copy fewer.
+        scaled = audio * np.float32(8388608.0)
+        np.round(scaled, out=scaled)
+        scaled /= np.float32(8388608.0)
+        audio = scaled
     # Loudness and true peak the normaliser already knows are reused rather than measured
     # again: 24-bit rounding moves them by about 1e-6 LU / dB, far under the 0.01 the bext
     # fields hold and the 0.001 dB of gain_db.
@@ -358,6 +378,13 @@ def _render_one(job: _Job, out: _Output, *, cache_hit: bool) -> _Rendered:
     peak = normalised.true_peak_dbtp
     if peak is None:
         peak = render.true_peak_dbtp(audio, rate)
+    return _Processed(audio, measured, peak)
+
+
+def _write_one(job: _Job, processed: _Processed, out: _Output, *, cache_hit: bool) -> _Rendered:
+    """The stem file and its manifest entry (on the scene's own thread, in plan order)."""
+    audio, measured, peak = processed.audio, processed.loudness_lufs, processed.true_peak_dbtp
+    rate = out.sample_rate
     event = job.event
     path = _write_named(
         out.folder, event.id, audio, sample_rate=rate, subtype=out.subtype,
@@ -452,6 +479,55 @@ def _write_mix(rendered: Sequence[_Rendered], out: _Output) -> tuple[str, float 
         true_peak_dbtp=peak,
     )
     return str(path), peak
+
+
+# Stems are processed (fit, fades, loudness, true peak, limiter) this many at a time on worker
+# threads: numpy and scipy's filters release the interpreter lock for most of that work, so a
+# second core shortens a long scene's render stage. Files are still written one at a time in
+# plan order on the scene's thread, and cancel is checked before each, exactly as when stems
+# were rendered one by one: same files, manifest and mix, and a cancel between events writes
+# nothing more. At most this many stems are in flight beside the one being written.
+RENDER_WORKERS = max(1, min(2, os.cpu_count() or 1))
+
+
+def _render_all(
+    jobs: Sequence[_Job], out: _Output, generated_ids: set[str], cancel: CancelToken | None,
+) -> Iterable[tuple[_Job, _Rendered]]:
+    """Each job with its rendered stem, in order; ``cancel`` is checked before each stem."""
+
+    def write(job: _Job, processed: _Processed) -> _Rendered:
+        # A render from the cache counts as a hit: no generator call was made for it.
+        rendered = _write_one(job, processed, out, cache_hit=job.event.id not in generated_ids)
+        job.raw = None  # the stem's samples are kept for the mix; the raw take is not needed
+        return rendered
+
+    if RENDER_WORKERS == 1 or len(jobs) < 2:
+        for job in jobs:
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            yield job, write(job, _process_one(job, out))
+        return
+    pending: deque[tuple[_Job, Future[_Processed]]] = deque()
+    upcoming = iter(jobs)
+    pool = ThreadPoolExecutor(max_workers=RENDER_WORKERS, thread_name_prefix="stem")
+    try:
+        while True:
+            while len(pending) < RENDER_WORKERS:  # bounded: memory for this many stems
+                job = next(upcoming, None)
+                if job is None:
+                    break
+                pending.append((job, pool.submit(_process_one, job, out)))
+            if not pending:
+                return
+            job, future = pending.popleft()
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            processed = future.result()
+            yield job, write(job, processed)
+    finally:
+        for _, future in pending:
+            future.cancel()  # not started: never starts; running: finishes, its result dropped
+        pool.shutdown(wait=True)
 
 
 def _split_reuse(
@@ -580,12 +656,9 @@ def render_scene(
     generated_ids = {job.event.id for job in misses}
     to_render = [job for job in jobs if job.event.id not in done and job.raw is not None]
     report("render", 0.0)
-    for index, job in enumerate(to_render):
-        if cancel is not None:
-            cancel.raise_if_cancelled()
-        # A render from the cache counts as a hit: no generator call was made for it.
-        finish(job.event.id, _render_one(job, out, cache_hit=job.event.id not in generated_ids))
-        job.raw = None  # the stem's samples are kept for the mix; the raw take is not needed
+    for index, (job, rendered) in enumerate(
+            _render_all(to_render, out, generated_ids, cancel)):
+        finish(job.event.id, rendered)
         report("render", (index + 1) / len(to_render))
     if not to_render:
         report("render", 1.0)
