@@ -118,13 +118,16 @@ def apply_fades(
     sample_rate: int,
     fade_in_ms: float = 5.0,
     fade_out_ms: float = 50.0,
+    in_place: bool = False,
 ) -> np.ndarray:
-    """Raised-cosine fade-in (default 5 ms) and fade-out (default 50 ms); returns a new array.
+    """Raised-cosine fade-in (default 5 ms) and fade-out (default 50 ms); returns a new array,
+    or with ``in_place`` the caller's own (float32, contiguous) array, faded where it lies.
 
     The short fade-in removes the click of a hard start without blunting attacks; the longer
     fade-out hides a trimmed tail. Each fade is shortened to half the clip if the clip is short.
     """
-    array = _check_audio(audio).copy()
+    checked = _check_audio(audio)
+    array = checked if in_place and checked is audio else checked.copy()
     _check_rate(sample_rate)
     frames = array.shape[1]
     for fade_ms, at_start in ((fade_in_ms, True), (fade_out_ms, False)):
@@ -310,7 +313,9 @@ def normalise_stem(
     peak_db: float | None = None
     applied_db = before = None  # the last make-up gain, and the loudness it was applied to
     for _ in range(MAKEUP_ROUNDS):
-        out, peak_db, changed = _limit(out, sample_rate, ceiling_dbtp)
+        # ``out`` is always this function's own array (a product above), so the limiter may
+        # write into it: one stem-sized copy fewer, same values.
+        out, peak_db, changed = _limit(out, sample_rate, ceiling_dbtp, in_place=True)
         if not changed:
             if out_lufs is not None and out_lufs - target_lufs > LOUDNESS_TOLERANCE_LU:
                 # A make-up aimed past the target and the limiter let it all through: come
@@ -327,7 +332,7 @@ def normalise_stem(
         out = (out * db_to_gain(makeup_db)).astype(np.float32, copy=False)
         out_lufs, applied_db, before = now + makeup_db, makeup_db, now
     else:
-        out, peak_db, changed = _limit(out, sample_rate, ceiling_dbtp)
+        out, peak_db, changed = _limit(out, sample_rate, ceiling_dbtp, in_place=True)
         if changed:
             out_lufs = None
     return Normalised(out, gain_db, measured, peak_db, out_lufs)

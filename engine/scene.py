@@ -348,16 +348,19 @@ def _process_one(job: _Job, out: _Output) -> _Processed:
     (it reads only ``job`` and ``out``, and writes nothing)."""
     assert job.raw is not None  # only jobs with raw audio reach rendering
     rate = out.sample_rate
-    audio = render.fit_to_length(job.raw, frames=job.frames, sample_rate=rate,
+    raw = job.raw
+    audio = render.fit_to_length(raw, frames=job.frames, sample_rate=rate,
                                  crossfade_ms=CROSSFADE_MS)
-    # The raw take is not needed past this point; letting it go now (fades copy ``audio``)
-    # keeps a long scene's peak memory down while another stem is processed beside this one.
-    job.raw = None
+    fitted_is_new = audio is not raw and not np.shares_memory(audio, raw)
+    # The raw take is not needed past this point; letting it go now keeps a long scene's peak
+    # memory down while another stem is processed beside this one. (The cache has its own.)
+    job.raw = raw = None
     # A plan's shaped fades ("approaches", "fades away") replace the short anti-click ones.
     audio = render.apply_fades(
         audio, sample_rate=rate,
         fade_in_ms=max(FADE_IN_MS, 1000.0 * (job.event.fade_in_s or 0.0)),
-        fade_out_ms=max(FADE_OUT_MS, 1000.0 * (job.event.fade_out_s or 0.0)))
+        fade_out_ms=max(FADE_OUT_MS, 1000.0 * (job.event.fade_out_s or 0.0)),
+        in_place=fitted_is_new)  # never into the raw take: events with equal content share it
     normalised = render.normalise_stem(
         audio, sample_rate=rate, target_lufs=job.target_lufs, ceiling_dbtp=out.ceiling_dbtp
     )
@@ -481,13 +484,15 @@ def _write_mix(rendered: Sequence[_Rendered], out: _Output) -> tuple[str, float 
     return str(path), peak
 
 
-# Stems are processed (fit, fades, loudness, true peak, limiter) this many at a time on worker
-# threads: numpy and scipy's filters release the interpreter lock for most of that work, so a
-# second core shortens a long scene's render stage. Files are still written one at a time in
-# plan order on the scene's thread, and cancel is checked before each, exactly as when stems
-# were rendered one by one: same files, manifest and mix, and a cancel between events writes
-# nothing more. At most this many stems are in flight beside the one being written.
-RENDER_WORKERS = max(1, min(2, os.cpu_count() or 1))
+# Stems can be processed (fit, fades, loudness, true peak, limiter) this many at a time on
+# worker threads. Files are still written one at a time in plan order on the scene's thread,
+# with cancel checked before each, so the result is the same files, manifest and mix as one at
+# a time (tests/engine/test_scene_workers.py) and at most this many stems are in flight.
+# One for now: on the shared 2-core build machine two workers measured no faster for a 600 s
+# scene (render stage 4.2 s wall with one, 4.7-5.4 s with two, and ~50 MB more peak memory),
+# since the true-peak and loudness passes hold the interpreter lock for much of their time
+# and the second core was busy. Raise it where an idle core shows a gain in benchmarks/render.py.
+RENDER_WORKERS = 1
 
 
 def _render_all(

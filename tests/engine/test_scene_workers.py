@@ -98,3 +98,17 @@ def test_limiter_gain_applied_in_slices_matches_one_product():
     gain = render._smoothed_gain(needed, half)
     expected[:, low:high] = (expected[:, low:high] * gain[np.newaxis, :]).astype(np.float32)
     np.testing.assert_array_equal(sliced, expected)
+
+
+@pytest.mark.parametrize("length_factor", [0.7, 1.0, 1.3])  # looped, as is, trimmed
+def test_events_sharing_one_raw_take_get_equal_stems(tmp_path, monkeypatch, length_factor):
+    # Equal content shares one raw take; fades in place must never reach into it.
+    monkeypatch.setattr(scene, "RENDER_WORKERS", 2)
+    twins = Plan(duration_s=6.0, events=(
+        Event(id="a", description="rain", start_s=0.0, end_s=2.0, seed=5),
+        Event(id="b", description="rain", start_s=3.0, end_s=5.0, seed=5)))
+    manifest = render_scene(twins, generator=FakeGenerator(length_factor=length_factor),
+                            out_dir=tmp_path, settings=RenderSettings(write_mix=False))
+    a, b = (sf.read(e.stem_path, dtype="float32")[0] for e in manifest.events)
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a[0]).max() < 0.01  # the fade-in starts near silence
