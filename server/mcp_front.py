@@ -29,9 +29,18 @@ from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp_types import CallToolResult, ResourceLink, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from engine.api import Engine
+from engine.api import BackendName, Engine
 from engine.errors import AudioAgentError, InvalidInputError
-from engine.limits import MAX_DURATION_S, MAX_POSITION_S, MAX_PROMPT_CHARS, SEED_LIMIT
+from engine.limits import (
+    MAX_DURATION_S,
+    MAX_JOB_ID_CHARS,
+    MAX_POSITION_S,
+    MAX_PROMPT_CHARS,
+    MAX_SESSION_NAME_CHARS,
+    MAX_TARGET_LUFS,
+    MIN_TARGET_LUFS,
+    SEED_LIMIT,
+)
 from engine.manifest import Manifest
 from engine.session_views import InterruptedJob, SessionSummary
 from server import protocol as p
@@ -45,7 +54,7 @@ T = TypeVar("T")
 # ---------------------------------------------------------------------------- tool arguments
 # Field descriptions are what an assistant reads to fill a call: say the unit and the meaning.
 SessionArg = Annotated[str, Field(
-    min_length=1, max_length=128,
+    min_length=1, max_length=MAX_SESSION_NAME_CHARS,
     description="Scene name (one per shot or cue). Reusing a name makes a new version of that scene.",
 )]
 PromptArg = Annotated[str, Field(
@@ -156,7 +165,8 @@ class ChangeArg(BaseModel):
     event_id: str | None = Field(None, description="The event to change (from a scene result); not for add.")
     start_s: float | None = Field(None, ge=0, description="Seconds from the scene start.")
     end_s: float | None = Field(None, ge=0, description="Seconds from the scene start.")
-    target_lufs: float | None = Field(None, ge=-70, le=0, description="Loudness target, LUFS.")
+    target_lufs: float | None = Field(None, ge=MIN_TARGET_LUFS, le=MAX_TARGET_LUFS,
+                                       description="Loudness target, LUFS.")
     description: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
 
 
@@ -334,9 +344,9 @@ class McpFront:
             anchor_s: AnchorArg = 0.0,
             planner: Annotated[Literal["rules", "llm"] | None, Field(
                 description="rules (offline) or llm (the configured endpoint); omit for the server's")] = None,
-            backend: Annotated[str | None, Field(
-                max_length=64, description="Generator: procedural, library, auffusion, stable-audio, "
-                                           "audioldm2; omit for the server's default")] = None,
+            backend: Annotated[BackendName | None, Field(
+                description="Generator: procedural, library, hybrid, auffusion, stable-audio, "
+                            "audioldm2; omit for the server's default")] = None,
             seed: SeedArg = None,
         ) -> Annotated[CallToolResult, SceneResult]:
             return await run(_request(p.GenerateRequest, id=self._envelope(), session=session,
@@ -404,7 +414,7 @@ class McpFront:
 
         @server.tool(annotations=job_tool, description=(
             "Cancel a running job by the job id a scene result or progress message named."))
-        async def cancel(job: Annotated[str, Field(min_length=1, max_length=64)]) -> CancelResult:
+        async def cancel(job: Annotated[str, Field(min_length=1, max_length=MAX_JOB_ID_CHARS)]) -> CancelResult:
             try:
                 state = self.dispatcher.jobs.cancel(job)
             except AudioAgentError as error:
