@@ -14,58 +14,21 @@ import pytest
 import soundfile as sf
 
 from server.cli import main
-from tests.engine.tiny_models import build_tiny_auffusion
 from tests.engine.video import synth, tiny_vta
 from tests.server.conftest import request, ws_call
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-UNITS = 8
+UNITS = tiny_vta.UNITS
 FLASHES_S = [0.5, 1.3, 2.2, 2.6]
 START_S, END_S, ANCHOR_S = 0.5, 2.5, 10.0
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # Tiny models are per-op overhead: one thread is faster than several fighting over two cores.
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _training_clip(path, *, tone_hz: float, flash_every: int):
-    def frame(index, _t):
-        image = np.full((synth.SIZE_PX, synth.SIZE_PX, 3), 40, np.uint8)
-        if index % flash_every == 0:
-            image[8:40, 8:40] = 230
-        return image
-
-    return synth.encode(path, frame, synth.regular_times(1.0), audio_tone_hz=tone_hz)
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """Tiny base models, a checkpoint trained one step per stage, and a video with flashes."""
     root = tmp_path_factory.mktemp("vta-server")
-    data = root / "data"
-    for label, tone_hz, every in (("dog_bark", 600.0, 5), ("hammer", 1500.0, 9)):
-        (data / label).mkdir(parents=True)
-        _training_clip(data / label / "take1.mp4", tone_hz=tone_hz, flash_every=every)
-    tiny_vta.tokenizer(root / "llm")
-    tiny_vta.gemma(root / "llm")
-    tiny_vta.clip(root / "clip")
-    tiny_vta.hubert(root / "hubert")
-    build_tiny_auffusion(root / "auffusion")
-    config = root / "vta.toml"
-    config.write_text(
-        "[vta]\n"
-        f'clip_model_id = "{root / "clip"}"\nllm_model_id = "{root / "llm"}"\n'
-        f'hubert_model_id = "{root / "hubert"}"\nauffusion_model_id = "{root / "auffusion"}"\n'
-        f"n_audio_tokens = {UNITS}\ncentroid_dim = {tiny_vta.HUBERT_DIM}\nlora_r = 4\nlora_alpha = 4\n"
-        "auffusion_clip_frames = 32\nauffusion_pad_frames = 2\n"
-    )
+    made = tiny_vta.tiny_world(root)
+    data, config = made["data"], made["config"]
     centroids = root / "centroids.npy"
     np.save(centroids, np.random.default_rng(3).standard_normal((UNITS, tiny_vta.HUBERT_DIM)).astype(np.float32))
     checkpoint = root / "ckpt"

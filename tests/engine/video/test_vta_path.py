@@ -15,56 +15,15 @@ from engine.errors import InvalidInputError
 from engine.manifest import read_manifest
 from engine.video.checkpoint import read_checkpoint
 from server.cli import main
-from tests.engine.tiny_models import build_tiny_auffusion
-from tests.engine.video import synth, tiny_vta
+from tests.engine.video import tiny_vta
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-UNITS = 8
-
-
-def _clip(path, *, tone_hz: float, flash_every: int, seconds: float = 1.0):
-    def frame(index, _t):
-        image = np.full((synth.SIZE_PX, synth.SIZE_PX, 3), 40, np.uint8)
-        if index % flash_every == 0:
-            image[8:40, 8:40] = 230
-        return image
-
-    return synth.encode(path, frame, synth.regular_times(seconds), audio_tone_hz=tone_hz)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # Tiny models are all per-op overhead: with the cores shared, two threads spinning for each
-    # small matmul cost ~10x the work itself.
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+UNITS = tiny_vta.UNITS
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("vta-path")
-    data = root / "data"
-    for label, tone_hz, every in (("dog_bark", 600.0, 5), ("hammer", 1500.0, 9)):
-        (data / label).mkdir(parents=True)
-        _clip(data / label / "take1.mp4", tone_hz=tone_hz, flash_every=every)
-    tiny_vta.tokenizer(root / "llm")
-    tiny_vta.gemma(root / "llm")
-    tiny_vta.clip(root / "clip")
-    tiny_vta.hubert(root / "hubert")
-    build_tiny_auffusion(root / "auffusion")
-    config = root / "vta.toml"
-    config.write_text(
-        "[vta]\n"
-        f'clip_model_id = "{root / "clip"}"\nllm_model_id = "{root / "llm"}"\n'
-        f'hubert_model_id = "{root / "hubert"}"\nauffusion_model_id = "{root / "auffusion"}"\n'
-        f"n_audio_tokens = {UNITS}\ncentroid_dim = {tiny_vta.HUBERT_DIM}\nlora_r = 4\nlora_alpha = 4\n"
-        "auffusion_clip_frames = 32\nauffusion_pad_frames = 2\n"
-    )
-    return {"root": root, "data": data, "config": config}
+    return tiny_vta.tiny_world(tmp_path_factory.mktemp("vta-path"))
 
 
 def _run(capsys, *argv) -> tuple[int, str, str]:

@@ -81,3 +81,46 @@ def unet(folder: Path):
             up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=24, attention_head_dim=4,
         ).save_pretrained(folder)
     return UNet2DConditionModel.from_pretrained(folder)
+
+
+# ---------------------------------------------------------------------------- a whole tiny world
+UNITS = 8  # k-means clusters of the tiny configs: enough to tell units apart, fast to fit
+
+
+def flash_clip(path: Path, *, tone_hz: float, flash_every: int, seconds: float = 1.0) -> Path:
+    """A training clip: a dark frame with a bright square every ``flash_every`` frames, and a tone."""
+    from tests.engine.video import synth
+
+    def frame(index: int, _t: float) -> np.ndarray:
+        image = np.full((synth.SIZE_PX, synth.SIZE_PX, 3), 40, np.uint8)
+        if index % flash_every == 0:
+            image[8:40, 8:40] = 230
+        return image
+
+    return synth.encode(path, frame, synth.regular_times(seconds), audio_tone_hz=tone_hz)
+
+
+def tiny_world(root: Path) -> dict[str, Path]:
+    """Two labelled training clips, every tiny base model saved in its real layout, and a
+    vta.toml naming them: what `audio-agent vta units/train` need to run end to end."""
+    from tests.engine.tiny_models import build_tiny_auffusion
+
+    data = root / "data"
+    for label, tone_hz, every in (("dog_bark", 600.0, 5), ("hammer", 1500.0, 9)):
+        (data / label).mkdir(parents=True)
+        flash_clip(data / label / "take1.mp4", tone_hz=tone_hz, flash_every=every)
+    tokenizer(root / "llm")
+    gemma(root / "llm")
+    clip(root / "clip")
+    hubert(root / "hubert")
+    build_tiny_auffusion(root / "auffusion")
+    config = root / "vta.toml"
+    config.write_text(
+        "[vta]\n"
+        f'clip_model_id = "{root / "clip"}"\nllm_model_id = "{root / "llm"}"\n'
+        f'hubert_model_id = "{root / "hubert"}"\nauffusion_model_id = "{root / "auffusion"}"\n'
+        f"n_audio_tokens = {UNITS}\ncentroid_dim = {HUBERT_DIM}\nlora_r = 4\nlora_alpha = 4\n"
+        "auffusion_clip_frames = 32\nauffusion_pad_frames = 2\n"
+    )
+    return {"root": root, "data": data, "config": config}
+
