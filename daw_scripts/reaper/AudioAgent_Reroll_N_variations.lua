@@ -13,23 +13,8 @@ local AA = dofile(dir .. "AudioAgent_lib.lua").init(dir)
 local TITLE = "Re-roll N variations"
 AA.pin_project()
 
-local session, ids, seen = nil, {}, {}
-for i = 0, math.huge do
-  local item = reaper.GetSelectedMediaItem(AA.proj, i)
-  if not item then break end
-  local item_session, event_id = AA.item_ext(item, AA.EXT_SESSION), AA.item_ext(item, AA.EXT_EVENT)
-  if item_session ~= "" and event_id ~= "" and not seen[event_id] then
-    if session and item_session ~= session then
-      return AA.error_box(TITLE, "the selected items belong to different scenes: select items of one scene")
-    end
-    session = item_session
-    seen[event_id] = true
-    ids[#ids + 1] = event_id
-  end
-end
-if not session then
-  return AA.error_box(TITLE, "select one or more items of an Audio-Agent scene first")
-end
+local session, ids = AA.selected_scene_events(TITLE)
+if not session then return end
 local ok, text = reaper.GetUserInputs(TITLE, 1, ("Variations (2-%d)"):format(AA.MAX_VARIATIONS), "4")
 if not ok then return end
 local count = tonumber(AA.trim(text))

@@ -12,21 +12,6 @@ local AA = dofile(dir .. "AudioAgent_lib.lua").init(dir)
 local TITLE = "Re-roll into a new take"
 AA.pin_project()
 
-local session, changes, ids = nil, {}, {}
-for i = 0, math.huge do
-  local item = reaper.GetSelectedMediaItem(AA.proj, i)
-  if not item then break end
-  local item_session, event_id = AA.item_ext(item, AA.EXT_SESSION), AA.item_ext(item, AA.EXT_EVENT)
-  if item_session ~= "" and event_id ~= "" and not ids[event_id] then
-    if session and item_session ~= session then
-      return AA.error_box(TITLE, "the selected items belong to different scenes: select items of one scene")
-    end
-    session = item_session
-    ids[event_id] = true
-    changes[#changes + 1] = { op = "set_seed", event_id = event_id, seed = math.random(0, 2147483646) }
-  end
-end
-if not session then
-  return AA.error_box(TITLE, "select one or more items of an Audio-Agent scene first")
-end
-AA.request_run({ kind = "reroll", title = TITLE, session = session, changes = changes, new_takes = ids })
+local session, ids = AA.selected_scene_events(TITLE)
+if not session then return end
+AA.reroll_events(session, ids)

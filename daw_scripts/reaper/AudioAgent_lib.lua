@@ -1610,6 +1610,30 @@ function AA.reroll_changes(event_ids, variations)
   return changes
 end
 
+-- The scene and event ids (in selection order, each once) of the selected items, or nil after
+-- telling the designer why: no item of a scene selected, or items of several scenes.
+function AA.selected_scene_events(title)
+  local session, ids, seen = nil, {}, {}
+  for i = 0, math.huge do
+    local item = reaper.GetSelectedMediaItem(AA.proj, i)
+    if not item then break end
+    local item_session, event_id = AA.item_ext(item, AA.EXT_SESSION), AA.item_ext(item, AA.EXT_EVENT)
+    if item_session ~= "" and event_id ~= "" and not seen[event_id] then
+      if session and item_session ~= session then
+        AA.error_box(title, "the selected items belong to different scenes: select items of one scene")
+        return nil
+      end
+      session = item_session
+      seen[event_id] = true
+      ids[#ids + 1] = event_id
+    end
+  end
+  if not session then
+    AA.error_box(title, "select one or more items of an Audio-Agent scene first")
+  end
+  return session, ids
+end
+
 function AA.reroll_events(session, event_ids, variations)
   local ids = {}
   for _, event_id in ipairs(event_ids) do ids[event_id] = true end
