@@ -287,8 +287,8 @@ def _generate_isolating_failures(
 @dataclass(frozen=True)
 class _Rendered:
     entry: ManifestEvent
-    # The stem's samples, for the mix; None when they are read back from the stem file instead
-    # (reused stems, and every stem of a scene too long to hold them all, see MIX_MEMORY_BYTES).
+    # The stem's samples while they are still in memory (a fresh stem on its way to the mix);
+    # None when they are read back from the stem file instead (reused stems).
     audio: np.ndarray | None
 
     def samples(self) -> np.ndarray:
@@ -309,13 +309,34 @@ class _Rendered:
         return _Rendered(self.entry, None)
 
 
-# Scenes whose stems together take more than this many bytes (float32) keep none of them in
-# memory for the mix: each is read back from its file when its turn in the mix comes.
-MIX_MEMORY_BYTES = 64 * 1024 * 1024
+class _MixFeed:
+    """The scene mix, summed while the stems are rendered: each stem goes onto the bus as soon
+    as every stem before it in plan order is there, while its samples are still in memory.
 
+    The bus adds in plan order whatever order stems arrive in, so the sum is bit-identical to
+    adding them all at the end (engine.render.MixBus), and no stem is kept or read back from
+    its file for the mix (only a reused stem is read, once). The bus is a zeroed allocation
+    whose pages the OS maps as stems first touch them, so a long scene's mix grows in memory
+    as its stems' raw takes are let go.
+    """
 
-def _keep_stems_for_mix(jobs: Sequence[_Job]) -> bool:
-    return sum(job.frames for job in jobs) * 2 * 4 <= MIX_MEMORY_BYTES  # as if all stereo
+    def __init__(self, order: Sequence[str], channels: int, out: _Output) -> None:
+        self.order = list(order)
+        self.bus = render.MixBus(duration_s=out.duration_s, sample_rate=out.sample_rate,
+                                 channels=channels)
+        self.waiting: dict[str, _Rendered] = {}
+        self.next = 0
+
+    def offer(self, event_id: str, rendered: _Rendered) -> None:
+        self.waiting[event_id] = rendered
+        while self.next < len(self.order) and self.order[self.next] in self.waiting:
+            ready = self.waiting.pop(self.order[self.next])
+            self.bus.add(ready.samples(), start_s=ready.entry.start_s,
+                         gain_db=ready.entry.gain_db)
+            self.next += 1
+
+    def complete(self) -> bool:
+        return self.next == len(self.order)
 
 
 @dataclass(frozen=True)
@@ -467,14 +488,9 @@ def _aligned_copy(rendered: _Rendered, out: _Output) -> ManifestEvent:
     return entry.model_copy(update={"aligned_path": str(path)})
 
 
-def _write_mix(rendered: Sequence[_Rendered], out: _Output) -> tuple[str, float | None]:
-    # Stems are added one at a time, in plan order, so at most one read-back stem is in memory
-    # beside the mix; the sum is the same as render.mix of all of them at once.
-    bus = render.MixBus(duration_s=out.duration_s, sample_rate=out.sample_rate,
-                        channels=max((r.channels() for r in rendered), default=1))
-    for r in rendered:
-        bus.add(r.samples(), start_s=r.entry.start_s, gain_db=r.entry.gain_db)
-    audio, peak = bus.finish(ceiling_dbtp=out.ceiling_dbtp)
+def _write_mix(feed: _MixFeed, out: _Output) -> tuple[str, float | None]:
+    assert feed.complete()  # every stem of the manifest is on the bus
+    audio, peak = feed.bus.finish(ceiling_dbtp=out.ceiling_dbtp)
     path = write_stem(
         out.folder / MIX_NAME, audio, sample_rate=out.sample_rate, subtype=out.subtype,
         time_reference_samples=out.position(0.0), description="Audio-Agent scene mix",
@@ -605,6 +621,25 @@ def _manifest(
     )
 
 
+def _mix_feed(jobs: Sequence[_Job], done: Mapping[str, _Rendered],
+              to_render: Sequence[_Job], out: _Output) -> _MixFeed:
+    """A feed for every stem this scene will have (reused ones, already done, and those about
+    to be rendered), in plan order, with the bus as wide as the widest of them."""
+    rendering = {job.event.id: job for job in to_render}
+    order = [job.event.id for job in jobs if job.event.id in done or job.event.id in rendering]
+    widths = [done[i].channels() if i in done else _raw_channels(rendering[i]) for i in order]
+    feed = _MixFeed(order, max(widths, default=1), out)
+    for event_id in order:
+        if event_id in done:
+            feed.offer(event_id, done[event_id])
+    return feed
+
+
+def _raw_channels(job: _Job) -> int:
+    assert job.raw is not None  # only jobs with raw audio are rendered
+    return int(job.raw.shape[0])  # fitting, fades and loudness keep the channel count
+
+
 def render_scene(
     plan: Plan,
     *,
@@ -643,12 +678,14 @@ def render_scene(
                   ceiling_dbtp)
     jobs = _jobs(plan, generator, sample_rate, default_target_lufs, cache)
     done: dict[str, _Rendered] = {}
-    keep_audio = write_mix and _keep_stems_for_mix(jobs)
+    feed: _MixFeed | None = None
 
     def finish(event_id: str, rendered: _Rendered) -> None:
         if aligned:
             rendered = _Rendered(_aligned_copy(rendered, out), rendered.audio)
-        done[event_id] = rendered if keep_audio else rendered.without_audio()
+        if feed is not None:
+            feed.offer(event_id, rendered)  # while its samples are in memory
+        done[event_id] = rendered.without_audio()
         if on_stem is not None:
             on_stem(rendered.entry)
 
@@ -660,6 +697,8 @@ def render_scene(
     errors = _generate_misses(jobs, misses, generator, cache, report, cancel, sample_rate)
     generated_ids = {job.event.id for job in misses}
     to_render = [job for job in jobs if job.event.id not in done and job.raw is not None]
+    if write_mix:
+        feed = _mix_feed(jobs, done, to_render, out)
     report("render", 0.0)
     for index, (job, rendered) in enumerate(
             _render_all(to_render, out, generated_ids, cancel)):
@@ -668,11 +707,11 @@ def render_scene(
     if not to_render:
         report("render", 1.0)
     mix: tuple[str | None, float | None] = (None, None)
-    if write_mix:
+    if feed is not None:
         if cancel is not None:
             cancel.raise_if_cancelled()
         report("mix", 0.0)
-        mix = _write_mix([done[j.event.id] for j in jobs if j.event.id in done], out)
+        mix = _write_mix(feed, out)
         report("mix", 1.0)
     backend = backend_name or getattr(generator, "name", "")
     manifest = _manifest(plan, jobs, done, errors, out, mix, backend, planner_name, notes)

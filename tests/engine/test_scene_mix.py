@@ -1,5 +1,5 @@
-"""The scene mix streamed from the stem files (long scenes) against the mix made from stems held
-in memory: the same samples, bit for bit, and the read-back stems equal to what was written."""
+"""The scene mix, summed on the bus while stems are rendered, against a one-shot mix of the stem
+files: the same samples, bit for bit, and the read-back stems equal to what was written."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engine import scene
+from engine import render, scene
+from engine.manifest import ManifestEvent
 from engine.plan import Event, Plan
 from engine.scene import render_scene
 from engine.render_settings import RenderSettings
@@ -35,17 +36,52 @@ def _data(path) -> bytes:
 
 
 @pytest.mark.parametrize("subtype", ["PCM_24", "FLOAT"])
-def test_streamed_mix_is_bit_identical_to_the_in_memory_mix(tmp_path, monkeypatch, subtype):
-    held = render_scene(overlapping_plan(), generator=FakeGenerator(), out_dir=tmp_path / "held",
-                        settings=RenderSettings(subtype=subtype))
-    monkeypatch.setattr(scene, "MIX_MEMORY_BYTES", 0)  # every stem read back from its file
-    streamed = render_scene(overlapping_plan(), generator=FakeGenerator(),
-                            out_dir=tmp_path / "streamed", settings=RenderSettings(subtype=subtype))
-    held_mix, _ = sf.read(held.mix_path, dtype="float32")
-    streamed_mix, _ = sf.read(streamed.mix_path, dtype="float32")
-    np.testing.assert_array_equal(streamed_mix, held_mix)
-    assert streamed.mix_true_peak_dbtp == held.mix_true_peak_dbtp
-    assert [e.measured_lufs for e in streamed.events] == [e.measured_lufs for e in held.events]
+def test_mix_fed_during_render_equals_a_mix_of_the_stem_files(tmp_path, subtype):
+    manifest = render_scene(overlapping_plan(), generator=FakeGenerator(), out_dir=tmp_path,
+                            settings=RenderSettings(subtype=subtype))
+    stems = [render.PlacedStem(scene._Rendered(e, None).samples(), e.start_s, e.gain_db)
+             for e in manifest.events]
+    expected, peak = render.mix(stems, duration_s=6.0, sample_rate=SR)
+    written, _ = sf.read(manifest.mix_path, dtype="float32", always_2d=True)
+    if subtype == "FLOAT":
+        np.testing.assert_array_equal(written.T, expected)
+    else:  # what the 24-bit file holds of the same float32 mix
+        np.testing.assert_array_equal(written.T, np.round(expected * np.float32(2**23))
+                                      / np.float32(2**23))
+    assert manifest.mix_true_peak_dbtp == peak
+
+
+def test_reused_stems_join_the_mix_in_plan_order(tmp_path):
+    first = render_scene(overlapping_plan(), generator=FakeGenerator(), out_dir=tmp_path / "a")
+    # "a" and "c" reused (read from their files), "b" and "d" rendered again: the bus must
+    # still add a, b, c, d in that order to equal the first render's mix.
+    reuse = {e.id: e for e in first.events if e.id in ("a", "c")}
+    again = render_scene(overlapping_plan(), generator=FakeGenerator(), out_dir=tmp_path / "b",
+                         reuse=reuse)
+    assert [e.cache_hit for e in again.events] == [True, False, True, False]
+    np.testing.assert_array_equal(sf.read(again.mix_path, dtype="float32")[0],
+                                  sf.read(first.mix_path, dtype="float32")[0])
+    assert again.mix_true_peak_dbtp == first.mix_true_peak_dbtp
+
+
+def test_feed_adds_in_plan_order_whatever_order_stems_arrive_in(tmp_path):
+    out = scene._Output(tmp_path, 1.0, 0.0, SR, "FLOAT", -1.0)
+    rng = np.random.default_rng(5)
+    parts = {name: (rng.standard_normal((2, SR // 2)).astype(np.float32), start, gain)
+             for name, start, gain in (("x", 0.0, -3.0), ("y", 0.25, 2.0), ("z", 0.3, 0.5))}
+    feed = scene._MixFeed(["x", "y", "z"], 2, out)
+    for name in ("z", "x", "y"):  # z waits until x and y are on the bus
+        audio, start, gain = parts[name]
+        entry = ManifestEvent(id=name, description=name, start_s=start, end_s=start + 0.5,
+                              target_lufs=-20.0, measured_lufs=-20.0, true_peak_dbtp=None,
+                              gain_db=gain,
+                              stem_path=str(tmp_path / f"{name}.wav"))
+        feed.offer(name, scene._Rendered(entry, audio))
+        assert feed.next == {"z": 0, "x": 1, "y": 3}[name]
+    assert feed.complete()
+    expected, _ = render.mix([render.PlacedStem(a, s, g) for a, s, g in parts.values()],
+                             duration_s=1.0, sample_rate=SR, ceiling_dbtp=60.0)
+    np.testing.assert_array_equal(feed.bus.audio, expected)
 
 
 def test_stems_read_back_equal_the_samples_that_were_written(tmp_path):
@@ -55,11 +91,3 @@ def test_stems_read_back_equal_the_samples_that_were_written(tmp_path):
         assert held.dtype == np.float32 and held.flags.c_contiguous
         # 24-bit values are k / 2**23 exactly; reading them again gives the same floats.
         np.testing.assert_array_equal(held * np.float32(2**23), np.round(held * np.float32(2**23)))
-
-
-def test_keep_or_stream_follows_the_memory_bound():
-    plan = overlapping_plan()
-    jobs = scene._jobs(plan, FakeGenerator(), SR, -23.0, None)
-    assert scene._keep_stems_for_mix(jobs)
-    long_jobs = [scene._Job(j.event, j.target_lufs, SR * 600, j.request, j.key) for j in jobs]
-    assert not scene._keep_stems_for_mix(long_jobs)  # 4 x 600 s stereo is over 64 MB
