@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -501,30 +500,6 @@ def _write_mix(feed: _MixFeed, out: _Output) -> tuple[str, float | None]:
     return str(path), peak
 
 
-def _load_malloc_trim() -> Callable[[int], int] | None:
-    try:
-        import ctypes
-
-        return ctypes.CDLL("libc.so.6").malloc_trim  # type: ignore[no-any-return]
-    except (OSError, AttributeError):
-        return None  # not glibc: nothing to do
-
-
-_MALLOC_TRIM = _load_malloc_trim() if sys.platform.startswith("linux") else None
-
-
-def _return_freed_memory() -> None:
-    """Hand the pages of freed raw takes and temporaries back to the OS after each stem.
-
-    glibc keeps a freed array of up to 32 MB in its heap for reuse rather than unmapping it,
-    so the raw takes a long scene lets go of one by one would stay resident while the mix
-    bus beside them grows into fresh pages; without this the 600 s benchmark scene peaks
-    ~100 MB higher. A trim costs about a millisecond.
-    """
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
-
-
 # Stems can be processed (fit, fades, loudness, true peak, limiter) this many at a time on
 # worker threads. Files are still written one at a time in plan order on the scene's thread,
 # with cancel checked before each, so the result is the same files, manifest and mix as one at
@@ -545,7 +520,7 @@ def _render_all(
         # A render from the cache counts as a hit: no generator call was made for it.
         rendered = _write_one(job, processed, out, cache_hit=job.event.id not in generated_ids)
         job.raw = None  # the stem's samples are kept for the mix; the raw take is not needed
-        _return_freed_memory()
+        render.return_freed_memory()
         return rendered
 
     if RENDER_WORKERS == 1 or len(jobs) < 2:

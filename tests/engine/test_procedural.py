@@ -16,6 +16,7 @@ from engine.generators.procedural import (
     render_sketch,
 )
 from engine.generators.procedural.text import keyword_family
+from engine.generators.procedural import generator as generator_module
 from engine.progress import CancelToken
 
 # One description per family, each classified as that family (checked below).
@@ -412,7 +413,7 @@ def test_progress_is_reported_per_request() -> None:
     assert fractions[0] == 0.0 and fractions[-1] == 1.0 and len(fractions) >= 4
 
 
-def test_cancel_between_requests_raises() -> None:
+def test_cancel_between_requests_raises(monkeypatch) -> None:
     token = CancelToken()
     done: list[float] = []
 
@@ -422,11 +423,35 @@ def test_cancel_between_requests_raises() -> None:
             token.cancel("user pressed stop")
 
     requests = [GenerationRequest("wind", 0.2, i, 16000) for i in range(4)]
+    generator = ProceduralGenerator()
+    started: list[int] = []
+    one = generator._one
+    monkeypatch.setattr(generator, "_one",
+                        lambda request: started.append(request.seed) or one(request))
     with pytest.raises(CancelledError, match="user pressed stop"):
-        ProceduralGenerator().generate(requests, progress=progress, cancel=token)
-    assert done[-1] == 0.5  # the third request was never started
+        generator.generate(requests, progress=progress, cancel=token)
+    assert done[-1] == 0.5
+    assert sorted(started) == [0, 1, 2]  # the fourth request was never started
 
     cancelled = CancelToken()
     cancelled.cancel()
     with pytest.raises(CancelledError):
         ProceduralGenerator().generate(requests, cancel=cancelled)
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_worker_threads_give_the_same_results_in_the_same_order(monkeypatch, workers) -> None:
+    requests = [GenerationRequest("heavy rain", 61.0, 1, 16000),  # a long, segmented bed
+                GenerationRequest("a door slams", 0.7, 2, 48000),
+                GenerationRequest("rain", -1.0, 3, 16000),  # an error result keeps its place
+                GenerationRequest("a dog barks", 1.5, 4, 22050),
+                GenerationRequest("wind", 2.0, 5, 44100)]
+    monkeypatch.setattr(generator_module, "GENERATE_WORKERS", 1)
+    alone = ProceduralGenerator().generate(requests)
+    monkeypatch.setattr(generator_module, "GENERATE_WORKERS", workers)
+    together = ProceduralGenerator().generate(requests)
+    assert [r.error for r in together] == [r.error for r in alone]
+    assert not together[2].ok
+    for a, b in zip(alone, together):
+        if a.ok:
+            assert a.audio.dtype == b.audio.dtype and a.audio.tobytes() == b.audio.tobytes()

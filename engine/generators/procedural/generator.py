@@ -31,6 +31,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -50,6 +52,7 @@ from engine.generators.procedural.recipes.beds import sketch_neutral
 from engine.generators.procedural.text import Traits, read_description
 from engine.limits import check_sample_rate
 from engine.progress import CancelToken, ProgressFn
+from engine.render import return_freed_memory
 
 # Bump whenever a recipe, the keyword table or the level rule changes samples: it is part of
 # every cache key made for this backend.
@@ -61,6 +64,10 @@ BED_FAMILIES = frozenset({"rain", "wind", "water", "fire", "crowd", "pad"})
 ONE_SHOT_FAMILIES = frozenset({"thunder", "door", "impact", "gunshot", "explosion", "scream",
                                "horn", "whistle"})
 _LEVEL_BLOCK_FRAMES = 1 << 16
+# Requests rendered at a time on worker threads. The recipes spend most of their time in numpy
+# and scipy calls that let go of the interpreter lock, so a second thread on a second core
+# takes a 600 s scene's 16 long beds from ~4.6 s to ~3.4 s of wall time (same samples).
+GENERATE_WORKERS = 2
 
 
 # Highest working rate each family needs (None: the requested rate). Rendering a low rumble at
@@ -212,14 +219,42 @@ class ProceduralGenerator:
         progress: ProgressFn | None = None,
         cancel: CancelToken | None = None,
     ) -> list[GenerationResult]:
-        results: list[GenerationResult] = []
+        """Results in request order. Up to ``GENERATE_WORKERS`` requests render at a time on
+        worker threads; each depends only on its own request, so the samples are the same as
+        one at a time. ``cancel`` is checked before each request starts: a cancel lets the
+        ones already running finish and starts no more."""
         total = len(requests)
-        for index, request in enumerate(requests):
-            if cancel is not None:
-                cancel.raise_if_cancelled()
+        workers = min(GENERATE_WORKERS, total)
+        results: list[GenerationResult] = []
+
+        def report(done: int) -> None:
             if progress is not None:
-                progress("generate", index / total)
-            results.append(self._one(request))
+                progress("generate", done / total)
+
+        if workers <= 1:
+            for index, request in enumerate(requests):
+                if cancel is not None:
+                    cancel.raise_if_cancelled()
+                report(index)
+                results.append(self._one(request))
+        else:
+            report(0)
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="procedural") as pool:
+                running: deque[Future[GenerationResult]] = deque()
+                try:
+                    for request in requests:
+                        if len(running) == workers:  # wait for the oldest, in request order
+                            results.append(running.popleft().result())
+                            report(len(results))
+                        if cancel is not None:
+                            cancel.raise_if_cancelled()
+                        running.append(pool.submit(self._one, request))
+                    while running:
+                        results.append(running.popleft().result())
+                        report(len(results))
+                finally:
+                    for future in running:
+                        future.cancel()  # queued ones never start; a running one finishes
         if progress is not None and total:
             progress("generate", 1.0)
         return results
@@ -233,4 +268,9 @@ class ProceduralGenerator:
                                   sample_rate=checked.sample_rate, seed=request.seed)
         except (ValueError, MemoryError) as error:  # one bad event must not sink the batch
             return GenerationResult(error=f"description={request.description!r}: {error}")
+        finally:
+            if request.length_s > LONG_EVENT_S:
+                # A long event's segment temporaries, freed, stay resident in this thread's
+                # heap otherwise, beside every result the batch holds (engine.render).
+                return_freed_memory()
         return GenerationResult(audio=audio)
