@@ -149,16 +149,40 @@ def measure_lufs(audio: np.ndarray, sample_rate: int) -> float | None:
     Clips shorter than the 400 ms gating block are measured looped: tiled to at least 400 ms
     and measured with the same meter (see the module docstring).
     """
+    return _measure(audio, sample_rate)[0]
+
+
+def _measure(audio: np.ndarray, sample_rate: int
+             ) -> tuple[float | None, loudness.Measurement | None]:
+    """``measure_lufs`` and the measurement behind it (None for a looped short clip or
+    silence), which can measure the signal again after a gain and local changes."""
     array = _check_audio(audio)
     _check_rate(sample_rate)
     frames = array.shape[1]
     if frames == 0 or not np.any(array):
-        return None
+        return None, None
     block = int(math.ceil(GATING_BLOCK_S * sample_rate)) + 1
     if frames < block:
         array = np.tile(array, (1, int(math.ceil(block / frames))))
-    value = loudness.integrated_lufs(array, int(sample_rate))
+        measured = loudness.Measurement.of(array, int(sample_rate))
+        return _finite(measured.lufs), None
+    measured = loudness.Measurement.of(array, int(sample_rate))
+    return _finite(measured.lufs), measured
+
+
+def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
+
+
+def _measure_after(previous: loudness.Measurement | None, audio: np.ndarray, sample_rate: int,
+                   gain: float, changed: Sequence[tuple[int, int]]
+                   ) -> tuple[float | None, loudness.Measurement | None]:
+    """The loudness of ``audio`` = the previously measured signal times ``gain`` except in
+    ``changed``: only the changed chunks are filtered again when there is a measurement."""
+    if previous is None:
+        return _measure(audio, sample_rate)
+    measured = previous.after(audio, gain=gain, changed=changed)
+    return _finite(measured.lufs), measured
 
 
 def true_peak_dbtp(audio: np.ndarray, sample_rate: int) -> float | None:
@@ -182,8 +206,8 @@ def limit_true_peak(
     """
     array = _check_audio(audio)
     _check_rate(sample_rate)
-    out, _, changed = _limit(array, sample_rate, ceiling_dbtp)
-    return out if changed else array.copy()
+    limited = _limit(array, sample_rate, ceiling_dbtp)
+    return limited.audio if limited.changed else array.copy()
 
 
 def _sample_peak(array: np.ndarray) -> float:
@@ -191,34 +215,54 @@ def _sample_peak(array: np.ndarray) -> float:
     return max(float(array.max()), -float(array.min()))
 
 
+class _Limited(NamedTuple):
+    audio: np.ndarray  # the input object itself when nothing changed
+    peak_dbtp: float | None  # its true peak when a pass measured it, else None
+    changed: bool
+    blocks: truepeak.BlockPeaks | None  # what the passes learnt of ``audio``, for the next
+    # What changed: the input times ``gain`` (float32) except in the frame ``spans``.
+    spans: tuple[tuple[int, int], ...] = ()
+    gain: float = 1.0
+
+
 def _limit(
-    array: np.ndarray, sample_rate: int, ceiling_dbtp: float, *, in_place: bool = False
-) -> tuple[np.ndarray, float | None, bool]:
-    """(limited audio, its true peak in dBTP when already known, whether anything changed).
+    array: np.ndarray, sample_rate: int, ceiling_dbtp: float, *, in_place: bool = False,
+    blocks: truepeak.BlockPeaks | None = None,
+) -> _Limited:
+    """The limited audio, its true peak when already known, whether anything changed, and
+    the scan's per-block state (pass it back as ``blocks`` after a gain change).
 
     Unchanged audio comes back as the same array object (callers that hand it out copy it);
     with ``in_place`` the limiter writes into ``array`` itself (the mix bus owns its buffer).
     Work is only done where needed: a sample-peak check, then one true-peak pass that also
-    lists the frames over the ceiling, then gain only in the regions around those frames.
+    lists the frames over the ceiling, then gain only in the regions around those frames,
+    then a pass over just the blocks that gain touched (the scan's per-block maxima stand for
+    the rest), which gives the true peak of the result.
     """
     ceiling = db_to_gain(ceiling_dbtp - CEILING_MARGIN_DB)
     if array.size == 0:
-        return array, None, False
+        return _Limited(array, None, False, None)
     # No interpolated value exceeds the sample peak by more than the interpolator's largest
     # phase L1 norm: audio that far under the ceiling needs no oversampling at all.
     if _sample_peak(array) * truepeak.interpolation_bound() <= ceiling:
-        return array, None, False
-    found = truepeak.scan(array, ceiling=ceiling)
+        return _Limited(array, None, False, None)
+    found = truepeak.scan(array, ceiling=ceiling, blocks=blocks)
     if found.over_frames.size == 0:
-        return array, truepeak.to_dbtp(found.peak), False
+        return _Limited(array, truepeak.to_dbtp(found.peak), False, found.blocks)
     out = array if in_place else array.copy()
     spans = _gain_spans(out, found, ceiling, sample_rate)
-    # Outside the spans nothing changed (and nothing was over the ceiling); only the spans,
-    # with the interpolator's reach around them, can still be over after smoothing.
-    peak = max(truepeak.scan(out, start=a, stop=b).peak for a, b in _merged(spans, out.shape[0]))
+    # Outside the spans nothing changed (and nothing was over the ceiling): only the blocks
+    # the spans touch, with the interpolator's reach, are measured again.
+    assert found.blocks is not None  # a whole-signal scan
+    after = truepeak.scan(out, blocks=found.blocks.forget(spans))
+    peak, state = after.peak, after.blocks
+    factor = np.float32(1.0)
     if peak > ceiling:
-        out *= np.float32(ceiling / peak)
-    return out, None, True
+        factor = np.float32(ceiling / peak)
+        out *= factor
+        peak = peak * float(factor)
+        state = None if state is None else state.scaled(float(factor))
+    return _Limited(out, truepeak.to_dbtp(peak), True, state, tuple(spans), float(factor))
 
 
 _GAIN_SLICE_FRAMES = 1 << 16  # frames per slice when applying limiter gain
@@ -257,18 +301,6 @@ def _gain_spans(
     return spans
 
 
-def _merged(spans: list[tuple[int, int]], channels: int) -> list[tuple[int, int]]:
-    """Spans closer than one true-peak block joined: a few extra frames cost less than a pass."""
-    gap = truepeak.block_frames(channels)
-    merged: list[tuple[int, int]] = []
-    for low, high in spans:
-        if merged and low - merged[-1][1] < gap:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], high))
-        else:
-            merged.append((low, high))
-    return merged
-
-
 def _smoothed_gain(needed: np.ndarray, half: int) -> np.ndarray:
     from scipy.ndimage import minimum_filter1d, uniform_filter1d  # heavy: only when limiting
 
@@ -303,7 +335,7 @@ def normalise_stem(
     loudness by exactly that gain, so a round the limiter leaves alone is already on target.
     """
     array = _check_audio(audio)
-    measured = measure_lufs(array, sample_rate)
+    measured, meter = _measure(array, sample_rate)
     if measured is None:
         return Normalised(array.copy(), 0.0, None, None)
     gain_db = target_lufs - measured
@@ -313,10 +345,16 @@ def normalise_stem(
         return Normalised(out, gain_db, measured, None, out_lufs)
     peak_db: float | None = None
     applied_db = before = None  # the last make-up gain, and the loudness it was applied to
+    blocks: truepeak.BlockPeaks | None = None  # the last pass's per-block peaks of ``out``
+    # The float32 gain ``out`` got since ``meter`` measured it (a float32 product rounds the
+    # factor to float32 first).
+    pending = float(np.float32(db_to_gain(gain_db)))
     for _ in range(MAKEUP_ROUNDS):
         # ``out`` is always this function's own array (a product above), so the limiter may
         # write into it: one stem-sized copy fewer, same values.
-        out, peak_db, changed = _limit(out, sample_rate, ceiling_dbtp, in_place=True)
+        limited = _limit(out, sample_rate, ceiling_dbtp, in_place=True, blocks=blocks)
+        out, peak_db, changed = limited.audio, limited.peak_dbtp, limited.changed
+        blocks = limited.blocks
         if not changed:
             if out_lufs is not None and out_lufs - target_lufs > LOUDNESS_TOLERANCE_LU:
                 # A make-up aimed past the target and the limiter let it all through: come
@@ -326,15 +364,24 @@ def normalise_stem(
                 out_lufs = target_lufs
                 peak_db = None if peak_db is None else peak_db + trim_db
             break
-        out_lufs = now = measure_lufs(out, sample_rate)
+        # Measured again only where the limiter worked (the rest moved by a known gain).
+        now, meter = _measure_after(meter, out, sample_rate, pending * limited.gain,
+                                    limited.spans)
+        out_lufs = now
         if now is None or abs(target_lufs - now) <= LOUDNESS_TOLERANCE_LU:
             break
         makeup_db = _makeup_db(target_lufs - now, applied_db, None if before is None else now - before)
-        out = (out * db_to_gain(makeup_db)).astype(np.float32, copy=False)
+        gain = np.float32(db_to_gain(makeup_db))
+        out = (out * gain).astype(np.float32, copy=False)
+        pending = float(gain)
+        # The next pass starts from this one's block peaks, moved by the same gain: blocks
+        # that stay under the ceiling are not scanned again.
+        blocks = None if blocks is None else blocks.scaled(float(gain))
         out_lufs, applied_db, before = now + makeup_db, makeup_db, now
     else:
-        out, peak_db, changed = _limit(out, sample_rate, ceiling_dbtp, in_place=True)
-        if changed:
+        limited = _limit(out, sample_rate, ceiling_dbtp, in_place=True, blocks=blocks)
+        out, peak_db = limited.audio, limited.peak_dbtp
+        if limited.changed:
             out_lufs = None
     return Normalised(out, gain_db, measured, peak_db, out_lufs)
 
@@ -426,7 +473,8 @@ class MixBus:
 
     def finish(self, *, ceiling_dbtp: float = -1.0) -> tuple[np.ndarray, float | None]:
         """The mix through the bus limiter, and its true peak in dBTP (None for silence)."""
-        out, peak_db, _ = _limit(self.audio, self.sample_rate, ceiling_dbtp, in_place=True)
+        limited = _limit(self.audio, self.sample_rate, ceiling_dbtp, in_place=True)
+        out, peak_db = limited.audio, limited.peak_dbtp
         self.audio = np.zeros((0, 0), dtype=np.float32)  # the bus hands its buffer over
         return out, peak_db if peak_db is not None else true_peak_dbtp(out, self.sample_rate)
 

@@ -17,6 +17,9 @@ The meter gets the same answer for far less work:
   pool above about 8192 rows here and then spends 4-8x the CPU for the same result.
 - Blocks are visited loudest first and the pass stops once no remaining block can beat the
   peak found so far (nor cross the ceiling): sparse material is mostly skipped.
+- A scan hands back what it learnt per block (``BlockPeaks``: the maximum, or a bound where
+  it stopped early). The limiter's next pass over the same audio after a gain, or after it
+  turned a few spans down, starts from that and visits only the blocks that could matter.
 - Samples under about 1e-37 are read as zero (see _windows): float32 subnormals in fade tails
   make the product 10-100x slower on x86 and cannot change a peak.
 """
@@ -24,8 +27,9 @@ The meter gets the same answer for far less work:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Iterable, NamedTuple
 
 import numpy as np
 
@@ -157,12 +161,60 @@ def _block_reach(array: np.ndarray, first: int, end: int, step: int) -> list[flo
     return [max(padded[i], padded[i + 1], padded[i + 2]) for i in range(len(maxima))]
 
 
+# Relative allowance on a block maximum carried through a float32 gain change: the product
+# rounds each sample by at most 2**-24, which moves an interpolated value by far less.
+CARRY_SLACK = 1e-5
+
+
+@dataclass(frozen=True)
+class BlockPeaks:
+    """What a whole-signal scan learnt per block of ``step`` frames: the block's reference
+    maximum where ``known``, else an upper bound of it. A later scan of the same signal
+    (or of it times a gain, see ``scaled``; or with some blocks changed, see ``forget``)
+    starts from this and visits only blocks whose bound could matter."""
+
+    step: int
+    values: np.ndarray  # float64 per block
+    known: np.ndarray  # bool per block
+
+    def scaled(self, factor: float) -> BlockPeaks:
+        """The blocks of this signal multiplied by ``factor`` (in float32)."""
+        values = self.values * factor
+        values[~self.known] *= 1.0 + CARRY_SLACK  # bounds stay bounds after rounding
+        return BlockPeaks(self.step, values, self.known.copy())
+
+    def forget(self, spans: Iterable[tuple[int, int]]) -> BlockPeaks:
+        """These blocks, with every block touching a frame span marked as changed (visited
+        again by the next scan)."""
+        values, known = self.values.copy(), self.known.copy()
+        for low, high in spans:
+            if high > low:
+                values[low // self.step : (high - 1) // self.step + 1] = math.inf
+                known[low // self.step : (high - 1) // self.step + 1] = False
+        return BlockPeaks(self.step, values, known)
+
+
 class PeakScan(NamedTuple):
     """What one pass over a signal found."""
 
     peak: float  # the reference true peak, linear (0.0 for silence)
     over_frames: np.ndarray  # frames whose reference peak exceeds the ceiling (int64, sorted)
     over_peaks: np.ndarray  # ... and those peaks (float32)
+    blocks: BlockPeaks | None = None  # per block, for a scan of the whole signal
+
+
+def _start_blocks(array: np.ndarray, first: int, end: int, step: int,
+                  blocks: BlockPeaks | None) -> tuple[np.ndarray, np.ndarray]:
+    """(values, known) per block: carried over from ``blocks``, or sample-peak bounds."""
+    count = len(range(first, end, step))
+    if blocks is None:
+        # No interpolated value exceeds the largest sample within the filter's reach times
+        # interpolation_bound().
+        reach = np.asarray(_block_reach(array, first, end, step), dtype=np.float64)
+        return reach * interpolation_bound(), np.zeros(count, dtype=bool)
+    if first != 0 or end != array.shape[1] or blocks.step != step or blocks.values.size != count:
+        raise ValueError("blocks: not from a whole-signal scan of audio of this shape")
+    return blocks.values.copy(), blocks.known.copy()
 
 
 def scan(
@@ -171,63 +223,85 @@ def scan(
     ceiling: float | None = None,
     start: int = 0,
     stop: int | None = None,
+    blocks: BlockPeaks | None = None,
 ) -> PeakScan:
     """True peak of (channels, frames) float32 audio, plus the frames above ``ceiling`` (linear).
 
     Equal to ``reference_envelope(audio).max()`` (and its frames above the ceiling) while
     computing 8x only where the 4x scan says a frame could matter. ``start``/``stop`` limit
-    the frames looked at (their neighbours still count as context).
+    the frames looked at (their neighbours still count as context). ``blocks`` is what an
+    earlier whole-signal scan learnt of this signal (``PeakScan.blocks``, maybe scaled or with
+    changed blocks forgotten): blocks it knows are not computed again unless they may hold
+    frames over the ceiling.
     """
     array = np.asarray(audio, dtype=np.float32)
     channels, frames = array.shape
     first, end = max(0, start), frames if stop is None else min(frames, stop)
     step = block_frames(channels)
-    starts = list(range(first, end, step))
-    # Loudest blocks first: no interpolated value exceeds the largest sample within the
-    # filter's reach times interpolation_bound(), so once the peak found so far (and the
-    # ceiling) is above that for the next block, no later block can matter.
-    reach = _block_reach(array, first, end, step)
-    bound_factor = interpolation_bound()
-    peak = 0.0
+    values, known = _start_blocks(array, first, end, step, blocks)
+    # Known maxima carried through a gain are compared with a little slack.
+    keys = np.where(known, values * (1.0 + CARRY_SLACK), values)
+    # Loudest blocks first: once the peak found so far (and the ceiling) is above the next
+    # block's bound, no later block can matter.
+    peak = float(values[known].max(initial=0.0))
     over_frames: list[np.ndarray] = []
     over_peaks: list[np.ndarray] = []
-    for index in sorted(range(len(starts)), key=reach.__getitem__, reverse=True):
-        if reach[index] == 0.0:
-            break  # digital silence from here on, and nothing near enough to ring into it
+    for index in np.argsort(-keys, kind="stable").tolist():
+        key = float(keys[index])
         limit = peak if ceiling is None else min(peak, ceiling)
-        if reach[index] * bound_factor <= limit:
-            break
-        start = starts[index]
+        if key == 0.0 or key <= limit:
+            break  # silence from here on, or nothing left that could matter
+        if known[index] and (ceiling is None or key <= ceiling):
+            continue  # its maximum is counted already and none of its frames is over
+        start = first + index * step
         stop = min(end, start + step)
-        count = stop - start
-        # |x| from frame `start` to frame `stop` inclusive: phase 7 of a frame lies between its
-        # phase 6 and the next frame's sample, so both bound what refining could find.
-        samples = np.zeros(count + 1, dtype=np.float32)
-        edge = min(frames, stop + 1)
-        samples[: edge - start] = np.abs(array[:, start:edge]).max(axis=0)
-        bound = peak if ceiling is None else min(peak, ceiling)
-        windows = _windows(array, start, stop)
-        scanned = _frame_max(_scan_matrix() @ windows, channels, count)
-        envelope = np.maximum(samples[:count], scanned)
-        threshold = max(float(envelope.max()), bound) * _REFINE_FACTOR
-        if ceiling is not None:
-            threshold = min(threshold, ceiling * _REFINE_FACTOR)
-        hot = np.flatnonzero(np.maximum(envelope, samples[1:]) >= threshold)
-        if hot.size:
-            columns = (hot[np.newaxis, :] + count * np.arange(channels)[:, np.newaxis]).ravel()
-            refined = _frame_max(_refine_matrix() @ windows[:, columns], channels, hot.size)
-            envelope[hot] = np.maximum(envelope[hot], refined)
-        peak = max(peak, float(envelope.max()))
+        envelope, level = _block_envelope(array, start, stop, limit, ceiling)
+        block_max = float(envelope.max())
+        # Frames left unrefined are below ``level``: the block's maximum is exact when it
+        # reaches that level, and ``level`` bounds it otherwise.
+        known[index] = block_max >= level
+        values[index] = block_max if known[index] else level
+        peak = max(peak, block_max)
         if ceiling is not None:
             over = np.flatnonzero(envelope > ceiling)
             if over.size:
                 over_frames.append(over + start)
                 over_peaks.append(envelope[over])
+    whole = first == 0 and end == frames
+    state = BlockPeaks(step, values, known) if whole else None
     if over_frames:
         frames_found, peaks_found = np.concatenate(over_frames), np.concatenate(over_peaks)
         order = np.argsort(frames_found, kind="stable")
-        return PeakScan(peak, frames_found[order], peaks_found[order])
-    return PeakScan(peak, np.zeros(0, np.int64), np.zeros(0, np.float32))
+        return PeakScan(peak, frames_found[order], peaks_found[order], state)
+    return PeakScan(peak, np.zeros(0, np.int64), np.zeros(0, np.float32), state)
+
+
+def _block_envelope(array: np.ndarray, start: int, stop: int, bound: float,
+                    ceiling: float | None) -> tuple[np.ndarray, float]:
+    """Per frame of ``start:stop``, the reference value where it could reach ``bound`` (or the
+    ceiling) and a lower estimate elsewhere; and the level under which every frame left at
+    its estimate lies."""
+    channels, frames = array.shape
+    count = stop - start
+    # |x| from frame `start` to frame `stop` inclusive: phase 7 of a frame lies between its
+    # phase 6 and the next frame's sample, so both bound what refining could find.
+    samples = np.zeros(count + 1, dtype=np.float32)
+    edge = min(frames, stop + 1)
+    samples[: edge - start] = np.abs(array[:, start:edge]).max(axis=0)
+    windows = _windows(array, start, stop)
+    scanned = _frame_max(_scan_matrix() @ windows, channels, count)
+    envelope = np.maximum(samples[:count], scanned)
+    # Between two 4x values an 8x value is at most ~0.7 dB higher: frames whose neighbourhood
+    # is more than REFINE_MARGIN_DB under ``level`` stay under it.
+    level = max(float(envelope.max()), bound)
+    if ceiling is not None:
+        level = min(level, ceiling)
+    hot = np.flatnonzero(np.maximum(envelope, samples[1:]) >= level * _REFINE_FACTOR)
+    if hot.size:
+        columns = (hot[np.newaxis, :] + count * np.arange(channels)[:, np.newaxis]).ravel()
+        refined = _frame_max(_refine_matrix() @ windows[:, columns], channels, hot.size)
+        envelope[hot] = np.maximum(envelope[hot], refined)
+    return envelope, level
 
 
 def true_peak(audio: np.ndarray) -> float:

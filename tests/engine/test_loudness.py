@@ -145,3 +145,62 @@ def test_bad_input_names_the_field(audio, rate, field):
     with pytest.raises(InvalidInputError) as info:
         loudness.integrated_lufs(audio, rate)
     assert info.value.field == field
+
+
+# -- measuring again after a gain and local changes (the limiter's make-up rounds) -----------
+
+
+def _changed(audio: np.ndarray, gain: float, spans) -> np.ndarray:
+    out = (audio * np.float32(gain)).astype(np.float32)
+    for low, high in spans:
+        out[:, low:high] *= np.float32(0.3)  # what a limiter might do around a peak
+    return out
+
+
+@pytest.mark.parametrize("name", ["rain_48k_stereo", "clock_ticks", "loud_then_silent",
+                                  "five_channels", "noise_11025"])
+def test_a_measurement_taken_again_after_changes_equals_a_fresh_one(name):
+    audio, rate = CASES[name]
+    first = loudness.Measurement.of(audio, rate)
+    assert first.lufs == loudness.integrated_lufs(audio, rate)
+    frames = audio.shape[1]
+    spans = [(frames // 7, frames // 7 + 900), (frames // 2, frames // 2 + 40)]
+    for gain in (1.0, 1.7, 0.2):
+        changed = _changed(audio, gain, spans)
+        again = first.after(changed, gain=gain, changed=spans)
+        fresh = loudness.integrated_lufs(changed, rate)
+        assert again.lufs == pytest.approx(fresh, abs=1e-6)
+        assert again.lufs == pytest.approx(reference_lufs(changed, rate), abs=TOLERANCE_LU)
+        # ... and it can be taken again from there (chained rounds).
+        twice = again.after(_changed(changed, 1.3, spans[:1]), gain=1.3, changed=spans[:1])
+        assert twice.lufs == pytest.approx(
+            loudness.integrated_lufs(_changed(changed, 1.3, spans[:1]), rate), abs=1e-6)
+
+
+def test_only_chunks_near_a_change_are_filtered_again(monkeypatch):
+    import scipy.signal
+
+    audio, rate = CASES["rain_48k_stereo"]  # 6 s: nine chunks of 32768 frames
+    first = loudness.Measurement.of(audio, rate)
+    calls: list[int] = []
+    real = scipy.signal.sosfilt
+
+    def counting(sos, x, axis=-1, zi=None):
+        calls.append(x.shape[1])
+        return real(sos, x, axis=axis, zi=zi)
+
+    monkeypatch.setattr(scipy.signal, "sosfilt", counting)
+    spans = [(100_000, 100_500)]  # inside the fourth chunk
+    again = first.after(_changed(audio, 1.5, spans), gain=1.5, changed=spans)
+    assert 1 <= len(calls) <= 2 < len(first.chunks)  # that chunk, maybe the next one
+    assert again.lufs == pytest.approx(
+        loudness.integrated_lufs(_changed(audio, 1.5, spans), rate), abs=1e-6)
+    calls.clear()
+    first.after((audio * np.float32(0.5)).astype(np.float32), gain=0.5, changed=[])
+    assert calls == []  # a gain alone needs no filtering at all
+
+
+def test_a_measurement_refuses_audio_of_another_length():
+    audio, rate = CASES["rain_44k1"]
+    with pytest.raises(InvalidInputError, match="audio"):
+        loudness.Measurement.of(audio, rate).after(audio[:, :-1], gain=1.0, changed=[])

@@ -152,3 +152,51 @@ def test_interpolation_bound_holds():
     for name in ("sparse_clicks", "tone_quarter_rate_at_45_degrees", "rain"):
         audio = SIGNALS[name]
         assert reference_peak(audio) <= bound * float(np.abs(audio).max())
+
+
+# -- carrying a scan's per-block peaks to the next pass (the limiter's rounds) ----------------
+
+
+@pytest.mark.parametrize("name", ["rain", "sparse_clicks", "tone_19k9", "white_noise_stereo"])
+def test_a_scan_from_carried_blocks_equals_a_fresh_scan(name):
+    audio = SIGNALS[name]
+    first = truepeak.scan(audio)
+    assert first.blocks is not None
+    for gain in (1.6, 0.7):
+        louder = (audio * np.float32(gain)).astype(np.float32)
+        ceiling = 0.9 * reference_peak(louder)
+        fresh = truepeak.scan(louder, ceiling=ceiling)
+        carried = truepeak.scan(louder, ceiling=ceiling, blocks=first.blocks.scaled(gain))
+        assert carried.peak == pytest.approx(fresh.peak, rel=1e-5)
+        np.testing.assert_array_equal(carried.over_frames, fresh.over_frames)
+        assert truepeak.scan(louder, blocks=first.blocks.scaled(gain)).peak == pytest.approx(
+            reference_peak(louder), rel=1e-5)
+
+
+def test_forgotten_blocks_are_measured_again_and_the_rest_are_not(monkeypatch):
+    audio = rain(2.0)
+    first = truepeak.scan(audio)
+    changed = audio.copy()
+    changed[:, 30000:30050] *= 3.0  # a new loudest moment
+    visited: list[int] = []
+    real = truepeak._block_envelope
+
+    def counting(array, start, stop, bound, ceiling):
+        visited.append(start)
+        return real(array, start, stop, bound, ceiling)
+
+    monkeypatch.setattr(truepeak, "_block_envelope", counting)
+    again = truepeak.scan(changed, blocks=first.blocks.forget([(30000, 30050)]))
+    assert again.peak == pytest.approx(reference_peak(changed), rel=1e-5)
+    step = truepeak.block_frames(2)
+    assert visited == [30000 // step * step]  # the rest is known from the first scan
+    visited.clear()
+    assert truepeak.scan(changed).peak == pytest.approx(again.peak, rel=1e-6)
+    assert len(visited) > 1
+
+
+def test_carried_blocks_must_fit_the_signal():
+    first = truepeak.scan(rain(1.0))
+    with pytest.raises(ValueError, match="blocks"):
+        truepeak.scan(rain(1.5), blocks=first.blocks)
+    assert truepeak.scan(rain(1.0), start=10, stop=2000).blocks is None
