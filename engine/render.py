@@ -149,40 +149,46 @@ def measure_lufs(audio: np.ndarray, sample_rate: int) -> float | None:
     Clips shorter than the 400 ms gating block are measured looped: tiled to at least 400 ms
     and measured with the same meter (see the module docstring).
     """
-    return _measure(audio, sample_rate)[0]
+    return measure(audio, sample_rate).lufs
 
 
-def _measure(audio: np.ndarray, sample_rate: int
-             ) -> tuple[float | None, loudness.Measurement | None]:
-    """``measure_lufs`` and the measurement behind it (None for a looped short clip or
-    silence), which can measure the signal again after a gain and local changes."""
+class Measured(NamedTuple):
+    """``measure_lufs`` and the measurement behind it."""
+
+    lufs: float | None
+    # Can measure the signal again after a gain and local changes (None for a looped short
+    # clip, and for silence).
+    meter: loudness.Measurement | None
+
+
+def measure(audio: np.ndarray, sample_rate: int) -> Measured:
+    """The loudness of ``audio`` (``measure_lufs``) with what ``normalise_stem`` needs to
+    measure it again cheaply; hand it to ``normalise_stem(measured=...)``."""
     array = _check_audio(audio)
     _check_rate(sample_rate)
     frames = array.shape[1]
     if frames == 0 or not np.any(array):
-        return None, None
+        return Measured(None, None)
     block = int(math.ceil(GATING_BLOCK_S * sample_rate)) + 1
     if frames < block:
         array = np.tile(array, (1, int(math.ceil(block / frames))))
-        measured = loudness.Measurement.of(array, int(sample_rate))
-        return _finite(measured.lufs), None
+        return Measured(_finite(loudness.Measurement.of(array, int(sample_rate)).lufs), None)
     measured = loudness.Measurement.of(array, int(sample_rate))
-    return _finite(measured.lufs), measured
+    return Measured(_finite(measured.lufs), measured)
 
 
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _measure_after(previous: loudness.Measurement | None, audio: np.ndarray, sample_rate: int,
-                   gain: float, changed: Sequence[tuple[int, int]]
-                   ) -> tuple[float | None, loudness.Measurement | None]:
+def _measure_after(previous: Measured, audio: np.ndarray, sample_rate: int, gain: float,
+                   changed: Sequence[tuple[int, int]]) -> Measured:
     """The loudness of ``audio`` = the previously measured signal times ``gain`` except in
     ``changed``: only the changed chunks are filtered again when there is a measurement."""
-    if previous is None:
-        return _measure(audio, sample_rate)
-    measured = previous.after(audio, gain=gain, changed=changed)
-    return _finite(measured.lufs), measured
+    if previous.meter is None:
+        return measure(audio, sample_rate)
+    again = previous.meter.after(audio, gain=gain, changed=changed)
+    return Measured(_finite(again.lufs), again)
 
 
 def true_peak_dbtp(audio: np.ndarray, sample_rate: int) -> float | None:
@@ -328,26 +334,38 @@ def normalise_stem(
     sample_rate: int,
     target_lufs: float,
     ceiling_dbtp: float | None = -1.0,
+    measured: Measured | None = None,
+    in_place: bool = False,
 ) -> Normalised:
     """``normalise_to_lufs``, also handing back the output's true peak when it is known.
 
     Loudness is measured again only after the limiter changed something: a static gain moves
     loudness by exactly that gain, so a round the limiter leaves alone is already on target.
+    ``measured`` is ``measure(audio)`` when the caller has it already. With ``in_place`` the
+    caller's own (float32, contiguous) array is gained and limited where it lies and handed
+    back: the same values, one stem-sized copy fewer.
     """
     array = _check_audio(audio)
-    measured, meter = _measure(array, sample_rate)
-    if measured is None:
-        return Normalised(array.copy(), 0.0, None, None)
-    gain_db = target_lufs - measured
-    out = (array * db_to_gain(gain_db)).astype(np.float32, copy=False)  # float32 already: no second copy
-    out_lufs: float | None = measured + gain_db
+    loudness_now = measure(array, sample_rate) if measured is None else measured
+    measured_lufs = loudness_now.lufs
+    if measured_lufs is None:
+        return Normalised(array if in_place and array is audio else array.copy(), 0.0, None, None)
+    gain_db = target_lufs - measured_lufs
+    if in_place and array is audio:
+        # The same float32 product as ``array * gain`` below (a Python float is applied to
+        # float32 arrays as float32), written over the input.
+        out = array
+        out *= np.float32(db_to_gain(gain_db))
+    else:
+        out = (array * db_to_gain(gain_db)).astype(np.float32, copy=False)  # float32 already: no second copy
+    out_lufs: float | None = measured_lufs + gain_db
     if ceiling_dbtp is None:
-        return Normalised(out, gain_db, measured, None, out_lufs)
+        return Normalised(out, gain_db, measured_lufs, None, out_lufs)
     peak_db: float | None = None
     applied_db = before = None  # the last make-up gain, and the loudness it was applied to
     blocks: truepeak.BlockPeaks | None = None  # the last pass's per-block peaks of ``out``
-    # The float32 gain ``out`` got since ``meter`` measured it (a float32 product rounds the
-    # factor to float32 first).
+    # The float32 gain ``out`` got since ``loudness_now`` measured it (a float32 product
+    # rounds the factor to float32 first).
     pending = float(np.float32(db_to_gain(gain_db)))
     for _ in range(MAKEUP_ROUNDS):
         # ``out`` is always this function's own array (a product above), so the limiter may
@@ -365,9 +383,9 @@ def normalise_stem(
                 peak_db = None if peak_db is None else peak_db + trim_db
             break
         # Measured again only where the limiter worked (the rest moved by a known gain).
-        now, meter = _measure_after(meter, out, sample_rate, pending * limited.gain,
-                                    limited.spans)
-        out_lufs = now
+        loudness_now = _measure_after(loudness_now, out, sample_rate, pending * limited.gain,
+                                      limited.spans)
+        out_lufs = now = loudness_now.lufs
         if now is None or abs(target_lufs - now) <= LOUDNESS_TOLERANCE_LU:
             break
         makeup_db = _makeup_db(target_lufs - now, applied_db, None if before is None else now - before)
@@ -383,7 +401,7 @@ def normalise_stem(
         out, peak_db = limited.audio, limited.peak_dbtp
         if limited.changed:
             out_lufs = None
-    return Normalised(out, gain_db, measured, peak_db, out_lufs)
+    return Normalised(out, gain_db, measured_lufs, peak_db, out_lufs)
 
 
 def _makeup_db(deficit_db: float, applied_db: float | None, achieved_db: float | None) -> float:

@@ -364,9 +364,17 @@ class _Processed:
     true_peak_dbtp: float | None
 
 
-def _process_one(job: _Job, out: _Output) -> _Processed:
-    """Fit, fades, loudness, true peak and limiter: the work that may run on a worker thread
-    (it reads only ``job`` and ``out``, and writes nothing)."""
+@dataclass(frozen=True)
+class _Prepared:
+    """A stem fitted and faded (its own array), with the loudness measurement of it."""
+
+    audio: np.ndarray
+    measured: render.Measured
+
+
+def _prepare_one(job: _Job, out: _Output) -> _Prepared:
+    """Fit, fades and the loudness of the result: the first half of a stem's processing,
+    mostly in calls that let go of the interpreter lock (the K-weighting filter)."""
     assert job.raw is not None  # only jobs with raw audio reach rendering
     rate = out.sample_rate
     raw = job.raw
@@ -382,17 +390,25 @@ def _process_one(job: _Job, out: _Output) -> _Processed:
         fade_in_ms=max(FADE_IN_MS, 1000.0 * (job.event.fade_in_s or 0.0)),
         fade_out_ms=max(FADE_OUT_MS, 1000.0 * (job.event.fade_out_s or 0.0)),
         in_place=fitted_is_new)  # never into the raw take: events with equal content share it
+    return _Prepared(audio, render.measure(audio, rate))
+
+
+def _finish_one(job: _Job, prepared: _Prepared, out: _Output) -> _Processed:
+    """Loudness, true peak and limiter on a prepared stem, in place (it is the stem's own
+    array), then what a 24-bit file will hold."""
+    rate = out.sample_rate
     normalised = render.normalise_stem(
-        audio, sample_rate=rate, target_lufs=job.target_lufs, ceiling_dbtp=out.ceiling_dbtp
+        prepared.audio, sample_rate=rate, target_lufs=job.target_lufs,
+        ceiling_dbtp=out.ceiling_dbtp, measured=prepared.measured, in_place=True,
     )
     audio = normalised.audio
     if out.subtype == "PCM_24":
-        # What the file will hold. (Scaling by 2**23 and back is exact in float32.)
-        # In place on one temporary: the same float32 operations, one stem-sized copy fewer.
-        scaled = audio * np.float32(8388608.0)
-        np.round(scaled, out=scaled)
-        scaled /= np.float32(8388608.0)
-        audio = scaled
+        # What the file will hold. (Scaling by 2**23 and back is exact in float32.) In place:
+        # ``audio`` is this stem's own array, and the same float32 operations give the same
+        # values as on a copy.
+        audio *= np.float32(8388608.0)
+        np.round(audio, out=audio)
+        audio /= np.float32(8388608.0)
     # Loudness and true peak the normaliser already knows are reused rather than measured
     # again: 24-bit rounding moves them by about 1e-6 LU / dB, far under the 0.01 the bext
     # fields hold and the 0.001 dB of gain_db.
@@ -403,6 +419,12 @@ def _process_one(job: _Job, out: _Output) -> _Processed:
     if peak is None:
         peak = render.true_peak_dbtp(audio, rate)
     return _Processed(audio, measured, peak)
+
+
+def _process_one(job: _Job, out: _Output) -> _Processed:
+    """A stem's whole processing: the work that may run on a worker thread (it reads only
+    ``job`` and ``out``, and writes nothing)."""
+    return _finish_one(job, _prepare_one(job, out), out)
 
 
 def _write_one(job: _Job, processed: _Processed, out: _Output, *, cache_hit: bool) -> _Rendered:
@@ -504,10 +526,11 @@ def _write_mix(feed: _MixFeed, out: _Output) -> tuple[str, float | None]:
 # worker threads. Files are still written one at a time in plan order on the scene's thread,
 # with cancel checked before each, so the result is the same files, manifest and mix as one at
 # a time (tests/engine/test_scene_workers.py) and at most this many stems are in flight.
-# One for now: on the shared 2-core build machine two workers measured no faster for a 600 s
-# scene (render stage 4.2 s wall with one, 4.7-5.4 s with two, and ~50 MB more peak memory),
-# since the true-peak and loudness passes hold the interpreter lock for much of their time
-# and the second core was busy. Raise it where an idle core shows a gain in benchmarks/render.py.
+# One (the default) instead splits each stem's work: the scene's thread runs the limiter
+# rounds, which hold the interpreter lock through many small numpy calls, while one helper
+# thread prepares the next stem and writes the previous file, which mostly do not
+# (_render_pipelined). Two whole-stem workers measured no faster on this 2-core machine for a
+# 600 s scene (render stage 4.2 s wall with one, 4.7-5.4 s with two, ~50 MB more memory).
 RENDER_WORKERS = 1
 
 
@@ -524,10 +547,7 @@ def _render_all(
         return rendered
 
     if RENDER_WORKERS == 1 or len(jobs) < 2:
-        for job in jobs:
-            if cancel is not None:
-                cancel.raise_if_cancelled()
-            yield job, write(job, _process_one(job, out))
+        yield from _render_pipelined(jobs, out, write, cancel)
         return
     pending: deque[tuple[_Job, Future[_Processed]]] = deque()
     upcoming = iter(jobs)
@@ -550,6 +570,47 @@ def _render_all(
         for _, future in pending:
             future.cancel()  # not started: never starts; running: finishes, its result dropped
         pool.shutdown(wait=True)
+
+
+def _render_pipelined(
+    jobs: Sequence[_Job], out: _Output, write: Callable[[_Job, _Processed], _Rendered],
+    cancel: CancelToken | None,
+) -> Iterable[tuple[_Job, _Rendered]]:
+    """Stems one at a time on this thread, with one helper thread beside it that prepares the
+    next stem (fit, fades, loudness) and writes the previous one's file (hash, encoding,
+    fsync): work that mostly lets go of the interpreter lock, so a second core takes it.
+
+    The results are those of doing it all in turn: each stem's steps run in the same order
+    on the same arrays. Files are still written in plan order, and a stem is handed on once
+    its file is complete; ``cancel`` is checked before each stem is processed and before
+    each file is started, so after a cancel no further file is begun (the helper finishes
+    what it holds before this returns or raises).
+    """
+    if not jobs:
+        return
+    helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stem-io")
+    try:
+        next_prepared = helper.submit(_prepare_one, jobs[0], out)
+        writing: tuple[_Job, Future[_Rendered]] | None = None
+        for index, job in enumerate(jobs):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            prepared = next_prepared.result()
+            if index + 1 < len(jobs):
+                next_prepared = helper.submit(_prepare_one, jobs[index + 1], out)
+            processed = _finish_one(job, prepared, out)
+            del prepared
+            if writing is not None:
+                yield writing[0], writing[1].result()
+                writing = None
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            writing = (job, helper.submit(write, job, processed))
+            del processed
+        if writing is not None:
+            yield writing[0], writing[1].result()
+    finally:
+        helper.shutdown(wait=True, cancel_futures=True)
 
 
 def _split_reuse(

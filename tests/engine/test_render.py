@@ -346,8 +346,8 @@ def test_makeup_aims_past_the_deficit_by_what_the_limiter_took_back():
 
 def test_transient_material_reaches_its_target_in_few_rounds(monkeypatch):
     calls = []
-    real, again = render._measure, render._measure_after
-    monkeypatch.setattr(render, "_measure", lambda a, r: calls.append(1) or real(a, r))
+    real, again = render.measure, render._measure_after
+    monkeypatch.setattr(render, "measure", lambda a, r: calls.append(1) or real(a, r))
     monkeypatch.setattr(render, "_measure_after",
                         lambda m, a, r, g, s: calls.append(1) or again(m, a, r, g, s))
     clip = burst(2.0, seed=71)
