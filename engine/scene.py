@@ -589,26 +589,35 @@ def _render_pipelined(
     if not jobs:
         return
     helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stem-io")
+    writing: tuple[_Job, Future[_Rendered]] | None = None  # the previous stem's file
     try:
         next_prepared = helper.submit(_prepare_one, jobs[0], out)
-        writing: tuple[_Job, Future[_Rendered]] | None = None
         for index, job in enumerate(jobs):
-            if cancel is not None:
-                cancel.raise_if_cancelled()
-            prepared = next_prepared.result()
-            if index + 1 < len(jobs):
-                next_prepared = helper.submit(_prepare_one, jobs[index + 1], out)
-            processed = _finish_one(job, prepared, out)
-            del prepared
+            try:
+                if cancel is not None:
+                    cancel.raise_if_cancelled()
+                prepared = next_prepared.result()
+                if index + 1 < len(jobs):
+                    next_prepared = helper.submit(_prepare_one, jobs[index + 1], out)
+                processed = _finish_one(job, prepared, out)
+                del prepared
+            except Exception:
+                # A cancel, or this stem failing: the stem before it is complete and was
+                # already on its way to its file, as it would be one at a time.
+                if writing is not None:
+                    finished, writing = writing, None
+                    yield finished[0], finished[1].result()
+                raise
             if writing is not None:
-                yield writing[0], writing[1].result()
-                writing = None
+                finished, writing = writing, None
+                yield finished[0], finished[1].result()
             if cancel is not None:
                 cancel.raise_if_cancelled()
             writing = (job, helper.submit(write, job, processed))
             del processed
         if writing is not None:
-            yield writing[0], writing[1].result()
+            finished, writing = writing, None
+            yield finished[0], finished[1].result()
     finally:
         helper.shutdown(wait=True, cancel_futures=True)
 

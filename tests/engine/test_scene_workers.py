@@ -3,6 +3,8 @@ at a time (engine.scene.RENDER_WORKERS)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -112,3 +114,65 @@ def test_events_sharing_one_raw_take_get_equal_stems(tmp_path, monkeypatch, leng
     a, b = (sf.read(e.stem_path, dtype="float32")[0] for e in manifest.events)
     np.testing.assert_array_equal(a, b)
     assert np.abs(a[0]).max() < 0.01  # the fade-in starts near silence
+
+
+# -- one worker: the stem pipeline (the next stem prepared, the last file written, beside) ----
+
+
+def _one_at_a_time(jobs, out, write, cancel):
+    for job in jobs:
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        yield job, write(job, scene._process_one(job, out))
+
+
+@pytest.mark.parametrize("settings", [RenderSettings(), RenderSettings(subtype="FLOAT")])
+def test_the_stem_pipeline_writes_what_one_at_a_time_writes(tmp_path, monkeypatch, settings):
+    piped = _render(tmp_path / "piped", 1, monkeypatch, settings=settings)
+    monkeypatch.setattr(scene, "_render_pipelined", _one_at_a_time)
+    plain = _render(tmp_path / "plain", 1, monkeypatch, settings=settings)
+    for a, b in zip(plain.events, piped.events, strict=True):
+        assert a.model_dump(exclude={"stem_path"}) == b.model_dump(exclude={"stem_path"})
+        assert a.stem_path.rsplit("/", 1)[1] == b.stem_path.rsplit("/", 1)[1]
+    np.testing.assert_array_equal(sf.read(plain.mix_path, dtype="float32")[0],
+                                  sf.read(piped.mix_path, dtype="float32")[0])
+
+
+def test_the_stem_pipeline_hands_on_each_stem_once_its_file_is_complete(tmp_path, monkeypatch):
+    seen: list[tuple[str, bool]] = []
+    manifest = _render(tmp_path, 1, monkeypatch,
+                       on_stem=lambda e: seen.append((e.id, Path(e.stem_path).is_file())))
+    assert seen == [(e.id, True) for e in manifest.events]
+
+
+def test_a_stem_failing_in_the_pipeline_keeps_the_stems_before_it(tmp_path, monkeypatch):
+    original = scene._finish_one
+    landed: list[str] = []
+
+    def breaks_on_e3(job, prepared, out):
+        if job.event.id == "e3":
+            raise RuntimeError("filter blew up on e3")
+        return original(job, prepared, out)
+
+    monkeypatch.setattr(scene, "_finish_one", breaks_on_e3)
+    with pytest.raises(RuntimeError, match="e3"):
+        _render(tmp_path, 1, monkeypatch, on_stem=lambda e: landed.append(e.id))
+    names = sorted(path.name.split("_")[0] for path in (tmp_path / "w1").glob("*.wav"))
+    assert names == landed == ["e0", "e1", "e2"]
+
+
+def test_a_cancel_during_a_stem_still_delivers_the_one_before(tmp_path, monkeypatch):
+    token = CancelToken()
+    original = scene._finish_one
+    landed: list[str] = []
+
+    def cancels_during_e2(job, prepared, out):
+        if job.event.id == "e2":
+            token.cancel("stop")  # seen before the next stem starts
+        return original(job, prepared, out)
+
+    monkeypatch.setattr(scene, "_finish_one", cancels_during_e2)
+    with pytest.raises(CancelledError, match="stop"):
+        _render(tmp_path, 1, monkeypatch, cancel=token, on_stem=lambda e: landed.append(e.id))
+    names = sorted(path.name.split("_")[0] for path in (tmp_path / "w1").glob("*.wav"))
+    assert names == landed == ["e0", "e1"]
