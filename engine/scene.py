@@ -512,12 +512,11 @@ def _aligned_copy(rendered: _Rendered, out: _Output) -> ManifestEvent:
 
 def _write_mix(feed: _MixFeed, out: _Output) -> tuple[str, float | None]:
     assert feed.complete()  # every stem of the manifest is on the bus
-    audio, peak = feed.bus.finish(ceiling_dbtp=out.ceiling_dbtp)
+    audio, peak, lufs = feed.bus.finish_measured(ceiling_dbtp=out.ceiling_dbtp)
     path = write_stem(
         out.folder / MIX_NAME, audio, sample_rate=out.sample_rate, subtype=out.subtype,
         time_reference_samples=out.position(0.0), description="Audio-Agent scene mix",
-        originator=ORIGINATOR, loudness_lufs=render.measure_lufs(audio, out.sample_rate),
-        true_peak_dbtp=peak,
+        originator=ORIGINATOR, loudness_lufs=lufs, true_peak_dbtp=peak,
     )
     return str(path), peak
 

@@ -370,3 +370,21 @@ def test_warm_up_primes_the_filters_and_tables():
     hits = loudness.k_weighting_sos.cache_info().hits
     render.measure_lufs(noise(1.0, scale=0.1), 44100)
     assert loudness.k_weighting_sos.cache_info().hits > hits  # the first real job reuses it
+
+
+@pytest.mark.parametrize("scale", [0.05, 0.9])  # a quiet mix, and one the bus limiter turns down
+def test_a_measured_finish_equals_measuring_the_finished_mix(scale):
+    parts = [(noise(2.0, channels=2, scale=scale, seed=81), 0.0, 0.0),
+             (burst(seed=82) * scale * 4, 0.5, 3.0)]
+
+    def bus() -> render.MixBus:
+        made = render.MixBus(duration_s=2.5, sample_rate=SR, channels=2)
+        for audio, start, gain in parts:
+            made.add(audio, start_s=start, gain_db=gain)
+        return made
+
+    plain, plain_peak = bus().finish()
+    out, peak, loud = bus().finish_measured()
+    np.testing.assert_array_equal(out, plain)
+    assert peak == plain_peak
+    assert loud == pytest.approx(lufs(out), abs=1e-6)
