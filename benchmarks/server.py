@@ -34,7 +34,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -42,7 +41,6 @@ from pythonosc.osc_message import OscMessage  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
 
-from engine.generators import GenerationResult, register_generator  # noqa: E402
 from server.app import AudioAgentServer, ServerConfig  # noqa: E402
 from server.osc import build_datagram  # noqa: E402
 
@@ -54,20 +52,6 @@ SOUNDS = [
 ]
 
 
-class QuietGenerator:
-    """Near-free audio so latency rounds measure the server, not synthesis."""
-
-    name = "bench-quiet"
-
-    def identity(self) -> dict[str, Any]:
-        return {}
-
-    def generate(self, requests: Any, *, progress: Any = None, cancel: Any = None) -> list[GenerationResult]:
-        return [GenerationResult(audio=(0.05 * np.random.default_rng(r.seed).standard_normal(
-            (1, int(r.length_s * r.sample_rate)))).astype(np.float32)) for r in requests]
-
-
-register_generator("bench-quiet", lambda **_: QuietGenerator())
 
 
 def percentiles(samples_s: list[float]) -> dict[str, float]:
@@ -313,7 +297,8 @@ def edit_one_of_n(port: int, n: int) -> dict[str, Any]:
 def serve_only(data_dir: str, backend: str) -> None:
     """Child mode: run the server in its own process (so client and server do not share a GIL)
     and print its ports on one line; stops when stdin closes."""
-    config = ServerConfig(ws_port=0, osc_port=0, data_dir=Path(data_dir), backend=backend, max_jobs=10_000)
+    config = ServerConfig(ws_port=0, osc_port=0, data_dir=Path(data_dir), backend=backend, max_jobs=10_000,
+                          plugins=("benchmarks.quiet_backend",))
     pauses_s: dict[int, list[float]] = {0: [], 1: [], 2: []}
     began = [0.0]
 

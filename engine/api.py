@@ -185,6 +185,15 @@ class Engine(Protocol):
         """Render what ``pending``'s diff says changed and make it the current version."""
         ...
 
+    def release(self, pending: PendingVersion) -> None:
+        """``pending`` will not be rendered (its job was cancelled or failed first): free what
+        it holds. An engine in another process keeps planned versions until rendered."""
+        ...
+
+    def backends(self) -> list[str]:
+        """The generator backends a request may name."""
+        ...
+
     def session(self, name: str) -> SessionInfo: ...
 
     def sessions(self) -> list[SessionSummary]: ...
@@ -300,6 +309,14 @@ class SessionEngine:
         on_stem: OnStem | None = None,
     ) -> SessionVersion:
         return self.manager.render(pending, progress=progress, cancel=cancel, on_stem=on_stem)
+
+    def release(self, pending: PendingVersion) -> None:
+        """Nothing to free: the planned version is the caller's object."""
+
+    def backends(self) -> list[str]:
+        from engine.generators import available_generators
+
+        return available_generators()
 
     def session(self, name: str) -> SessionInfo:
         return self.manager.get(name)

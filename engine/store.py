@@ -104,7 +104,12 @@ def _process_alive(pid: int) -> bool:
     # psutil, not os.kill(pid, 0): on Windows signal 0 is CTRL_C_EVENT and would interrupt it.
     import psutil
 
-    return bool(psutil.pid_exists(pid))
+    try:
+        # A zombie has exited: a killed server's engine worker stays one until something reaps it
+        # (in a container, often nothing does).
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _no_session(name: str) -> NotFoundError:

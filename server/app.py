@@ -52,6 +52,11 @@ class ServerConfig:
     max_video_bytes: int = MAX_VIDEO_BYTES
     # VTA checkpoints clients may name in video_cue (name -> folder; engine.video.vta_choice).
     vta_checkpoints: dict[str, Path] = field(default_factory=dict)
+    # Plan and render in a worker process (server.engine_process), so the transports' loop never
+    # waits on the interpreter lock the render holds. False: in this process (debugging).
+    engine_process: bool = True
+    # Modules the engine imports before it is built: they may register generator backends.
+    plugins: tuple[str, ...] = ()
 
     def check(self) -> None:
         """Refuse unsafe or impossible settings before binding anything."""
@@ -77,11 +82,25 @@ class ServerConfig:
 
 
 def default_engine(config: ServerConfig) -> Engine:
-    """The real engine, built by the composition root (engine.compose) from the same settings
-    `audio-agent render` honours (README "Settings"), with the server's own choices on top."""
+    """The real engine: in a worker process unless ``config.engine_process`` is False."""
+    if not config.engine_process:
+        return build_engine_here(config)
+    from functools import partial
+
+    from server.engine_process import EngineProcess
+
+    return EngineProcess(partial(build_engine_here, config), plugins=config.plugins)
+
+
+def build_engine_here(config: ServerConfig) -> Engine:
+    """The real engine in this process, built by the composition root (engine.compose) from the
+    same settings `audio-agent render` honours (README "Settings"), with the server's own
+    choices on top."""
     from engine.compose import build_engine
+    from server.engine_process import import_plugins
     from engine.settings import load_settings
 
+    import_plugins(config.plugins)  # again in a worker process: a no-op there
     max_bytes = int(config.cache_max_mb * 1024 * 1024) if config.cache_max_mb else None
     return build_engine(
         load_settings(), data_dir=config.data_dir, planner=config.planner, backend=config.backend,
@@ -106,6 +125,7 @@ class Dispatcher:
             planner_threads=config.planner_threads,
             time_limit_s=config.time_limit_s,
             record=self._record,
+            release=engine.release,
         )
         self._reads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="aa-read")
         # Resolved once: resolve() walks the file system, and pong is answered on the loop.
@@ -127,7 +147,7 @@ class Dispatcher:
                 choose_checkpoint(request.generator, request.checkpoint, request.vta_lambda,
                                   self.config.vta_checkpoints)
             if isinstance(request, p.GenerateRequest) and request.backend is not None:
-                _check_backend(request.backend)
+                _check_backend(request.backend, self.engine.backends())
             port = request.notify_osc_port
             self.jobs.submit(request, _tee(sink, self._notify(port)) if port else sink, client=client)
         elif isinstance(request, p.PingRequest):
@@ -182,10 +202,7 @@ def _bind_error(name: str, host: str, port: int, error: OSError) -> InvalidInput
     )
 
 
-def _check_backend(name: str) -> None:
-    from engine.generators import available_generators
-
-    known = available_generators()
+def _check_backend(name: str, known: list[str]) -> None:
     if name not in known:
         raise InvalidInputError(
             f"backend={name!r}: unknown backend; expected one of {', '.join(sorted(known))}",
@@ -204,18 +221,20 @@ def _tee(first: Sink, second: Sink) -> Sink:
 _warmed = threading.Event()
 
 
-def _warm_render_path() -> None:
+def _warm_render_path(*, render_here: bool) -> None:
     """Import and prime the render path once per process, off the event loop (see
-    engine.render.warm_up): otherwise the first job pays it while holding the interpreter lock."""
+    engine.render.warm_up): otherwise the first job pays it while holding the interpreter lock.
+    An engine process warms its own (server.engine_process)."""
     if _warmed.is_set():
         return
     _warmed.set()
-    try:
-        from engine.render import warm_up
+    if render_here:
+        try:
+            from engine.render import warm_up
 
-        warm_up()
-    except Exception:  # a failed warm-up only costs the first job the time it would have saved
-        log.exception("render path warm-up failed")
+            warm_up()
+        except Exception:  # a failed warm-up only costs the first job the time it would have saved
+            log.exception("render path warm-up failed")
     # What is loaded by now (numpy, the engine, pydantic models) lives as long as the process.
     # Collections walking it paused every thread, the event loop too (benchmarks/server.py under
     # load: gen-1 up to 15 ms, full ones 100-280 ms); frozen, the collector never walks it again.
@@ -262,7 +281,11 @@ class AudioAgentServer:
             self.stop()
             raise
         self.dispatcher.jobs.start()
-        threading.Thread(target=_warm_render_path, name="aa-warm", daemon=True).start()
+        from server.engine_process import EngineProcess
+
+        render_here = not isinstance(self.engine, EngineProcess)
+        threading.Thread(target=_warm_render_path, kwargs={"render_here": render_here},
+                         name="aa-warm", daemon=True).start()
         log.info("serving WebSocket on %s:%d and OSC on %s:%d", self.config.host, self.ws_port,
                  self.config.host, self.osc_port)
         return self

@@ -15,7 +15,6 @@ from __future__ import annotations
 import collections
 import enum
 import logging
-import math
 import queue
 import threading
 import time
@@ -28,7 +27,7 @@ from typing import Callable, Protocol
 from engine.errors import AudioAgentError, BusyError, CancelledError, NotFoundError, TimeLimitError
 from engine.manifest import ManifestEvent
 from engine.plan import ChangeKind
-from engine.progress import CancelToken, ProgressFn
+from engine.progress import CancelToken, ProgressFn, ProgressThrottle
 from engine.session import OnStem, PendingVersion, SessionVersion
 from engine.store import JobStatus
 from server import protocol as p
@@ -52,6 +51,7 @@ class RenderFn(Protocol):
 
 
 RecordFn = Callable[["Job", JobStatus, "str | None"], None]  # (job, status, error message)
+ReleaseFn = Callable[[PendingVersion], None]
 
 
 class JobState(enum.Enum):
@@ -95,7 +95,7 @@ class Job:
     pending: PendingVersion | None = None
     submitted_at: float = field(default_factory=time.monotonic)
     timer: int | None = None  # handle of its time limit in the manager's Deadlines
-    last_progress: tuple[str, float] = ("", -1.0)
+    progress: ProgressThrottle = field(default_factory=ProgressThrottle)
     client: str = ""  # who asked (a WebSocket connection, an OSC sender): fairness limits
 
     @property
@@ -144,9 +144,13 @@ class JobManager:
         planner_threads: int = 2,
         time_limit_s: float = 900.0,
         record: RecordFn | None = None,
+        release: ReleaseFn | None = None,
     ) -> None:
+        """``release``: told of each planned version that will not be rendered (its job was
+        cancelled while waiting for the render worker): engine.api.Engine.release."""
         self._prepare = prepare
         self._render = render
+        self._release = release
         self._data_dir = data_dir.resolve() if data_dir else None
         self._max_jobs = max_jobs
         self._max_jobs_per_client = max_jobs_per_client
@@ -269,9 +273,13 @@ class JobManager:
         try:
             job.token.raise_if_cancelled()
             pending = self._prepare(job.request)
-            job.token.raise_if_cancelled()
         except BaseException as error:  # noqa: BLE001 - every failure becomes an error message
             self._finish(job, error)
+            return
+        if job.token.cancelled:  # cancelled while planning: the plan is never rendered
+            if self._release is not None:
+                self._release(pending)
+            self._finish(job, CancelledError(job.token.reason))
             return
         job.pending = pending
         job.state = JobState.WAITING
@@ -288,11 +296,13 @@ class JobManager:
             self._run(job)
 
     def _run(self, job: Job) -> None:
-        if job.token.cancelled:
-            self._finish(job, CancelledError(job.token.reason))
-            return
         assert job.pending is not None  # only planned jobs reach the render queue
         pending = job.pending
+        if job.token.cancelled:
+            if self._release is not None:
+                self._release(pending)
+            self._finish(job, CancelledError(job.token.reason))
+            return
         job.state = JobState.RUNNING
         self._arm(job)
         self._note(job, JobState.RUNNING)
@@ -313,15 +323,11 @@ class JobManager:
         self._finish(job, None, done)
 
     def _progress(self, job: Job, stage: str, fraction: float) -> None:
-        # Throttle: a stage change, every 5 %, and the end of a stage; enough for a progress bar.
-        last_stage, last_fraction = job.last_progress
-        if not math.isfinite(fraction):
+        # A stage change, every 5 %, and the end of a stage (once): enough for a progress bar.
+        admitted = job.progress.admit(stage, fraction)
+        if admitted is None:
             return
-        fraction = min(max(float(fraction), 0.0), 1.0)
-        if stage == last_stage and (fraction == last_fraction or
-                                    (fraction < 1.0 and fraction - last_fraction < 0.05)):
-            return  # nothing new (a stage's end is sent once, not once per caller saying so)
-        job.last_progress = (stage, fraction)
+        fraction = admitted
         job.sink(p.Progress(id=job.request_id, job=job.id, stage=str(stage), fraction=fraction))
 
     def _stem(self, job: Job, event: ManifestEvent, change: ChangeKind) -> None:

@@ -38,6 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--vta-checkpoint", action="append", default=[], metavar="NAME=DIR",
                         help="a VTA checkpoint folder clients may use by NAME in video_cue "
                         "(generator vta); repeat for several. Clients never send paths")
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="a Python module to import before the engine starts (it may register "
+                        "generator backends); repeat for several")
+    parser.add_argument("--in-process", action="store_true",
+                        help="plan and render in the server's own process instead of a worker "
+                        "process (debugging; the server answers slower while rendering)")
     parser.add_argument("--log-level", default="INFO")
     parser.set_defaults(handler=run)
 
@@ -56,6 +62,7 @@ def config_from_args(args: argparse.Namespace) -> "ServerConfig":
         cache_max_mb=args.cache_max_mb, max_jobs=args.max_jobs,
         max_jobs_per_client=args.max_jobs_per_client, time_limit_s=args.job_time_limit,
         vta_checkpoints=parse_checkpoint_table(args.vta_checkpoint),
+        engine_process=not args.in_process, plugins=tuple(args.plugin),
     )
 
 

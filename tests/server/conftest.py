@@ -56,6 +56,7 @@ class FakeEngine:
         self.fail_word = "explode"
         self.gate: threading.Event | None = None
         self.lock = threading.Lock()
+        self.released: list[tuple[str, int]] = []  # planned versions dropped unrendered
 
     def _plan(self, session: str) -> Plan | None:
         versions = self.versions.get(session)
@@ -91,6 +92,15 @@ class FakeEngine:
             target = self.current[session] - 1
             return self._pending(session, target, self.versions[session][target - 1].plan, "undo")
         raise InvalidInputError("video cues are not faked", field="video_path")
+
+    def release(self, pending: PendingVersion) -> None:
+        with self.lock:
+            self.released.append((pending.session, pending.version))
+
+    def backends(self) -> list[str]:
+        from engine.generators import available_generators
+
+        return available_generators()
 
     def render(self, pending: PendingVersion, *, progress: ProgressFn | None = None,
                cancel: CancelToken | None = None, on_stem: OnStem | None = None) -> SessionVersion:
@@ -164,12 +174,14 @@ class FakeEngine:
 
 # ------------------------------------------------------------------------------ server fixture
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[Callable[..., AudioAgentServer]]:
+def start_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., AudioAgentServer]]:
     started: list[AudioAgentServer] = []
 
     def start(*, data_dir: Path | None = None, engine: FakeEngine | None = None, real: bool = False,
               **options: Any) -> AudioAgentServer:
         directory = data_dir or tmp_path / "data"
+        if real:  # the real engine runs in a worker process: it imports the test module's backends
+            options.setdefault("plugins", (request.module.__name__,))
         config = ServerConfig(host="127.0.0.1", ws_port=0, osc_port=0, data_dir=directory, **options)
         if engine is None and not real:
             engine = FakeEngine(directory)

@@ -6,6 +6,8 @@ import asyncio
 import json
 import math
 import struct
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -382,19 +384,32 @@ def test_waiting_for_the_render_worker_does_not_count_against_the_time_limit():
     assert [m.type for m in seen["next"]] == ["accepted", "plan", "done"], seen["next"][-1]
 
 
+def _owned_by_a_dead_process(db_path) -> None:
+    """The rows this test wrote name the test's own (live) process as their owner; make them a
+    process that has exited, as a killed server's would."""
+    import sqlite3
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    with sqlite3.connect(db_path) as db:
+        db.execute("UPDATE jobs SET owner_pid = ?", (int(gone.stdout),))
+
+
 def test_interrupted_jobs_are_reported_after_restart(start_server, tmp_path):
+    from engine.session import DB_NAME
     from engine.store import SessionStore
 
     data_dir = tmp_path / "data"
     server = start_server(real=True, data_dir=data_dir, backend="flaky-result")
     assert ws_call(server.ws_port, request("generate", session="x", prompt="rain", duration_s=1))[-1]["type"] == "done"
-    db_path = server.engine.manager.store.db_path
+    db_path = data_dir / DB_NAME  # the store lives in the engine process
     server.stop()
     # A job the previous process accepted but never finished (it was killed).
     store = SessionStore(db_path)
     store.add_job("jdead", session="x", request={"v": 1, "type": "edit", "id": "r9", "session": "x",
                                                   "instruction": "louder rain"}, status="running")
     store.close()
+    _owned_by_a_dead_process(db_path)
     again = start_server(real=True, data_dir=data_dir, backend="flaky-result")
     info = ws_call(again.ws_port, request("get_session", session="x"))[-1]
     assert [j["job"] for j in info["interrupted_jobs"]] == ["jdead"]
@@ -405,19 +420,21 @@ def test_interrupted_jobs_are_reported_after_restart(start_server, tmp_path):
 
 def test_an_interrupted_job_can_be_sent_again_as_reported(start_server, tmp_path):
     """The client re-requests exactly what get_session reported, and the job runs."""
+    from engine.session import DB_NAME
     from engine.store import SessionStore
 
     data_dir = tmp_path / "data"
     server = start_server(real=True, data_dir=data_dir, backend="flaky-result")
     assert ws_call(server.ws_port, request("generate", session="x", prompt="rain, a door slamming",
                                            duration_s=2))[-1]["type"] == "done"
-    db_path = server.engine.manager.store.db_path
+    db_path = data_dir / DB_NAME  # the store lives in the engine process
     server.stop()
     store = SessionStore(db_path)
     store.add_job("jgone", session="x", status="queued", request={
         "v": 1, "type": "edit", "id": "r9", "session": "x",
         "change": {"op": "set_loudness", "event_id": "e1", "target_lufs": -18.0}})
     store.close()
+    _owned_by_a_dead_process(db_path)
     again = start_server(real=True, data_dir=data_dir, backend="flaky-result")
     reported = ws_call(again.ws_port, request("get_session", session="x"))[-1]["interrupted_jobs"]
     assert [j["job"] for j in reported] == ["jgone"]

@@ -24,12 +24,40 @@ ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "Rain pouring outside as thunder rumbles in the distance, followed by a door slamming"
 
 
+class CallLog:
+    """The descriptions the counting backend rendered, one JSON line each in the file named by
+    $AA_TEST_COUNTING_LOG: the backend runs in the server's engine process, the test reads here."""
+
+    @staticmethod
+    def _path() -> Path:
+        return Path(os.environ["AA_TEST_COUNTING_LOG"])
+
+    def extend(self, descriptions: Any) -> None:
+        with self._path().open("a", encoding="utf-8") as log:
+            log.writelines(json.dumps(text) + "\n" for text in descriptions)
+
+    def clear(self) -> None:
+        self._path().write_text("", encoding="utf-8")
+
+    def _read(self) -> list[str]:
+        path = self._path()
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+
+    def __len__(self) -> int:
+        return len(self._read())
+
+    def __eq__(self, other: object) -> bool:
+        return self._read() == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 class CountingGenerator:
     """Counts every request it renders, delegating the samples to the procedural backend (or to
     seeded noise while that backend is not importable)."""
 
     name = "counting"
-    calls: list[str] = []
+    calls = CallLog()
     lock = threading.Lock()
 
     def __init__(self) -> None:
@@ -59,8 +87,8 @@ register_generator("counting", lambda **_: CountingGenerator())
 
 
 @pytest.fixture(autouse=True)
-def _reset_calls():
-    CountingGenerator.calls.clear()
+def _reset_calls(tmp_path, monkeypatch):
+    monkeypatch.setenv("AA_TEST_COUNTING_LOG", str(tmp_path / "counting-calls.jsonl"))
     yield
 
 
