@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, NamedTuple, Sequence
 
@@ -510,8 +511,6 @@ class MixBus:
         are then measured again (``loudness.Measurement.after``). Same values as measuring
         the finished mix, within ~1e-6 LU, for about the cost of the scan alone.
         """
-        from concurrent.futures import ThreadPoolExecutor
-
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mix-loudness") as helper:
             measuring = helper.submit(measure, self.audio, self.sample_rate)
             limited = _limit(self.audio, self.sample_rate, ceiling_dbtp, in_place=True,
