@@ -36,8 +36,10 @@ class Deadlines:
     def schedule(self, after_s: float, action: Callable[[], None]) -> int:
         with self._wake:
             handle = next(self._ids)
-            heapq.heappush(self._heap, (time.monotonic() + after_s, handle, action))
-            self._wake.notify()
+            entry = (time.monotonic() + after_s, handle, action)
+            heapq.heappush(self._heap, entry)
+            if self._heap[0] is entry:  # only a new earliest deadline changes the thread's wait
+                self._wake.notify()
             return handle
 
     def cancel(self, handle: int) -> None:

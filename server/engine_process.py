@@ -10,6 +10,8 @@ The boundary is a duplex pipe of pickled tuples (multiprocessing's connection: f
 value that crosses it, pydantic models and engine dataclasses, pickles as is):
 
     server -> worker   ("call", call_id, method, args)      a method of engine.api.Engine
+                       ("tell", method, args)                one that answers nothing (record_job,
+                                                             release): run in order, on one thread
                        ("cancel", call_id, reason)           cancel that call's CancelToken
                        ("stop",)
     worker -> server   ("ready", backends) | ("broken", error)   once, after building the engine
@@ -118,6 +120,8 @@ class _Worker:
         self._pending: dict[int, PendingVersion] = {}  # ticket -> the full planned version
         self._tickets = itertools.count(1)
         self._pool = ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="aa-engine")
+        # Job states are written in the order the server sent them (queued before running ...).
+        self._ordered = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aa-engine-record")
         self._running = 0  # calls not yet answered
         self._idle = threading.Condition()
 
@@ -139,6 +143,9 @@ class _Worker:
                     if token is not None:
                         token.cancel(message[2])
                     continue
+                if message[0] == "tell":
+                    self._ordered.submit(self._told, message[1], message[2])
+                    continue
                 _, call_id, method, args = message
                 self._tokens[call_id] = CancelToken()
                 with self._idle:
@@ -150,6 +157,7 @@ class _Worker:
             if orphaned:
                 self._leave()
             self._pool.shutdown(wait=True, cancel_futures=True)
+            self._ordered.shutdown(wait=True)  # what the server told us last is still written
             self._engine.close()
 
     def _leave(self) -> None:
@@ -190,6 +198,18 @@ class _Worker:
                 self._running -= 1
                 self._idle.notify_all()
 
+    def _told(self, method: str, args: tuple[Any, ...]) -> None:
+        try:
+            if method == "record_job":
+                job_id, kwargs = args
+                self._engine.record_job(job_id, **kwargs)
+            elif method == "release":
+                self._pending.pop(args[0], None)
+            else:
+                raise EngineProcessError(f"{method!r}: not something the engine can be told")
+        except Exception:  # noqa: BLE001 - bookkeeping: nobody waits for it, the log says it failed
+            log.exception("engine %s failed", method)
+
     # Each method mirrors engine.api.Engine; prepare/render/release trade tickets.
     def _prepare(self, call_id: int, token: CancelToken, request: JobRequest) -> tuple[int, PendingVersion]:
         pending = self._engine.prepare(request)
@@ -215,17 +235,11 @@ class _Worker:
             on_stem=lambda event, change: self._send(("stem", call_id, event, change)),
         )
 
-    def _release(self, call_id: int, token: CancelToken, ticket: int) -> None:
-        self._pending.pop(ticket, None)
-
     def _session(self, call_id: int, token: CancelToken, name: str) -> SessionInfo:
         return self._engine.session(name)
 
     def _sessions(self, call_id: int, token: CancelToken) -> list[SessionSummary]:
         return self._engine.sessions()
-
-    def _record_job(self, call_id: int, token: CancelToken, job_id: str, kwargs: dict[str, Any]) -> None:
-        self._engine.record_job(job_id, **kwargs)
 
     def _interrupted_jobs(self, call_id: int, token: CancelToken, session: str | None) -> list[InterruptedJob]:
         return self._engine.interrupted_jobs(session)
@@ -423,6 +437,15 @@ class EngineProcess:
             raise call.error
         return call.value
 
+    def _tell(self, method: str, *args: Any) -> None:
+        with self._lock:
+            if self._closed:
+                log.warning("engine %s after close: dropped", method)
+                return
+            if self._conn is None:
+                self._start()  # a job's end is still recorded after its worker died
+        self._post(("tell", method, args))
+
     def _kill_stuck(self, method: str) -> None:
         """A cancelled call that never returns is stuck in native code (a driver, a model): only
         a new worker frees it. The other calls in flight fail with "send again"."""
@@ -449,8 +472,8 @@ class EngineProcess:
         entry = self._tickets.get(id(pending))
         if entry is not None and entry[0] is pending:
             self._ticket(pending)
-            if entry[1] == self._generation:  # fire and forget: nobody waits for its answer
-                self._post(("call", next(self._ids), "release", (entry[2],)))
+            if entry[1] == self._generation and self._conn is not None:  # a dead worker freed it
+                self._tell("release", entry[2])
 
     def _ticket(self, pending: PendingVersion) -> int:
         entry = self._tickets.pop(id(pending), None)
@@ -472,8 +495,10 @@ class EngineProcess:
 
     def record_job(self, job_id: str, *, session: str, status: JobStatus, request_json: str = "",
                    error: str = "") -> None:
-        self._invoke("record_job", job_id, {"session": session, "status": status,
-                                            "request_json": request_json, "error": error})
+        # Told, not asked: the recorder does not wait for SQLite (nor hold the server's
+        # interpreter lock for a round trip); the worker writes job states in order.
+        self._tell("record_job", job_id, {"session": session, "status": status,
+                                          "request_json": request_json, "error": error})
 
     def interrupted_jobs(self, session: str | None = None) -> list[InterruptedJob]:
         return self._invoke("interrupted_jobs", session)

@@ -15,10 +15,10 @@ from __future__ import annotations
 import collections
 import enum
 import logging
+import os
 import queue
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,7 +108,7 @@ class Job:
 
 
 def new_job_id() -> str:
-    return "j" + uuid.uuid4().hex[:12]
+    return "j" + os.urandom(6).hex()  # what uuid4().hex[:12] gave, without building a UUID
 
 
 def plan_message(job: Job, pending: PendingVersion) -> p.PlanMessage:
