@@ -393,19 +393,21 @@ def _prepare_one(job: _Job, out: _Output) -> _Prepared:
     return _Prepared(audio, render.measure(audio, rate))
 
 
-def _finish_one(job: _Job, prepared: _Prepared, out: _Output) -> _Processed:
+def _finish_one(job: _Job, prepared: _Prepared, out: _Output) -> render.Normalised:
     """Loudness, true peak and limiter on a prepared stem, in place (it is the stem's own
-    array), then what a 24-bit file will hold."""
-    rate = out.sample_rate
-    normalised = render.normalise_stem(
-        prepared.audio, sample_rate=rate, target_lufs=job.target_lufs,
+    array)."""
+    return render.normalise_stem(
+        prepared.audio, sample_rate=out.sample_rate, target_lufs=job.target_lufs,
         ceiling_dbtp=out.ceiling_dbtp, measured=prepared.measured, in_place=True,
     )
+
+
+def _as_written(normalised: render.Normalised, out: _Output) -> _Processed:
+    """What the file will hold, with its loudness and true peak."""
     audio = normalised.audio
     if out.subtype == "PCM_24":
-        # What the file will hold. (Scaling by 2**23 and back is exact in float32.) In place:
-        # ``audio`` is this stem's own array, and the same float32 operations give the same
-        # values as on a copy.
+        # Scaling by 2**23 and back is exact in float32. In place: ``audio`` is this stem's
+        # own array, and the same float32 operations give the same values as on a copy.
         audio *= np.float32(8388608.0)
         np.round(audio, out=audio)
         audio /= np.float32(8388608.0)
@@ -414,17 +416,17 @@ def _finish_one(job: _Job, prepared: _Prepared, out: _Output) -> _Processed:
     # fields hold and the 0.001 dB of gain_db.
     measured = normalised.loudness_lufs
     if measured is None:
-        measured = render.measure_lufs(audio, rate)
+        measured = render.measure_lufs(audio, out.sample_rate)
     peak = normalised.true_peak_dbtp
     if peak is None:
-        peak = render.true_peak_dbtp(audio, rate)
+        peak = render.true_peak_dbtp(audio, out.sample_rate)
     return _Processed(audio, measured, peak)
 
 
 def _process_one(job: _Job, out: _Output) -> _Processed:
     """A stem's whole processing: the work that may run on a worker thread (it reads only
     ``job`` and ``out``, and writes nothing)."""
-    return _finish_one(job, _prepare_one(job, out), out)
+    return _as_written(_finish_one(job, _prepare_one(job, out), out), out)
 
 
 def _write_one(job: _Job, processed: _Processed, out: _Output, *, cache_hit: bool) -> _Rendered:
@@ -571,13 +573,19 @@ def _render_all(
         pool.shutdown(wait=True)
 
 
+def _write_normalised(write: Callable[[_Job, _Processed], _Rendered], job: _Job,
+                      normalised: render.Normalised, out: _Output) -> _Rendered:
+    return write(job, _as_written(normalised, out))
+
+
 def _render_pipelined(
     jobs: Sequence[_Job], out: _Output, write: Callable[[_Job, _Processed], _Rendered],
     cancel: CancelToken | None,
 ) -> Iterable[tuple[_Job, _Rendered]]:
     """Stems one at a time on this thread, with one helper thread beside it that prepares the
-    next stem (fit, fades, loudness) and writes the previous one's file (hash, encoding,
-    fsync): work that mostly lets go of the interpreter lock, so a second core takes it.
+    next stem (fit, fades, loudness) and writes the previous one's file (24-bit rounding,
+    hash, encoding, fsync): work that mostly lets go of the interpreter lock, so a second
+    core takes it.
 
     The results are those of doing it all in turn: each stem's steps run in the same order
     on the same arrays. Files are still written in plan order, and a stem is handed on once
@@ -598,7 +606,7 @@ def _render_pipelined(
                 prepared = next_prepared.result()
                 if index + 1 < len(jobs):
                     next_prepared = helper.submit(_prepare_one, jobs[index + 1], out)
-                processed = _finish_one(job, prepared, out)
+                normalised = _finish_one(job, prepared, out)
                 del prepared
             except Exception:
                 # A cancel, or this stem failing: the stem before it is complete and was
@@ -612,8 +620,8 @@ def _render_pipelined(
                 yield finished[0], finished[1].result()
             if cancel is not None:
                 cancel.raise_if_cancelled()
-            writing = (job, helper.submit(write, job, processed))
-            del processed
+            writing = (job, helper.submit(_write_normalised, write, job, normalised, out))
+            del normalised
         if writing is not None:
             finished, writing = writing, None
             yield finished[0], finished[1].result()
