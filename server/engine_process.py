@@ -40,6 +40,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -83,6 +84,11 @@ def _serve(conn: Connection, build: EngineBuilder, plugins: Sequence[str], log_l
     """The worker's main: build the engine, then answer calls until "stop" or the server goes."""
     # Ctrl-C in a terminal reaches the whole process group; the server decides when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The engine says everything through logs (stderr). A library's stray print must not reach
+    # stdout: it carries `audio-agent mcp`'s protocol, and `serve`'s banner for launchers.
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
     if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>` writes every thread's stack to stderr
         faulthandler.register(signal.SIGUSR1, all_threads=True)
     logging.basicConfig(level=log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -239,3 +239,25 @@ def test_a_killed_server_takes_its_worker_along_and_its_job_is_reported_interrup
     again = start_server(real=True, data_dir=data_dir, backend="ep-quick")
     listing = ws_call(again.ws_port, request("list_sessions"))[-1]
     assert [(j["request"]["id"], j["request"]["session"]) for j in listing["interrupted_jobs"]] == [("long", "k")]
+
+
+def noisy_engine():
+    """An engine whose building prints to stdout, as some libraries do on import."""
+    from server.app import ServerConfig, build_engine_here
+
+    print("stray output from a library", flush=True)
+    return build_engine_here(ServerConfig(data_dir=Path(os.environ["AA_TEST_DATA"])))
+
+
+def test_the_worker_never_writes_to_stdout(tmp_path):
+    """`audio-agent mcp` speaks its protocol on stdout: the worker's stray prints go to stderr."""
+    script = ("from server.engine_process import EngineProcess\n"
+              "from tests.server.test_engine_process import noisy_engine\n"
+              "engine = EngineProcess(noisy_engine)\n"
+              "print(engine.sessions(), flush=True)\n"
+              "engine.close()\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=str(ROOT), env={**os.environ, "AA_TEST_DATA": str(tmp_path / "data")})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[]\n"
+    assert "stray output from a library" in done.stderr
