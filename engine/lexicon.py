@@ -34,7 +34,8 @@ FAMILIES: frozenset[str] = frozenset(
 )
 # UCS CatIDs are a category prefix in capitals followed by a subcategory ("DOORWood").
 _UCS_PATTERN = re.compile(r"^[A-Z]{2,8}[A-Za-z]{1,12}$")
-_FIELDS = {"name", "keywords", "kind", "length_s", "hit_s", "tail_s", "loudness_db", "family", "ucs"}
+_FIELDS = {"name", "keywords", "kind", "length_s", "hit_s", "tail_s", "loudness_db", "family", "ucs",
+           "machine"}
 _REQUIRED = {"name", "keywords", "kind", "length_s", "loudness_db", "family"}
 
 
@@ -52,6 +53,9 @@ class SoundEntry:
     family: str
     ucs: str | None
     hit_s: float | None = None  # kind "hits": one hit of a counted run
+    # A machine: switching it on and off are sounds of their own (a start-up, a stop), so
+    # "the generator kicks in, hums, then stops" is three events even though it is a bed.
+    machine: bool = False
 
     @property
     def typical_length_s(self) -> float:
@@ -219,6 +223,9 @@ def parse_entry(raw: Any, *, index: int, path: Path = LEXICON_PATH) -> SoundEntr
     ucs = raw.get("ucs")
     if ucs is not None and (not isinstance(ucs, str) or not _UCS_PATTERN.match(ucs)):
         raise _bad(path, index, name, f"ucs={ucs!r}; must be a UCS CatID such as 'DOORWood'")
+    machine = raw.get("machine", False)
+    if not isinstance(machine, bool):
+        raise _bad(path, index, name, f"machine={machine!r}; must be true or false")
     return SoundEntry(
         name=name.strip(),
         keywords=tuple(k.strip().lower() for k in keywords),
@@ -230,6 +237,7 @@ def parse_entry(raw: Any, *, index: int, path: Path = LEXICON_PATH) -> SoundEntr
         family=raw["family"],
         ucs=ucs,
         hit_s=None if hit_s is None else float(hit_s),
+        machine=machine,
     )
 
 

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 from engine.lexicon import SoundEntry
-from engine.planners.rules_text import Clause
+from engine.planners.rules_text import Clause, run_clause
 from engine.planners.rules_time import is_start
 
 DEFAULT_ONE_SHOT_S = 1.5  # a one-shot the lexicon does not know
@@ -87,14 +87,14 @@ def natural_length_s(clause: Clause) -> float:
         return (clause.count - 1) * hit_spacing_s(clause) + hit_length_s(clause)
     if clause.stops:
         return STOP_EVENT_S
-    if clause.is_bed:
+    if clause.is_bed or _runs_on(clause):
         return 0.0
     return _entry_length_s(clause.entry, clause)
 
 
 def _rigid(group: list[Clause]) -> bool:
     """A group whose length the text fixes ("for 4 seconds", "two seconds of silence")."""
-    timed = [c for c in group if not c.is_bed]
+    timed = [c for c in group if not c.is_bed or c.time.length_s is not None]
     return bool(timed) and all(
         c.time.length_s is not None or (c.silence and c.silence_s is not None) for c in timed
     )
@@ -141,6 +141,10 @@ def _place_clause(clause: Clause, start_s: float, slot_s: float, duration_s: flo
     time = clause.time
     if clause.stops:
         stopped = _stop(running, clause.entry, start_s)
+        if stopped and clause.entry is not None and clause.entry.machine:
+            # "the generator hums, then stops": the run ends here and the machine's stop is heard.
+            layout.placed.append(Placed(clause, start_s, start_s + STOP_EVENT_S))
+            return
         if not stopped and _ran_until(layout, clause.entry, start_s):
             # "..., runs for 5 seconds, then stops": the run just ended; this is its stop sound.
             layout.placed.append(Placed(clause, start_s, start_s + STOP_EVENT_S))
@@ -186,6 +190,12 @@ def _place_clause(clause: Clause, start_s: float, slot_s: float, duration_s: flo
         running.append(placed)
         return
     entry = clause.entry
+    if _runs_on(clause):
+        # "and an alarm starts": it comes in here and goes on until the end or a stop.
+        placed = Placed(clause, start_s, duration_s, open_ended=True)
+        layout.placed.append(placed)
+        running.append(placed)
+        return
     if entry is not None and entry.kind in ("one_shot", "hits") and not clause.repeated:
         length_s = entry.typical_length_s
     elif entry is None and clause.is_one_shot:
@@ -203,21 +213,36 @@ def _ran_until(layout: Layout, entry: SoundEntry | None, at_s: float) -> bool:
 
 def _short_starts(groups: list[list[Clause]]) -> list[list[Clause]]:
     """A machine that starts and then runs, idles or stops in a later clause: its start is the
-    start-up sound (START_EVENT_S), and the running is the later clause's, not both at once."""
-    later: list[Clause] = []
+    start-up sound (START_EVENT_S), and the running is the later clause's, not both at once.
+    When the text goes straight from the start to the stop ("whirs on, then clicks off"), the
+    running in between is a clause of its own, so the shape is always start-up, run, stop."""
     result: list[list[Clause]] = []
-    for group in reversed(groups):
-        fixed = []
+    for index, group in enumerate(groups):
+        fixed, runs = [], []
         for clause in group:
             entry = clause.entry
-            if (entry is not None and entry.continuous and entry.kind != "bed" and not clause.stops
-                    and clause.time.length_s is None and clause.time.end_s is None
-                    and is_start(clause.raw) and any(_same_source(c.entry, entry) for c in later)):
-                clause = replace(clause, time=replace(clause.time, length_s=START_EVENT_S))
+            later = [c for g in groups[index + 1:] for c in g if _same_source(c.entry, entry)]
+            # Only a machine's start with nothing but its stop after it has a start-up sound
+            # then a run: "an alarm starts, ..., the alarm stops" is one sound until its stop.
+            straight_to_stop = bool(later) and later[0].stops
+            if (entry is not None and entry.continuous and (entry.kind != "bed" or entry.machine)
+                    and not clause.stops and clause.time.length_s is None
+                    and clause.time.end_s is None and is_start(clause.raw) and later
+                    and (entry.machine or not straight_to_stop)):
+                # The start-up is a short sound of its own, not the bed it leads into.
+                clause = replace(clause, time=replace(clause.time, length_s=START_EVENT_S),
+                                 is_bed=False, onset=False)
+                if later[0].stops and later[0].time.start_s is None:
+                    runs.append(replace(run_clause(clause), onset=True))
+            elif (entry is not None and entry.continuous and _untimed(clause) and later
+                  and later[0].stops):
+                # "the vacuum runs, a doorbell rings, the vacuum stops": it runs until its stop.
+                clause = replace(clause, onset=True)
             fixed.append(clause)
-        later.extend(group)
         result.append(fixed)
-    return result[::-1]
+        if runs:
+            result.append(runs)
+    return result
 
 
 def _same_source(a: SoundEntry | None, b: SoundEntry | None) -> bool:
@@ -264,17 +289,34 @@ def layout_scene(groups: list[list[Clause]], duration_s: float) -> Layout:
         limit_s = anchors[run_end] if run_end < len(groups) else duration_s
         limit_s = max(float(limit_s), cursor_s)  # type: ignore[arg-type]
         run = range(index, run_end)
-        rigid_s = sum(lengths[i] for i in run if _rigid(groups[i]))
-        flexible_s = sum(lengths[i] for i in run if not _rigid(groups[i]))
+        # A group that another source starts after keeps its natural length: "debris falls and
+        # an alarm starts" has the alarm come in when the debris lands, not half a scene later.
+        # A stop is a moment too: the run before it takes the time, not a silence after it.
+        held = {i for i in run if _rigid(groups[i]) or all(c.stops for c in groups[i])
+                or (i + 1 < len(groups) and _starts_after(groups[i + 1]))}
+        rigid_s = sum(lengths[i] for i in run if i in held)
+        flexible_s = sum(lengths[i] for i in run if i not in held)
         scale = (limit_s - cursor_s - rigid_s) / flexible_s if flexible_s > 0 else 1.0
         scale = max(scale, MIN_SCALE)
         for i in run:
-            slot_s = lengths[i] if _rigid(groups[i]) else lengths[i] * scale
+            slot_s = lengths[i] if i in held else lengths[i] * scale
             _place_group(groups[i], cursor_s, slot_s, duration_s, layout, running)
             cursor_s += slot_s
         index = run_end
     _fit_inside(layout, duration_s)
     return layout
+
+
+def _starts_after(group: list[Clause]) -> bool:
+    """The group brings in a source that goes on from here ("and rain begins")."""
+    return any(c.onset and _untimed(c) and (c.is_bed or (c.entry is not None and c.entry.continuous))
+               for c in group)
+
+
+def _runs_on(clause: Clause) -> bool:
+    """A continuous source that comes in and goes on until the end or its stop."""
+    return clause.onset and _untimed(clause) and clause.entry is not None \
+        and clause.entry.continuous and not clause.repeated
 
 
 def _untimed(clause: Clause) -> bool:

@@ -17,6 +17,7 @@ from engine.planners.rules_time import (
     extract_count,
     extract_time,
     fade_shares,
+    is_onset,
     is_silence,
     is_stop,
     normalise_times,
@@ -102,6 +103,7 @@ class Clause:
     stops: bool = False  # "then stops": ends the continuing sound it names
     repeated: bool = False  # "repeatedly", "on and off": a long run rather than one go
     background: bool = False  # "in the background", "throughout": the whole scene
+    onset: bool = False  # "an alarm starts", "rain begins": comes in here and keeps going
 
 
 # "in a quiet room", "into a quiet campsite": the word describes the place, not the sound.
@@ -156,6 +158,9 @@ def make_clause(raw: str) -> Clause | None:
     entry = load_lexicon().match(text)
     bed_words = bool(_BED.search(raw))
     stops = is_stop(text)
+    if stops and entry is not None and not entry.continuous:
+        # "the projector clicks off": what stops is the running source, not a click.
+        entry = next((m.entry for m in load_lexicon().matches(text) if m.entry.continuous), entry)
     is_bed = (bed_words or (entry is not None and entry.kind == "bed" and count is None)) \
         and not stops
     if entry is not None:
@@ -177,7 +182,22 @@ def make_clause(raw: str) -> Clause | None:
         stops=stops,
         repeated=bool(_REPEATEDLY.search(raw)),
         background=bed_words,
+        onset=is_onset(text) and not stops,
     )
+
+
+def run_clause(start: Clause) -> Clause:
+    """'The projector whirs on, then clicks off': the running between a machine's start-up and
+    its stop, which the text leaves unsaid ("The projector runs")."""
+    subject = _subject(_STARTS_WORDS.sub(" ", start.text)).strip() or start.text
+    entry = start.entry
+    return Clause(text=f"{subject[:1].upper()}{subject[1:]} runs", raw=start.raw, time=TimeSpec(),
+                  is_bed=entry is not None and entry.kind == "bed", is_one_shot=False,
+                  loudness_offset_lu=start.loudness_offset_lu, entry=entry)
+
+
+_STARTS_WORDS = re.compile(r"\b(?:starts?|begins?|kicks? in|fires? up|turns? on|switch(?:es)? on|"
+                           r"\w+s (?:on|up|to life)|comes? on)\b.*$", re.I)
 
 
 def _split_keep(pattern: str, text: str) -> list[tuple[str, str]]:
@@ -282,11 +302,22 @@ def _subject(text: str) -> str:
     taken = [words[0]]
     rest = words[1:] if _ARTICLE_START.match(words[0]) or words[0].lower() in ("someone", "somebody") else []
     if _ARTICLE_START.match(words[0]):
-        for word in rest[:3]:
-            if _is_verb(word) or word.lower() in _VERB_FOLLOWERS:
+        for index, word in enumerate(rest[:3]):
+            if (_is_verb(word) and not _ing_modifier(word, rest[index + 1:index + 2])) \
+                    or word.lower() in _VERB_FOLLOWERS:
                 break
             taken.append(word)
     return " ".join(taken)
+
+
+def _ing_modifier(word: str, following: list[str]) -> bool:
+    """'washing' in 'the washing machine starts': an -ing word in front of a noun names the kind
+    of thing ('a ceiling fan', 'a sewing machine'), it is not the verb."""
+    if not word.lower().endswith("ing") or not following:
+        return False
+    noun = following[0].lower().strip(",.;:")
+    return noun.isalpha() and not _is_verb(noun) and not noun.endswith("ly") \
+        and noun not in _VERB_FOLLOWERS and noun not in _PREPOSITIONS
 
 
 def _source_kind(clause: str) -> str | None:
@@ -328,6 +359,9 @@ def split_scene(prompt: str) -> list[list[str]]:
     """Split a prompt into sequential groups of simultaneous clause texts (in time order)."""
     text = _SLUGLINE.sub("", re.sub(r"\s+", " ", prompt.strip()))
     text = normalise_times(_SENTENCE_END.sub("; ", text))
+    # "runs for a while": a vague length, not the connective "while".
+    text = re.sub(r"\bfor\s+a\s+(?:little\s+)?while\b",
+                  lambda m: m.group(0).replace(" ", "\x01"), text, flags=re.I)
     # "closer and closer", "over and over": one phrase, not two clauses.
     text = re.sub(r"\b(\w+) and \1\b", r"\1", text, flags=re.I)
     # "an explosion with debris falling after it": the second sound follows the first.
@@ -405,6 +439,14 @@ def _split_simultaneous(part: str) -> list[str]:
             clauses[-1] = f"{previous.strip()} and {piece.strip()}"
         elif connective == "and" and previous and _is_verb_continuation(piece, previous):
             clauses.append(f"{_subject(_last_subject_piece(previous))} {piece.strip()}\x00seq")
+        elif connective == "and" and previous and _STARTS_VERB.match(piece.strip()) \
+                and _SUBJECT_START.match(previous.strip()) and not previous.endswith("\x00seq"):
+            # "a man walks in and starts talking": the same subject's next action.
+            clauses.append(f"{_subject(_last_subject_piece(previous))} {piece.strip()}\x00seq")
+        elif connective == "and" and previous and _starts_after(piece, previous):
+            # "debris falls and a car alarm starts": the alarm comes in when the debris lands
+            # (plain "rain and thunder" stays two layers).
+            clauses.append(f"{piece.strip()}\x00seq")
         elif connective == "and" and previous and _new_action_of_a_short_sound(piece, previous):
             # "an arrow whooshes and hits a target": two sounds of one source, in order.
             clauses.append(f"{_subject(_last_subject_piece(previous))} {piece.strip()}\x00seq")
@@ -416,6 +458,17 @@ def _split_simultaneous(part: str) -> list[str]:
         else:
             clauses.append(piece)
     return clauses
+
+
+_STARTS_VERB = re.compile(r"^(?:starts?|begins?)\s+(?:to\s+)?\w+", re.I)
+
+
+def _starts_after(piece: str, previous: str) -> bool:
+    """A new source that starts, begins or kicks in after an action: it follows the action."""
+    if previous.endswith("\x00seq") or "," in previous or _verb_led(piece) or _gerund_led(piece):
+        return False
+    bare = extract_time(piece.replace("\x01", " "))[1]
+    return bool(bare) and is_onset(bare) and not is_stop(bare) and _looks_like_clause(bare)
 
 
 _ECHO = re.compile(r"^(?:echoes|reverberates|resonates|rings out|lingers|decays|fades)\b", re.I)
@@ -495,9 +548,11 @@ def _split_commas(group: list[str]) -> list[list[str]]:
         else:
             out[-1].append(named[0])
         first = out[-1]
-        for piece in named[1:]:
-            # "a tap drips, a fridge hums": a bed in a list of actions is a layer under them.
-            if _is_bed_piece(piece):
+        continued = [_verb_led_in_list(piece) for piece in pieces[1:]]
+        for piece, same_subject in zip(named[1:], continued):
+            # "a tap drips, a fridge hums": a bed in a list of actions is a layer under them
+            # (but "the fridge starts, runs, cuts out" is one source's actions in turn).
+            if _is_bed_piece(piece) and not same_subject:
                 first.append(piece)
             else:
                 out.append([piece])

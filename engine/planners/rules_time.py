@@ -196,7 +196,13 @@ _FALLS_SILENT = re.compile(r"\b(?:falls?|goes|went|fell)\s+(?:silent|quiet|still
 _WAITS = re.compile(r"^(?:\w+\s+){0,2}(?:waits?|waiting|pauses?|hesitates?)(?:\s+(?:a moment|briefly|"
                     r"for a moment|a beat|a second))?$|^(?:a|one)\s+(?:moment|beat)(?:\s+(?:later|passes))?$",
                     re.I)
-_STOPS = re.compile(r"\b(?:stops?|stopping|stopped|ends|cuts? (?:out|off)|ceases?|halts?)\b", re.I)
+# A machine's own ways of stopping count too ("the engine dies", "the projector clicks off"); a
+# gradual "dies away/down" is a fade-out (FADE_OUT), not a stop.
+_STOPS = re.compile(
+    r"\b(?:stops?|stopping|stopped|ends|cuts? (?:out|off)|ceases?|halts?|"
+    r"dies(?!\s+(?:away|down|out))|died(?!\s+(?:away|down|out))|shuts? (?:off|down)|"
+    r"switch(?:es)? off|turns? off|clicks? off|powers? (?:down|off)|winds? down|"
+    r"sputters? out|splutters? out|goes dead)\b", re.I)
 
 
 def is_silence(text: str) -> bool:
@@ -207,12 +213,22 @@ def is_silence(text: str) -> bool:
 
 _STARTS = re.compile(
     r"\b(?:starts?|starting|started|begins?|kicks? in|fires? up|turns? on|switch(?:es)? on|"
-    r"roars? to life|sputters? to life|comes? on)\b(?!\s+(?:to|again))", re.I)
+    r"(?:roars?|sputters?|springs?|whirs?|hums?|comes?|buzz(?:es)?) to life|comes? on|"
+    r"(?:whirs?|hums?|buzz(?:es)?|whines?|clicks?|flickers?) on|powers? (?:on|up)|"
+    r"starts? up|spins? up|revs? up|whirs? up)\b(?!\s+(?:to|again))", re.I)
+# A source coming in at this point of the story and going on from there: "an alarm starts
+# ringing", "rain begins to fall", "a siren goes off" (wider than a machine's start-up sound).
+_ONSET = re.compile(r"\b(?:starts?|started|begins?|began|sets? in|goes off|went off)\b", re.I)
 
 
 def is_start(text: str) -> bool:
     """'the chainsaw starts', 'the generator kicks in': the sound of a machine starting."""
     return bool(_STARTS.search(text))
+
+
+def is_onset(text: str) -> bool:
+    """'the alarm starts ringing', 'rain begins': the sound comes in here and keeps going."""
+    return is_start(text) or bool(_ONSET.search(text))
 
 
 def is_stop(text: str) -> bool:
