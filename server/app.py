@@ -155,6 +155,7 @@ class Dispatcher:
                 id=request.id, server_version=SERVER_VERSION,
                 stem_root=self._stem_root,
                 planner=self.config.planner, backend=self.config.backend,
+                vta_checkpoints=sorted(self.config.vta_checkpoints),
             ))
         elif isinstance(request, p.CancelRequest):
             state = self.jobs.cancel(request.job)

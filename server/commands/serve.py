@@ -37,7 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--job-time-limit", type=float, default=900.0, help="seconds per job")
     parser.add_argument("--vta-checkpoint", action="append", default=[], metavar="NAME=DIR",
                         help="a VTA checkpoint folder clients may use by NAME in video_cue "
-                        "(generator vta); repeat for several. Clients never send paths")
+                        "(generator vta); repeat for several. Adds to the settings file's "
+                        "[vta] checkpoints table; a NAME listed there gets this DIR instead. "
+                        "Clients never send paths")
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                         help="a Python module to import before the engine starts (it may register "
                         "generator backends); repeat for several")
@@ -50,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def config_from_args(args: argparse.Namespace) -> "ServerConfig":
     from engine.settings import load_settings
-    from engine.video.vta_choice import parse_checkpoint_table
+    from engine.video.vta_choice import serve_checkpoint_table
     from server.app import ServerConfig
 
     settings = load_settings()
@@ -61,7 +63,8 @@ def config_from_args(args: argparse.Namespace) -> "ServerConfig":
         backend=args.backend or settings.backend, token=args.token, osc_allow=list(args.osc_allow),
         cache_max_mb=args.cache_max_mb, max_jobs=args.max_jobs,
         max_jobs_per_client=args.max_jobs_per_client, time_limit_s=args.job_time_limit,
-        vta_checkpoints=parse_checkpoint_table(args.vta_checkpoint),
+        # The settings' [vta] checkpoints with the flags on top, every folder checked before binding.
+        vta_checkpoints=serve_checkpoint_table(args.vta_checkpoint),
         engine_process=not args.in_process, plugins=tuple(args.plugin),
     )
 

@@ -172,6 +172,8 @@ class Pong(_Message):
     stem_root: str
     planner: str
     backend: str
+    # The VTA checkpoint names a video_cue may give as "checkpoint" (sorted; empty: none offered).
+    vta_checkpoints: list[str] = []
 
 
 class SessionMessage(_Message):

@@ -22,34 +22,44 @@ OscArg = Union[str, int, float, bool, bytes, None]
 
 # ---------------------------------------------------------------------------- requests
 # Positional argument lists of the OSC requests (after the address). Each entry: (field, kind);
-# kinds: "s" string, "f" number (int or float), "i" integer. reply_port 0 or absent means "reply
-# to the sender's address and port".
+# kinds: "s" string, "f" number (int or float), "i" integer, "o" string or "" for none, "fo" number
+# or "" for none (OSC has no null: "" lets a client skip one optional argument and still give a
+# later one). reply_port 0 or absent means "reply to the sender's address and port".
 OSC_REQUEST_ARGS: dict[str, list[tuple[str, str]]] = {
     "generate": [("id", "s"), ("session", "s"), ("prompt", "s"), ("duration_s", "f"), ("anchor_s", "f"), ("reply_port", "i")],
     "edit": [("id", "s"), ("session", "s"), ("instruction", "s"), ("reply_port", "i")],
     "undo": [("id", "s"), ("session", "s"), ("reply_port", "i")],
     "redo": [("id", "s"), ("session", "s"), ("reply_port", "i")],
+    # A non-empty checkpoint (a name the server offers, never a path) selects generator "vta".
+    "video_cue": [("id", "s"), ("session", "s"), ("video_path", "s"), ("start_s", "f"), ("end_s", "f"),
+                  ("anchor_s", "f"), ("hint", "o"), ("checkpoint", "o"), ("vta_lambda", "fo"), ("reply_port", "i")],
     "ping": [("id", "s"), ("reply_port", "i")],
     "cancel": [("id", "s"), ("job", "s"), ("reply_port", "i")],
     "get_session": [("id", "s"), ("session", "s"), ("reply_port", "i")],
     "list_sessions": [("id", "s"), ("reply_port", "i")],
     "request": [("json", "s"), ("reply_port", "i")],
 }
-# Trailing arguments a client may leave out.
-_OSC_OPTIONAL: dict[str, float | int] = {"anchor_s": 0.0, "reply_port": 0}
+# Trailing arguments a client may leave out (None: the field is left out of the request).
+_OSC_OPTIONAL: dict[str, float | int | None] = {
+    "anchor_s": 0.0, "hint": None, "checkpoint": None, "vta_lambda": None, "reply_port": 0,
+}
+_NUMBER_KINDS = ("f", "fo")
 
 
-def _osc_value(address: str, name: str, kind: str, value: OscArg) -> str | float | int:
+def _osc_value(address: str, name: str, kind: str, value: OscArg) -> str | float | int | None:
     is_int = isinstance(value, int) and not isinstance(value, bool)
-    if kind == "s" and isinstance(value, str):
+    if kind in ("o", "fo") and value == "":
+        return None
+    if kind in ("s", "o") and isinstance(value, str):
         return value
     if kind == "s" and name == "id" and is_int:
         return str(value)  # some OSC senders cannot send strings easily; an integer id is fine
-    if kind == "f" and isinstance(value, (int, float)) and not isinstance(value, bool):
+    if kind in _NUMBER_KINDS and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if kind == "i" and isinstance(value, int) and is_int:
         return value
-    expected = {"s": "a string", "f": "a number", "i": "an integer"}[kind]
+    expected = {"s": "a string", "f": "a number", "i": "an integer", "o": 'a string ("" for none)',
+                "fo": 'a number ("" for the default)'}[kind]
     raise ProtocolError(
         f"{address} argument {name}={value!r}: expected {expected}", code=ErrorCode.INVALID_INPUT,
         field=name, value=value,
@@ -84,19 +94,21 @@ def request_from_osc(address: str, args: Sequence[OscArg]) -> tuple[Request, int
 
 def _check_unambiguous(address: str, spec: list[tuple[str, str]], args: Sequence[OscArg],
                        request_id: str) -> None:
-    """With two optional trailing arguments (generate's anchor_s, reply_port), one integer in
-    their place could mean either: a client meaning "reply to port 9001" would get a scene
-    anchored at 9001 s. A float there is an anchor; a lone integer is refused as ambiguous."""
-    optional = [name for name, _ in spec if name in _OSC_OPTIONAL]
-    if len(optional) < 2 or len(args) != len(spec) - 1:
+    """When a request stops before its reply_port, an integer as its last argument, in an
+    optional number's place, could be either: a client meaning "reply to port 9001" would get a
+    scene anchored at 9001 s (generate's anchor_s, video_cue's anchor_s or vta_lambda). A float
+    there is that number; an integer is refused as ambiguous. Strings cannot be mistaken for a
+    port, and required arguments are never skipped, so only this case needs the rule."""
+    if not args or len(args) >= len(spec) or spec[-1][0] != "reply_port":
         return
+    name, kind = spec[len(args) - 1]
     last = args[-1]
-    if isinstance(last, int) and not isinstance(last, bool):
+    if name in _OSC_OPTIONAL and kind in _NUMBER_KINDS and isinstance(last, int) and not isinstance(last, bool):
         names = ", ".join(name for name, _ in spec)
         raise ProtocolError(
-            f"{address}: argument {len(args)} ({last}) is ambiguous: {optional[0]} or {optional[1]}? "
-            f"send {optional[0]} as a float, or all of: {names}",
-            code=ErrorCode.INVALID_INPUT, field=optional[0], request_id=request_id,
+            f"{address}: argument {len(args)} ({last}) is ambiguous: {name} or reply_port? "
+            f"send {name} as a float, or all of: {names}",
+            code=ErrorCode.INVALID_INPUT, field=name, request_id=request_id,
         )
 
 
@@ -107,7 +119,7 @@ def _request_from_osc(address: str, args: Sequence[OscArg]) -> tuple[Request, in
         )
     kind = address[len(OSC_PREFIX):]
     spec = OSC_REQUEST_ARGS[kind]
-    values: dict[str, Json] = {}
+    values: dict[str, Json | None] = {}
     for index, (name, type_tag) in enumerate(spec):
         if index < len(args):
             values[name] = _osc_value(address, name, type_tag, args[index])
@@ -134,7 +146,10 @@ def _request_from_osc(address: str, args: Sequence[OscArg]) -> tuple[Request, in
         text = values["json"]
         assert isinstance(text, str)  # the table says "s"
         return parse_request(text), reply_port
-    return request_from_dict({"v": PROTOCOL_VERSION, "type": kind, **values}), reply_port
+    given: dict[str, Json] = {name: value for name, value in values.items() if value is not None}
+    if kind == "video_cue" and "checkpoint" in given:
+        given["generator"] = "vta"  # naming a checkpoint is choosing the picture-driven generator
+    return request_from_dict({"v": PROTOCOL_VERSION, "type": kind, **given}), reply_port
 
 
 # ---------------------------------------------------------------------------- replies

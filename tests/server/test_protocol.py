@@ -255,3 +255,65 @@ def test_protocol_doc_lists_every_message_and_the_exact_osc_arguments():
     for kind, cell in replies.items():
         if "the whole message as JSON" not in cell:
             assert names_in(cell) == [arg.name for arg in p.reply_args(kind)], kind
+
+
+def test_osc_video_cue_names_a_checkpoint_and_lambda_as_trailing_arguments():
+    address = "/audioagent/video_cue"
+    request, port = p.request_from_osc(address, ["c", "s", "/v.mp4", 1, 2.5])
+    assert (request.type, request.start_s, request.end_s, request.anchor_s, port) == ("video_cue", 1.0, 2.5, 0.0, 0)
+    assert (request.generator, request.checkpoint, request.vta_lambda, request.hint) == ("text", None, None, None)
+    request, port = p.request_from_osc(address, ["c", "s", "/v.mp4", 1.0, 2.5, 30.0, "claps", "foley", 0.7, 9001])
+    assert (request.anchor_s, request.hint, request.generator, request.checkpoint, request.vta_lambda, port) == (
+        30.0, "claps", "vta", "foley", 0.7, 9001)
+    # "" skips an optional string or number to reach a later argument.
+    request, port = p.request_from_osc(address, ["c", "s", "/v.mp4", 1.0, 2.5, 0.0, "", "foley", "", 9001])
+    assert (request.hint, request.generator, request.checkpoint, request.vta_lambda, port) == (
+        None, "vta", "foley", None, 9001)
+    request, _ = p.request_from_osc(address, ["c", "s", "/v.mp4", 1.0, 2.5, 0.0, "", ""])
+    assert (request.generator, request.checkpoint) == ("text", None)
+    # An integer lambda followed by a reply port is not ambiguous: every argument is there.
+    assert p.request_from_osc(address, ["c", "s", "/v.mp4", 1.0, 2.5, 0.0, "", "foley", 1, 9001])[0].vta_lambda == 1.0
+    # Over OSC, as over WebSocket, a checkpoint is a name, never a path.
+    with pytest.raises(p.ProtocolError) as path:
+        p.request_from_osc(address, ["c", "s", "/v.mp4", 1.0, 2.5, 0.0, "", "/models/vta", 0.5, 9001])
+    assert path.value.field == "checkpoint" and path.value.reply_port == 9001
+
+
+@pytest.mark.parametrize("args,field", [
+    (["c", "s", "/v.mp4", 1.0, 2.5, 9001], "anchor_s"),  # anchor at 9001 s, or reply to 9001?
+    (["c", "s", "/v.mp4", 1.0, 2.5, 0.0, "", "foley", 1], "vta_lambda"),  # lambda 1, or port 1?
+])
+def test_osc_video_cue_refuses_an_integer_that_could_be_the_reply_port(args, field):
+    with pytest.raises(p.ProtocolError) as caught:
+        p.request_from_osc("/audioagent/video_cue", args)
+    error = caught.value
+    assert error.field == field and error.request_id == "c"
+    assert "ambiguous" in str(error) and f"send {field} as a float" in str(error)
+    # The same number as a float is unambiguous.
+    request, port = p.request_from_osc("/audioagent/video_cue", [*args[:-1], float(args[-1])])
+    assert port == 0 and getattr(request, field) == float(args[-1])
+
+
+@pytest.mark.parametrize("args,field", [
+    (["c", "s", "/v.mp4", 1.0, 2.5, 0.0, 3, "foley"], "hint"),
+    (["c", "s", "/v.mp4", 1.0, 2.5, 0.0, "", 7], "checkpoint"),
+    (["c", "s", "/v.mp4", 1.0, 2.5, 0.0, "", "foley", "loud", 0], "vta_lambda"),
+    (["c", "s", "/v.mp4", 1.0, 2.5, 0.0, "", "foley", 0.5, 0, "extra"], "args"),
+    (["c", "s", "/v.mp4", 1.0], "end_s"),
+])
+def test_osc_video_cue_wrong_types_are_named(args, field):
+    with pytest.raises(p.ProtocolError) as caught:
+        p.request_from_osc("/audioagent/video_cue", args)
+    assert caught.value.field == field
+
+
+def test_pong_lists_the_vta_checkpoint_names_in_json_and_over_osc():
+    pong = p.Pong(id="r", server_version="1", stem_root="/d", planner="rules", backend="x",
+                  vta_checkpoints=["foley", "impacts"])
+    assert p.parse_server_message(p.encode(pong)).vta_checkpoints == ["foley", "impacts"]
+    address, args = p.message_to_osc(pong)
+    assert json.loads(args[1])["vta_checkpoints"] == ["foley", "impacts"]
+    # Older servers sent no such field: a client reading one gets an empty list.
+    bare = p.Pong.model_validate({"type": "pong", "server_version": "1", "stem_root": "/d", "planner": "rules",
+                                  "backend": "x"})
+    assert bare.vta_checkpoints == []

@@ -156,3 +156,79 @@ def test_client_video_cue_sends_the_checkpoint_name_and_lambda(tmp_path):
     plain = build_request(build_parser().parse_args(["client", "video-cue", "v.mp4", "--start", "1", "--end", "2",
                                                      "--session", "s"]))
     assert not {"generator", "checkpoint", "vta_lambda"} & set(plain)
+
+
+def _settings_file(tmp_path, monkeypatch, text: str):
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    monkeypatch.setenv("AUDIO_AGENT_CONFIG", str(path))
+    return path
+
+
+def test_settings_table_lists_checkpoints_and_the_flag_adds_or_overrides(world, tmp_path, monkeypatch):
+    import shutil
+
+    from server.cli import build_parser
+    from server.commands.serve import config_from_args
+
+    other = tmp_path / "other-ckpt"
+    shutil.copytree(world["checkpoint"], other)
+    _settings_file(tmp_path, monkeypatch, f'[vta.checkpoints]\ntiny = "{world["checkpoint"]}"\n')
+    config = config_from_args(build_parser().parse_args(["serve"]))
+    assert config.vta_checkpoints == {"tiny": world["checkpoint"]}
+    # A new name on the command line is added; a name the file lists takes the flag's folder.
+    added = config_from_args(build_parser().parse_args(["serve", "--vta-checkpoint", f"big={other}"]))
+    assert added.vta_checkpoints == {"tiny": world["checkpoint"], "big": other}
+    replaced = config_from_args(build_parser().parse_args(["serve", "--vta-checkpoint", f"tiny={other}"]))
+    assert replaced.vta_checkpoints == {"tiny": other}
+    # The inline-table spelling is the same TOML.
+    _settings_file(tmp_path, monkeypatch, f'[vta]\ncheckpoints = {{ tiny = "{other}" }}\n')
+    assert config_from_args(build_parser().parse_args(["serve"])).vta_checkpoints == {"tiny": other}
+
+
+@pytest.mark.parametrize("table,words", [
+    ('[vta.checkpoints]\nfoley = "{missing}"\n', ["'foley'", "config.toml [vta] checkpoints", "not a folder"]),
+    ('[vta.checkpoints]\n"a b" = "{ckpt}"\n', ["config.toml [vta] checkpoints", "'a b'", "letters, digits"]),
+    ('[vta.checkpoints]\nfoley = 3\n', ["config.toml [vta]:", "checkpoints.foley=3", "NAME = \"DIR\""]),
+    ('[vta.checkpoints]\nfoley = ""\n', ["config.toml [vta] checkpoints", "foley", "no folder given"]),
+    ('[vta]\ncheckpoint = {{ foley = "{ckpt}" }}\n', ["config.toml [vta]:", "checkpoint=", "not permitted"]),
+])
+def test_bad_settings_entries_stop_serve_before_it_binds_naming_the_entry(world, tmp_path, monkeypatch, capsys,
+                                                                         table, words):
+    _settings_file(tmp_path, monkeypatch, table.format(missing=tmp_path / "nowhere", ckpt=world["checkpoint"]))
+    # The real command: it exits with the usage-error status and never prints its serving line.
+    assert main(["serve", "--ws-port", "0", "--osc-port", "0", "--data-dir", str(tmp_path / "d")]) == 2
+    out, err = capsys.readouterr()
+    assert "serving" not in out
+    assert all(word in err for word in words), err
+
+
+def test_a_bad_flag_entry_is_named_with_its_source(world, tmp_path, monkeypatch, capsys):
+    _settings_file(tmp_path, monkeypatch, f'[vta.checkpoints]\ntiny = "{world["checkpoint"]}"\n')
+    assert main(["serve", "--ws-port", "0", "--osc-port", "0", "--data-dir", str(tmp_path / "d"),
+                 "--vta-checkpoint", f"half={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert "'half' (--vta-checkpoint)" in err and "checkpoint.json" in err, err
+
+
+def test_pong_and_osc_video_cue_name_the_servers_checkpoints(world, start_server, osc_peer, tmp_path, monkeypatch):
+    monkeypatch.setenv("AUDIO_AGENT_CACHE_DIR", str(tmp_path / "cache"))
+    server = start_server(real=True, vta_checkpoints={"tiny": world["checkpoint"]})
+    assert ws_call(server.ws_port, request("ping"))[-1]["vta_checkpoints"] == ["tiny"]
+    peer = osc_peer(server.osc_port)
+    peer.send("/audioagent/ping", "p", peer.port)
+    assert peer.collect(until={"pong"})[-1]["vta_checkpoints"] == ["tiny"]
+    # An unknown name over OSC is refused before accepting, listing the names offered.
+    peer.send("/audioagent/video_cue", "c0", "osc-foley", str(world["video"]), START_S, END_S, ANCHOR_S,
+              "hand claps", "big", 0.7, peer.port)
+    refused = peer.collect(until={"error", "done"})
+    assert [m["type"] for m in refused] == ["error"] and "allowed: tiny" in refused[0]["message"]
+    peer.send("/audioagent/video_cue", "c1", "osc-foley", str(world["video"]), START_S, END_S, ANCHOR_S,
+              "hand claps", "tiny", 0.7, peer.port)
+    peer.sock.settimeout(300.0)  # a render on CPU between two messages
+    messages = peer.collect(until={"error", "done"})
+    assert messages[0]["type"] == "accepted" and messages[-1]["type"] == "done", messages[-1]
+    assert messages[-1]["manifest"]["backend"] == "vta:tiny"
+    inside = [t - START_S for t in world["truth"] if START_S <= t < END_S]
+    stems = [m for m in messages if m["type"] == "stem_ready"]
+    assert sorted(m["start_s"] for m in stems) == pytest.approx(inside, abs=0.041)
