@@ -46,9 +46,20 @@ _ALIASES = {
     "volume": "target_lufs",
     "volume_lufs": "target_lufs",
     "event_id": "id",
+    "fade_in": "fade_in_s",
+    "fadein": "fade_in_s",
+    "fade_in_sec": "fade_in_s",
+    "fade_in_seconds": "fade_in_s",
+    "fade_in_time": "fade_in_s",
+    "fade_out": "fade_out_s",
+    "fadeout": "fade_out_s",
+    "fade_out_sec": "fade_out_s",
+    "fade_out_seconds": "fade_out_s",
+    "fade_out_time": "fade_out_s",
 }
-_EVENT_KEYS = {"id", "description", "start_s", "end_s", "target_lufs"}
-_NUMBER_KEYS = ("start_s", "end_s", "target_lufs")
+_FADE_KEYS = ("fade_in_s", "fade_out_s")
+_EVENT_KEYS = {"id", "description", "start_s", "end_s", "target_lufs", *_FADE_KEYS}
+_NUMBER_KEYS = ("start_s", "end_s", "target_lufs", *_FADE_KEYS)
 # "2.5", "2.5s", "-20 LUFS": numbers a model wrote as text with their unit.
 _NUMBER_TEXT = re.compile(
     r"^\s*([-+]?\d+(?:\.\d+)?)\s*(?:s|sec|secs|seconds?|lufs|lu|db)?\s*$", re.I
@@ -129,6 +140,11 @@ def _event_fields(raw: Any, index: int) -> dict[str, Any]:
         match = _NUMBER_TEXT.match(fields[name]) if isinstance(fields.get(name), str) else None
         if match:
             fields[name] = float(match.group(1))
+    for name in _FADE_KEYS:
+        # A fade of 0 s is no shaped fade: the same plan as null, so a stem is not redone.
+        value = fields.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
+            fields[name] = None
     if isinstance(fields.get("description"), str):
         # Control characters a grammar let through become spaces, then runs of space one.
         fields["description"] = " ".join(_CONTROL.sub(" ", fields["description"]).split())
@@ -178,6 +194,9 @@ def _assign_seeds(events: list[dict[str, Any]], previous: Plan | None) -> None:
             if "target_lufs" not in event:
                 # A model asked without loudness leaves it out: that is not a loudness edit.
                 event["target_lufs"] = kept.target_lufs
+            for name in _FADE_KEYS:
+                if name not in event:  # left out (not null): the fade is kept, as loudness is
+                    event[name] = getattr(kept, name)
         else:
             event["seed"] = stable_seed(text)
 
@@ -193,8 +212,9 @@ def plan_data(data: Any, *, duration_s: float, previous: Plan | None = None) -> 
 
 
 # Characters of one event as JSON beyond its description ({"id": "e12", "description": "",
-# "start_s": 12.345, "end_s": 12.345, "target_lufs": -23.5}, ), with room for a model's spaces.
-_EVENT_JSON_CHARS = 110
+# "start_s": 12.345, "end_s": 12.345, "fade_in_s": 12.345, "fade_out_s": 12.345,
+# "target_lufs": -23.5}, ), with room for a model's spaces.
+_EVENT_JSON_CHARS = 150
 # JSON (digits, quotes, short keys) runs at about three characters per token.
 _JSON_CHARS_PER_TOKEN = 3
 MAX_ID_CHARS = 32
@@ -214,6 +234,11 @@ def plan_schema(*, with_loudness: bool, limits: PlanLimits = DEFAULT_LIMITS) -> 
         },
         "start_s": {"type": "number"},
         "end_s": {"type": "number"},
+        # Shaped fades are optional: null when the request asks for none. Strict mode wants
+        # every key required, so "optional" is a nullable number; validate_plan checks that
+        # they are >= 0 and fit in the event together.
+        "fade_in_s": {"type": ["number", "null"]},
+        "fade_out_s": {"type": ["number", "null"]},
     }
     if with_loudness:
         properties["target_lufs"] = {"type": "number"}

@@ -166,7 +166,7 @@ def bound_history(history: Sequence[Turn], *, budget_tokens: int) -> list[Turn]:
 
 
 def plan_for_model(plan: Plan, *, with_loudness: bool) -> dict[str, Any]:
-    """The plan as the model sees it: ids, text, times (and loudness); seeds are ours."""
+    """The plan as the model sees it: ids, text, times, fades (and loudness); seeds are ours."""
     events = []
     for event in plan.events:
         item: dict[str, Any] = {
@@ -175,6 +175,11 @@ def plan_for_model(plan: Plan, *, with_loudness: bool) -> dict[str, Any]:
             "start_s": round(event.start_s, 3),
             "end_s": round(event.end_s, 3),
         }
+        # Fades the plan has are shown, so a revision keeps them (or changes them on purpose).
+        for name in ("fade_in_s", "fade_out_s"):
+            value = getattr(event, name)
+            if value is not None:
+                item[name] = round(value, 3)
         if with_loudness and event.target_lufs is not None:
             item["target_lufs"] = round(event.target_lufs, 1)
         events.append(item)
