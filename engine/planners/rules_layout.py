@@ -157,6 +157,9 @@ def _place_clause(clause: Clause, start_s: float, slot_s: float, duration_s: flo
             return  # "the music stops": nothing more to hear
         layout.placed.append(Placed(clause, start_s, start_s + STOP_EVENT_S))
         return
+    if clause.entry is not None and clause.entry.machine and is_start(clause.raw):
+        # "the generator sputters, then kicks in": what it did before starting ends here.
+        _stop(running, clause.entry, start_s)
     if time.starts_s:  # "at 1, 4 and 7 seconds": one event at each time
         starts = sorted(time.starts_s)
         for index, at_s in enumerate(starts):

@@ -225,6 +225,8 @@ def _verb_led(part: str) -> bool:
     if not words:
         return False
     first = words[0]
+    if first in ("is", "was", "gets", "got") and len(words) > 1 and words[1].endswith("ed"):
+        return True  # "... then is switched off": a passive verb, the subject came earlier
     if _ARTICLE_START.match(first) or first in _PLURAL_SOURCES or first in _VERB_FOLLOWERS:
         return False
     if not first.endswith("s") or first.endswith("ss"):

@@ -202,7 +202,8 @@ _STOPS = re.compile(
     r"\b(?:stops?|stopping|stopped|ends|cuts? (?:out|off)|ceases?|halts?|"
     r"dies(?!\s+(?:away|down|out))|died(?!\s+(?:away|down|out))|shuts? (?:off|down)|"
     r"switch(?:es)? off|turns? off|clicks? off|powers? (?:down|off)|winds? down|"
-    r"sputters? out|splutters? out|goes dead)\b", re.I)
+    r"sputters? out|splutters? out|goes dead|(?:switched|turned|powered|shut) (?:off|down))\b",
+    re.I)
 
 
 def is_silence(text: str) -> bool:
@@ -215,7 +216,8 @@ _STARTS = re.compile(
     r"\b(?:starts?|starting|started|begins?|kicks? in|fires? up|turns? on|switch(?:es)? on|"
     r"(?:roars?|sputters?|springs?|whirs?|hums?|comes?|buzz(?:es)?) to life|comes? on|"
     r"(?:whirs?|hums?|buzz(?:es)?|whines?|clicks?|flickers?) on|powers? (?:on|up)|"
-    r"starts? up|spins? up|revs? up|whirs? up)\b(?!\s+(?:to|again))", re.I)
+    r"starts? up|spins? up|revs? up|whirs? up|(?:switched|turned|powered) (?:on|up))\b"
+    r"(?!\s+(?:to|again))", re.I)
 # A source coming in at this point of the story and going on from there: "an alarm starts
 # ringing", "rain begins to fall", "a siren goes off" (wider than a machine's start-up sound).
 _ONSET = re.compile(r"\b(?:starts?|started|begins?|began|sets? in|goes off|went off)\b", re.I)

@@ -35,6 +35,8 @@ MACHINE_LIVES = [
     ("a lawn mower starts up, runs, then cuts out", "lawn mower"),
     ("the washing machine starts, then stops", "washing machine"),
     ("the ceiling fan turns on and whirs, then turns off", "fan"),
+    ("the fan is switched on, runs, then is switched off", "fan"),
+    ("a truck engine starts, idles, then shuts off", "engine"),
 ]
 
 
@@ -81,6 +83,12 @@ def test_other_sounds_between_start_and_stop_play_over_the_run() -> None:
     # Nothing of the vacuum is planned twice over the same stretch.
     vacuum = [e for e in p.events if "vacuum" in e.description.lower()]
     assert all(a.end_s <= b.start_s + 1e-6 for a, b in zip(vacuum, vacuum[1:]))
+
+
+def test_what_a_machine_does_before_it_starts_ends_at_the_start_up() -> None:
+    sputter, start, hum, stop = in_order(plan("the generator sputters, kicks in and hums, then dies"))
+    assert "sputters" in sputter.description and sputter.end_s == pytest.approx(start.start_s)
+    assert hum.start_s == pytest.approx(start.end_s) and stop.start_s == pytest.approx(hum.end_s)
 
 
 def test_a_bed_that_is_not_a_machine_has_no_start_up_sound() -> None:
