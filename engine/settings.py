@@ -7,8 +7,10 @@ when it exists. Its top-level keys are these settings' names, e.g.::
     target_lufs = -20.0
     backend = "auffusion"
 
-Other modules keep their own small settings classes (the LLM planner's, the server's); they
-may read their own table from the same file through ``config_file()``.
+Other modules keep their own small settings classes on ``TableSettings``, each reading its own
+table of the same file: ``[llm]`` (engine.planners.llm_config), ``[diffusion]``
+(engine.generators._diffusion_presets), ``[library]`` (engine.library.settings) and ``[vta]``
+(engine.video.vta_choice: the checkpoints a server offers by name).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -76,27 +77,83 @@ def read_frames(
 ) -> np.ndarray:
     """uint8 RGB frames (N, S, S, 3), upright, sampled at ``frame_rate_hz`` over [start_s, end_s)
     of the file (sample-and-hold by pts, like read_clip); the video needs no audio track."""
-    import av
+    times = start_s + frame_times(end_s - start_s, rate_hz=frame_rate_hz)
+    return read_frames_at(path, times, frame_size_px=frame_size_px)
 
-    from engine.video.decode import quarter_turns, tag_rotation_deg
 
+def read_frames_at(path: str | Path, times_s: Sequence[float] | np.ndarray, *, frame_size_px: int = 224) -> np.ndarray:
+    """uint8 RGB frames (len(times_s), S, S, 3), upright: at each time (seconds in the file,
+    ascending) the frame on screen then, from pts (sample-and-hold; before the first frame, the
+    first frame).
+
+    Decoding starts at the keyframe at or before the first time and stops after the last, and
+    only the frame on screen is held while decoding, so memory is the frames returned (not every
+    frame of the file up to the range) and a range deep into a long reel costs one GOP of decoding
+    before it, not the whole file."""
     path = Path(path)
+    times = np.asarray(times_s, dtype=np.float64)
     if not path.is_file():
         raise _bad(path, "no such file")
+    if times.size == 0:
+        return np.zeros((0, frame_size_px, frame_size_px, 3), np.uint8)
+    held = _hold_frames(path, times, frame_size_px, seek=bool(times[0] > 0))
+    if held is None:  # the seek landed after the first time (an inexact index): from the start
+        held = _hold_frames(path, times, frame_size_px, seek=False)
+    assert held is not None
+    picked, last_time_s, rotation = held
+    if last_time_s is None or last_time_s < times[0] - 1.0:
+        raise _bad(path, f"has no frames around {times[0]:.3f} s")
+    from engine.video.decode import quarter_turns
+
+    frames = np.stack(picked)
+    turns = quarter_turns(rotation)
+    return np.ascontiguousarray(np.rot90(frames, k=turns, axes=(1, 2)) if turns else frames)
+
+
+def _hold_frames(path: Path, times: np.ndarray, size_px: int, *, seek: bool):
+    """(one array per time, the last decoded frame's time, rotation), or None when ``seek`` landed
+    after ``times[0]`` (the frame on screen then was not decoded)."""
+    import av
+
+    from engine.video.decode import file_start_s, tag_rotation_deg
+
+    picked: list[np.ndarray] = []
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise _bad(path, "has no video stream")
-            tag_rotation = tag_rotation_deg(container.streams.video[0])
-            shown, times, rotation = _video(container, frame_size_px, end_s)
+            stream = container.streams.video[0]
+            rotation = 0
+            origin_s = file_start_s(container)
+            if seek and stream.time_base is not None:
+                container.seek(int((times[0] + origin_s) / stream.time_base), stream=stream, backward=True)
+            held = held_array = None
+            last_time_s = None
+            for frame in container.decode(stream):
+                if frame.time is None:
+                    continue
+                time_s = float(frame.time) - origin_s
+                if held is None and seek and time_s > times[0] + 1e-6:
+                    return None
+                rotation = rotation or int(round(getattr(frame, "rotation", 0) or 0)) % 360
+                # Every time before this frame shows the held one (or, before the first frame, this one).
+                while len(picked) < len(times) and time_s > times[len(picked)] + 1e-6:
+                    if held_array is None:
+                        held_array = _rgb(held if held is not None else frame, size_px)
+                    picked.append(held_array)
+                held, held_array, last_time_s = frame, None, time_s
+                if len(picked) == len(times):
+                    break
+            if held is not None and len(picked) < len(times):
+                last = _rgb(held, size_px)  # past the last frame: it stays on screen
+                picked.extend([last] * (len(times) - len(picked)))
+            return picked, last_time_s, rotation or tag_rotation_deg(stream)
     except av.FFmpegError as error:
         raise _bad(path, f"could not be decoded ({error})") from None
-    if not shown or times[-1] < start_s - 1.0:
-        raise _bad(path, f"has no frames around {start_s:.3f} s")
-    sample_times = start_s + frame_times(end_s - start_s, rate_hz=frame_rate_hz)
-    picks = np.clip(np.searchsorted(np.asarray(times), sample_times + 1e-6, side="right") - 1, 0, len(shown) - 1)
-    turns = quarter_turns(rotation or tag_rotation)
-    return np.ascontiguousarray(np.stack([np.rot90(shown[i], k=turns) if turns else shown[i] for i in picks]))
+
+
+def _rgb(frame, size_px: int) -> np.ndarray:
+    return frame.reformat(width=size_px, height=size_px, format="rgb24").to_ndarray()
 
 
 def _video(container, size_px: int, max_duration_s: float | None):

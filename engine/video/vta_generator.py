@@ -35,6 +35,7 @@ from engine.plan import Plan
 from engine.progress import CancelToken, ProgressFn
 from engine.video import vta_parts
 from engine.video.checkpoint import CheckpointInfo, read_checkpoint
+from engine.video.cue_frames import CueFrames
 from engine.video.vta_model import (
     VISUAL_FILE,
     CentroidTable,
@@ -116,7 +117,7 @@ class VTAGenerator(AuffusionGenerator):
         self,
         *,
         checkpoint: str | Path,
-        frames: np.ndarray,
+        frames: np.ndarray | CueFrames,
         ranges: Mapping[int, PictureRange],
         video_identity: Mapping[str, Any],
         visual_scale: float | None = None,
@@ -130,7 +131,10 @@ class VTAGenerator(AuffusionGenerator):
         super().__init__(model=config.auffusion_model_id, clip_frames=config.auffusion_clip_frames,
                          pad_frames=config.auffusion_pad_frames, **options)
         self.visual_scale = float(scale)
-        self.frames = frames  # the cue range at the checkpoint's frame rate, uint8 (N, S, S, 3)
+        # The cue range at the checkpoint's frame rate, uint8 (N, S, S, 3): a CueFrames for a real
+        # cue (decoded per event when rendered, so a session keeping this generator for its edits
+        # holds no frames), or an array already in memory.
+        self.frames = frames
         self.ranges = dict(ranges)
         self.video_identity = dict(video_identity)
         self._checkpoint_hash = local_folder_hash(self.info.folder)
@@ -241,11 +245,10 @@ def video_identity(path: str | Path) -> dict[str, Any]:
 def vta_for_cue(plan: Plan, *, video_path: str | Path, start_s: float, end_s: float, checkpoint: str | Path,
                 visual_scale: float | None = None, **options: Any) -> tuple[Plan, VTAGenerator]:
     """The cue plan re-seeded by picture range and a VTA generator that renders it from the video."""
-    from engine.video.dataset import read_frames
-
     info = read_checkpoint(checkpoint)  # refused here, before any decoding, when a part is missing
     seeded, ranges = plan_for_vta(plan)
-    frames = read_frames(video_path, start_s=start_s, end_s=end_s, frame_rate_hz=info.config.frame_rate_hz)
+    # Where the picture is, not the picture: each event's frames are decoded when it renders.
+    frames = CueFrames.of(video_path, start_s=start_s, end_s=end_s, frame_rate_hz=info.config.frame_rate_hz)
     # The ranges are relative to the cue's start in the video: the cue's own place is part of
     # what the picture is, or two cues at the same relative times would share cached renders.
     identity = {**video_identity(video_path), "cue_start_s": round(float(start_s), 6),
