@@ -172,3 +172,27 @@ def test_compact_forms_keep_what_a_daw_needs_to_place_stems():
     small = p.Done(id="d", job="j", session="s", version=1,
                    manifest=Manifest(duration_s=1.0, sample_rate=48000, events=[]))
     assert "truncated" not in p.osc_to_message(*p.message_to_osc(small))["manifest"]
+
+
+def test_video_cue_over_osc_names_a_checkpoint_and_refuses_ambiguity(start_server, osc_peer, tmp_path):
+    server = start_server()  # offers no VTA checkpoint
+    peer = osc_peer(server.osc_port)
+    listener = osc_peer(server.osc_port)
+    video = tmp_path / "reel.mp4"
+    video.write_bytes(b"\0" * 64)
+    # A checkpoint name selects the vta generator: refused before accepting, at the reply port.
+    peer.send("/audioagent/video_cue", "v1", "reel", str(video), 1.0, 3.0, 10.0, "claps", "foley", 0.7,
+              listener.port)
+    refused = listener.collect(until={"error", "done"})
+    assert [m["type"] for m in refused] == ["error"] and refused[0]["id"] == "v1"
+    assert "--vta-checkpoint NAME=DIR" in refused[0]["message"] and refused[0]["field"] == "checkpoint"
+    # An integer where anchor_s could be, with nothing after it: anchor or reply port? Refused.
+    peer.send("/audioagent/video_cue", "v2", "reel", str(video), 1.0, 3.0, listener.port)
+    ambiguous = peer.collect(until={"error", "done"})
+    assert [m["type"] for m in ambiguous] == ["error"] and ambiguous[0]["field"] == "anchor_s"
+    assert "ambiguous" in ambiguous[0]["message"]
+    # The text generator's cue reaches the engine as a video_cue (this fake engine plans none).
+    peer.send("/audioagent/video_cue", "v3", "reel", str(video), 1.0, 3.0, 10.0, "", "", "", listener.port)
+    reached = listener.collect(until={"error", "done"})
+    assert [m["type"] for m in reached] == ["accepted", "error"]
+    assert "video cues are not faked" in reached[-1]["message"]
