@@ -430,7 +430,7 @@ def _process_one(job: _Job, out: _Output) -> _Processed:
 
 
 def _write_one(job: _Job, processed: _Processed, out: _Output, *, cache_hit: bool) -> _Rendered:
-    """The stem file and its manifest entry (on the scene's own thread, in plan order)."""
+    """The stem file and its manifest entry (one file at a time, in plan order)."""
     audio, measured, peak = processed.audio, processed.loudness_lufs, processed.true_peak_dbtp
     rate = out.sample_rate
     event = job.event
@@ -537,13 +537,22 @@ RENDER_WORKERS = 1
 
 def _render_all(
     jobs: Sequence[_Job], out: _Output, generated_ids: set[str], cancel: CancelToken | None,
+    *, feed: _MixFeed | None = None, keep_samples: bool = False,
 ) -> Iterable[tuple[_Job, _Rendered]]:
-    """Each job with its rendered stem, in order; ``cancel`` is checked before each stem."""
+    """Each job with its rendered stem, in order; ``cancel`` is checked before each stem.
+
+    Each stem goes onto the mix ``feed`` as soon as its file is written (files are written
+    one at a time in plan order), and its samples are let go then unless ``keep_samples``.
+    """
 
     def write(job: _Job, processed: _Processed) -> _Rendered:
         # A render from the cache counts as a hit: no generator call was made for it.
         rendered = _write_one(job, processed, out, cache_hit=job.event.id not in generated_ids)
-        job.raw = None  # the stem's samples are kept for the mix; the raw take is not needed
+        job.raw = None  # the raw take is not needed any more
+        if feed is not None:
+            feed.offer(job.event.id, rendered)
+        if not keep_samples:
+            rendered = rendered.without_audio()  # on the mix bus now: not held for anything
         render.return_freed_memory()
         return rendered
 
@@ -576,6 +585,10 @@ def _render_all(
 def _write_normalised(write: Callable[[_Job, _Processed], _Rendered], job: _Job,
                       normalised: render.Normalised, out: _Output) -> _Rendered:
     return write(job, _as_written(normalised, out))
+
+
+def _handed_on(writing: tuple[_Job, Future[_Rendered]]) -> tuple[_Job, _Rendered]:
+    return writing[0], writing[1].result()
 
 
 def _render_pipelined(
@@ -612,19 +625,19 @@ def _render_pipelined(
                 # A cancel, or this stem failing: the stem before it is complete and was
                 # already on its way to its file, as it would be one at a time.
                 if writing is not None:
-                    finished, writing = writing, None
-                    yield finished[0], finished[1].result()
+                    yield _handed_on(writing)
+                    writing = None
                 raise
             if writing is not None:
-                finished, writing = writing, None
-                yield finished[0], finished[1].result()
+                yield _handed_on(writing)
+                writing = None  # the stem's samples are the mix's now, not held here too
             if cancel is not None:
                 cancel.raise_if_cancelled()
             writing = (job, helper.submit(_write_normalised, write, job, normalised, out))
             del normalised
         if writing is not None:
-            finished, writing = writing, None
-            yield finished[0], finished[1].result()
+            yield _handed_on(writing)
+            writing = None
     finally:
         helper.shutdown(wait=True, cancel_futures=True)
 
@@ -761,8 +774,6 @@ def render_scene(
     def finish(event_id: str, rendered: _Rendered) -> None:
         if aligned:
             rendered = _Rendered(_aligned_copy(rendered, out), rendered.audio)
-        if feed is not None:
-            feed.offer(event_id, rendered)  # while its samples are in memory
         done[event_id] = rendered.without_audio()
         if on_stem is not None:
             on_stem(rendered.entry)
@@ -779,8 +790,9 @@ def render_scene(
         feed = _mix_feed(jobs, done, to_render, out)
     report("render", 0.0)
     for index, (job, rendered) in enumerate(
-            _render_all(to_render, out, generated_ids, cancel)):
+            _render_all(to_render, out, generated_ids, cancel, feed=feed, keep_samples=aligned)):
         finish(job.event.id, rendered)
+        del rendered  # (held samples, for aligned copies: not kept while the next stem renders)
         report("render", (index + 1) / len(to_render))
     if not to_render:
         report("render", 1.0)
