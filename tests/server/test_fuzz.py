@@ -81,7 +81,10 @@ def _valid_osc(rng: random.Random, kind: str) -> bytes:
     """A well-formed request datagram of ``kind`` answered at its sender (reply_port 0)."""
     values = {"id": f"f{rng.randrange(10**6)}", "session": f"fz{rng.randrange(4)}", "prompt": "rain, wind",
               "duration_s": 2.0, "anchor_s": 0.0, "instruction": "e1: rain", "job": "j0",
-              "json": json.dumps({"v": 1, "type": "ping", "id": "in-json"}), "reply_port": 0}
+              "json": json.dumps({"v": 1, "type": "ping", "id": "in-json"}), "reply_port": 0,
+              # video_cue: no such file (refused before a job), text generator ("" = none)
+              "video_path": "/nonexistent/fuzz.mp4", "start_s": 0.0, "end_s": 1.0, "hint": "",
+              "checkpoint": "", "vta_lambda": ""}
     return build_datagram(p.OSC_PREFIX + kind, [values[name] for name, _ in p.OSC_REQUEST_ARGS[kind]])
 
 
