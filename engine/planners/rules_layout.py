@@ -311,9 +311,9 @@ def layout_scene(groups: list[list[Clause]], duration_s: float) -> Layout:
 
 
 def _starts_after(group: list[Clause]) -> bool:
-    """The group brings in a source that goes on from here ("and rain begins")."""
-    return any(c.onset and _untimed(c) and (c.is_bed or (c.entry is not None and c.entry.continuous))
-               for c in group)
+    """The group brings in a source that starts here ("and rain begins", "a dog starts
+    barking"), so the group before it keeps its own length instead of a stretched slot."""
+    return any(c.onset and _untimed(c) for c in group)
 
 
 def _runs_on(clause: Clause) -> bool:

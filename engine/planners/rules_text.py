@@ -180,7 +180,10 @@ def make_clause(raw: str) -> Clause | None:
         fade_in_share=fade_in,
         fade_out_share=fade_out,
         stops=stops,
-        repeated=bool(_REPEATEDLY.search(raw)),
+        # "a dog starts barking": a run of hits that starts keeps going, like "repeatedly".
+        repeated=bool(_REPEATEDLY.search(raw)) or (
+            entry is not None and entry.kind == "hits" and count is None and is_onset(text)
+            and not stops),
         background=bed_words,
         onset=is_onset(text) and not stops,
     )

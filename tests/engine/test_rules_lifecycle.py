@@ -162,6 +162,16 @@ def test_a_started_source_runs_until_something_stops_it() -> None:
     assert alarm.end_s == pytest.approx(stop.start_s) and alarm.length_s > 5.0
 
 
+def test_hits_that_start_keep_going_and_wait_for_the_action_before() -> None:
+    speech, dog = in_order(plan("a man speaks and a dog starts barking"))
+    assert "dog" in dog.description.lower()
+    # The speech keeps its own length; the barking comes in after it and runs on.
+    assert dog.start_s == pytest.approx(speech.end_s) and dog.start_s < SCENE_S - 3.0
+    assert dog.end_s == SCENE_S
+    # A count still means that many barks.
+    assert len(plan("a dog starts barking twice").events) == 2
+
+
 @pytest.mark.parametrize("prompt", ["rain and thunder", "rain starts and thunder rolls",
                                     "wind howls and leaves rustle"])
 def test_plain_and_still_layers(prompt: str) -> None:
