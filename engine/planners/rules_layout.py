@@ -9,7 +9,10 @@ The rules, in a designer's terms:
 - sequential groups share the time between fixed points (the scene start, explicit times, the
   scene end) in proportion to their natural lengths; an explicit length ("for 4 seconds, then")
   is kept exactly, so what follows starts when it ends;
-- silence takes its slot and makes no event; times past the scene end give a note.
+- silence takes its slot and makes no event; times past the scene end give a note;
+- a machine (lexicon ``machine``) that starts, runs and stops is a short start-up, a run up to
+  the stop, and a short stop sound, bed or not; a source that starts after an action ("... and
+  an alarm starts") comes in when the action ends and runs on until the end or its stop.
 """
 
 from __future__ import annotations
