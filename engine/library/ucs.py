@@ -13,30 +13,33 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# Category code -> words of the category name (UCS v8 spreadsheet, main categories).
+# Category code -> words of the category name: the main categories of UCS v8.2.1 (codes as in
+# the UCS spreadsheet, read through github.com/iluvcapra/ucs-community json/en.json; the words
+# are ours). Archived-only codes (ADR, MIX, PFX, ...) are left out: they name no kind of sound.
 CATEGORY_WORDS: dict[str, str] = {
-    "AIR": "air", "AIRC": "aircraft plane", "ALRM": "alarm", "AMB": "ambience ambient",
-    "ANML": "animal", "ARCHV": "archived", "BEEP": "beep", "BELL": "bell", "BIRD": "bird",
-    "BLLT": "bullet", "BOAT": "boat", "BREATH": "breath", "CERM": "ceramic", "CHAIN": "chain",
-    "CHEM": "chemical", "CLOCK": "clock", "CLOTH": "cloth", "COMM": "communication",
-    "COMP": "computer", "CREA": "creature", "CROWD": "crowd", "DEST": "destruction",
-    "DIRT": "dirt sand", "DOOR": "door", "DRWR": "drawer", "DSGN": "designed", "ELEC": "electric",
-    "EQUIP": "equipment", "EXPL": "explosion", "FARM": "farm", "FART": "fart", "FEET": "footsteps",
-    "FGHT": "fight", "FIRE": "fire", "FIREWK": "fireworks", "FOLY": "foley", "FOOD": "food drink",
-    "GAME": "game", "GEOT": "geothermal", "GLAS": "glass", "GORE": "gore", "GUN": "gun",
-    "HORN": "horn", "HMN": "human", "ICE": "ice", "LASR": "laser", "LETH": "leather",
-    "LIQ": "liquid mud", "MACH": "machine", "MAGC": "magic", "MECH": "mechanical",
+    "AERO": "aircraft plane", "AIR": "air", "ALRM": "alarm", "AMB": "ambience ambient",
+    "ANML": "animal", "BEEP": "beep", "BELL": "bell", "BIRD": "bird", "BLLT": "bullet",
+    "BOAT": "boat", "CERM": "ceramic", "CHAIN": "chain", "CHEM": "chemical", "CLOCK": "clock",
+    "CLOTH": "cloth", "CMPT": "computer", "COM": "communication", "CREA": "creature",
+    "CRWD": "crowd", "DESTR": "destruction", "DIRT": "dirt sand", "DOOR": "door",
+    "DRWR": "drawer", "DSGN": "designed", "ELEC": "electric", "EQUIP": "equipment",
+    "EXPL": "explosion", "FART": "fart", "FEET": "footsteps", "FGHT": "fight", "FIRE": "fire",
+    "FOLY": "foley", "FOOD": "food drink", "FRWK": "fireworks", "GAME": "game",
+    "GEO": "geothermal", "GLAS": "glass", "GORE": "gore", "GUN": "gun", "HAIL": "hail weather",
+    "HMN": "human", "HORN": "horn", "ICE": "ice", "LASR": "laser", "LETHR": "leather",
+    "LIQ": "liquid mud", "MACH": "machine", "MAG": "magic", "MECH": "mechanical",
     "METL": "metal", "MOTR": "motor", "MOVE": "movement", "MUSC": "musical",
-    "NTRL": "natural disaster",
-    "OBJ": "object", "PAPR": "paper", "PLAS": "plastic", "RAIN": "rain", "ROCK": "rock",
-    "ROPE": "rope", "RUBR": "rubber", "SCI": "scifi", "SNOW": "snow", "SPRT": "sport",
-    "SWSH": "swoosh whoosh", "SWTH": "switch", "TOOL": "tool", "TOON": "cartoon", "TOY": "toy",
-    "TRAN": "train", "UI": "user interface", "VEH": "vehicle car", "VOX": "voice",
-    "WATR": "water", "WEAP": "weapon", "WHSTL": "whistle", "WNDW": "window", "WTHR": "weather",
-    "WING": "wing", "WOOD": "wood",
+    "NATD": "natural disaster", "OBJ": "object", "PAPR": "paper", "PLAS": "plastic",
+    "RAIN": "rain", "ROBT": "robot", "ROCK": "rock", "ROPE": "rope", "RUBR": "rubber",
+    "SCI": "scifi", "SNOW": "snow", "SPRT": "sport", "STORM": "storm weather",
+    "SWSH": "swoosh whoosh", "THUN": "thunder weather", "TOOL": "tool", "TOON": "cartoon",
+    "TOY": "toy", "TRN": "train", "UI": "user interface", "VEGE": "vegetation",
+    "VEH": "vehicle car", "VOX": "voice", "WATR": "water", "WEAP": "weapon",
+    "WHSH": "whoosh swoosh", "WHST": "whistle", "WIND": "wind", "WING": "wing",
+    "WNDW": "window", "WOOD": "wood", "WTHR": "weather",
 }
 
-# Longest code first, so "FIREWK" wins over "FIRE" and "AIRC" over "AIR".
+# Longest code first: a house category that extends an official code keeps the longer one.
 _CODES = sorted(CATEGORY_WORDS, key=len, reverse=True)
 _CAT_ID = re.compile(r"^([A-Z]{2,8})([A-Z][a-z0-9]*(?:[A-Z0-9][a-z0-9]*)*|)$")
 _SPLIT_WORDS = re.compile(r"(?<=[a-z])(?=[A-Z])|[^A-Za-z0-9]+")

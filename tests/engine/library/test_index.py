@@ -29,8 +29,13 @@ def test_ucs_names_split_into_parts() -> None:
     assert name is not None
     assert (name.cat_id, name.category, name.subcategory) == ("DOORWood", "DOOR", "Wood")
     assert (name.fx_name, name.creator_id, name.source_id, name.user_data) == ("Slam Heavy", "ABC", "Foley", "take 2")
-    assert split_cat_id("FIREWKAerl") == ("FIREWK", "Aerl")  # the longer code wins over FIRE
+    assert split_cat_id("FRWKAerl") == ("FRWK", "Aerl")
+    assert split_cat_id("DESTRWood") == ("DESTR", "Wood")  # a five-letter code
     assert cat_id_words("AMBForst") == "ambience ambient forst"
+    # Codes of the UCS v8 list whose spelling differs from the category name still find words.
+    for cat_id, word in (("AEROHeli", "aircraft"), ("CRWDApls", "crowd"), ("NATDQuak", "disaster"),
+                         ("TRNSteam", "train"), ("FRWKAerl", "fireworks"), ("WHSTHuman", "whistle")):
+        assert word in cat_id_words(cat_id).split(), cat_id
     for not_ucs in ("door slam", "take_3", "door_slam_abc", "DOORWood__ABC"):
         assert parse_ucs_name(not_ucs) is None, not_ucs
 
