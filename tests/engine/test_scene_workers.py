@@ -119,6 +119,11 @@ def test_events_sharing_one_raw_take_get_equal_stems(tmp_path, monkeypatch, leng
 # -- one worker: the stem pipeline (the next stem prepared, the last file written, beside) ----
 
 
+@pytest.fixture
+def piped(monkeypatch):
+    monkeypatch.setattr(scene, "PIPELINE_MIN_S", 0.0)  # these scenes are short: pipe them
+
+
 def _one_at_a_time(jobs, out, write, cancel):
     for job in jobs:
         if cancel is not None:
@@ -127,7 +132,8 @@ def _one_at_a_time(jobs, out, write, cancel):
 
 
 @pytest.mark.parametrize("settings", [RenderSettings(), RenderSettings(subtype="FLOAT")])
-def test_the_stem_pipeline_writes_what_one_at_a_time_writes(tmp_path, monkeypatch, settings):
+def test_the_stem_pipeline_writes_what_one_at_a_time_writes(tmp_path, monkeypatch, settings,
+                                                             piped):
     piped = _render(tmp_path / "piped", 1, monkeypatch, settings=settings)
     monkeypatch.setattr(scene, "_render_pipelined", _one_at_a_time)
     plain = _render(tmp_path / "plain", 1, monkeypatch, settings=settings)
@@ -138,14 +144,15 @@ def test_the_stem_pipeline_writes_what_one_at_a_time_writes(tmp_path, monkeypatc
                                   sf.read(piped.mix_path, dtype="float32")[0])
 
 
-def test_the_stem_pipeline_hands_on_each_stem_once_its_file_is_complete(tmp_path, monkeypatch):
+def test_the_stem_pipeline_hands_on_each_stem_once_its_file_is_complete(tmp_path, monkeypatch,
+                                                                       piped):
     seen: list[tuple[str, bool]] = []
     manifest = _render(tmp_path, 1, monkeypatch,
                        on_stem=lambda e: seen.append((e.id, Path(e.stem_path).is_file())))
     assert seen == [(e.id, True) for e in manifest.events]
 
 
-def test_a_stem_failing_in_the_pipeline_keeps_the_stems_before_it(tmp_path, monkeypatch):
+def test_a_stem_failing_in_the_pipeline_keeps_the_stems_before_it(tmp_path, monkeypatch, piped):
     original = scene._finish_one
     landed: list[str] = []
 
@@ -161,7 +168,7 @@ def test_a_stem_failing_in_the_pipeline_keeps_the_stems_before_it(tmp_path, monk
     assert names == landed == ["e0", "e1", "e2"]
 
 
-def test_a_cancel_during_a_stem_still_delivers_the_one_before(tmp_path, monkeypatch):
+def test_a_cancel_during_a_stem_still_delivers_the_one_before(tmp_path, monkeypatch, piped):
     token = CancelToken()
     original = scene._finish_one
     landed: list[str] = []
@@ -176,3 +183,21 @@ def test_a_cancel_during_a_stem_still_delivers_the_one_before(tmp_path, monkeypa
         _render(tmp_path, 1, monkeypatch, cancel=token, on_stem=lambda e: landed.append(e.id))
     names = sorted(path.name.split("_")[0] for path in (tmp_path / "w1").glob("*.wav"))
     assert names == landed == ["e0", "e1"]
+
+
+def test_only_scenes_with_enough_stem_audio_use_the_pipeline(tmp_path, monkeypatch):
+    used: list[int] = []
+    real = scene._render_pipelined
+
+    def recording(jobs, out, write, cancel):
+        used.append(len(jobs))
+        return real(jobs, out, write, cancel)
+
+    monkeypatch.setattr(scene, "_render_pipelined", recording)
+    short = _render(tmp_path / "short", 1, monkeypatch)  # 7 stems, 21 s of audio in all
+    assert used == []
+    monkeypatch.setattr(scene, "PIPELINE_MIN_S", 19.0)
+    piped_manifest = _render(tmp_path / "long", 1, monkeypatch)
+    assert used == [7]
+    assert ([e.stem_path.rsplit("/", 1)[1] for e in short.events]
+            == [e.stem_path.rsplit("/", 1)[1] for e in piped_manifest.events])
