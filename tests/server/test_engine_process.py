@@ -31,6 +31,7 @@ from engine.errors import InvalidInputError
 from engine.generators import GenerationResult, register_generator
 from server import engine_process
 from tests.server.conftest import collect, ping_ok, request, ws_call
+from tests.server.test_robustness import Slow
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,20 +47,6 @@ class Quick:
             (1, int(r.length_s * r.sample_rate)))).astype(np.float32)) for r in requests]
 
 
-class UntilCancelled:
-    """Renders until cancelled, checking often: a long GPU render that behaves."""
-
-    name = "ep-slow"
-
-    def identity(self) -> dict:
-        return {}
-
-    def generate(self, requests, *, progress=None, cancel=None):
-        while True:
-            cancel.raise_if_cancelled()
-            threading.Event().wait(0.02)
-
-
 class Stuck:
     """Never looks at its cancel token: a driver call that hangs."""
 
@@ -73,7 +60,7 @@ class Stuck:
 
 
 register_generator("ep-quick", lambda **_: Quick())
-register_generator("ep-slow", lambda **_: UntilCancelled())
+register_generator("ep-slow", lambda **_: Slow())  # renders until cancelled, checking often
 register_generator("ep-stuck", lambda **_: Stuck())
 
 
