@@ -97,8 +97,8 @@ def build_engine_here(config: ServerConfig) -> Engine:
     same settings `audio-agent render` honours (README "Settings"), with the server's own
     choices on top."""
     from engine.compose import build_engine
-    from server.engine_process import import_plugins
     from engine.settings import load_settings
+    from server.engine_process import import_plugins
 
     import_plugins(config.plugins)  # again in a worker process: a no-op there
     max_bytes = int(config.cache_max_mb * 1024 * 1024) if config.cache_max_mb else None

@@ -325,10 +325,8 @@ class JobManager:
     def _progress(self, job: Job, stage: str, fraction: float) -> None:
         # A stage change, every 5 %, and the end of a stage (once): enough for a progress bar.
         admitted = job.progress.admit(stage, fraction)
-        if admitted is None:
-            return
-        fraction = admitted
-        job.sink(p.Progress(id=job.request_id, job=job.id, stage=str(stage), fraction=fraction))
+        if admitted is not None:
+            job.sink(p.Progress(id=job.request_id, job=job.id, stage=str(stage), fraction=admitted))
 
     def _stem(self, job: Job, event: ManifestEvent, change: ChangeKind) -> None:
         self._check_inside(event.stem_path)
