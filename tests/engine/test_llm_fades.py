@@ -4,16 +4,16 @@ checked like times, revisions keep them. Against the scripted server over real H
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
 from engine.plan import DEFAULT_LIMITS, Event, Plan
-from engine.planners.llm import LLMPlanner, LLMSettings
-from engine.planners.llm_endpoint import MEMORY
+from engine.planners.llm import LLMPlanner
 from engine.planners.llm_parse import plan_data, plan_max_tokens, plan_schema
 from engine.planners.llm_prompt import load_system_prompt, plan_for_model
 from engine.planners.rules import RulePlanner
+from tests.engine.test_llm_planner_http import clean_env, server  # noqa: F401 - fixtures
+from tests.engine.test_llm_planner_http import make_planner as http_planner
 from tests.fake_openai_server import FakeOpenAIServer
 
 HELICOPTER = {"id": "e1", "description": "A helicopter approaches overhead.", "start_s": 0.0,
@@ -22,26 +22,9 @@ CAR = {"id": "e2", "description": "A car drives away on gravel.", "start_s": 6.0
        "fade_in_s": None, "fade_out_s": 2.5, "target_lufs": -22.0}
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch, tmp_path):
-    monkeypatch.setenv("AUDIO_AGENT_LLM_ENDPOINT_CACHE", str(tmp_path / "llm_endpoints.json"))
-    MEMORY.clear_process_memory()
-    for name in ("AUDIO_AGENT_LLM_VARIANT", "AUDIO_AGENT_LLM_STRUCTURED_OUTPUT",
-                 "AUDIO_AGENT_LLM_FALLBACK", "AUDIO_AGENT_LLM_TEMPERATURE"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture()
-def server():
-    with FakeOpenAIServer() as fake:
-        yield fake
-
-
-def make_planner(server: FakeOpenAIServer, **options: Any) -> LLMPlanner:
-    settings = LLMSettings(base_url=server.base_url, api_key="test-key", model="planner-test",
-                           timeout_s=5.0, max_retries=0, backoff_base_s=0.01, backoff_max_s=0.05)
-    return LLMPlanner(settings=settings, fallback=options.pop("fallback", RulePlanner()),
-                      **options)
+def make_planner(server: FakeOpenAIServer) -> LLMPlanner:
+    """The HTTP suite's planner, failing at once and falling back to the rule planner."""
+    return http_planner(server, max_retries=0, fallback=RulePlanner())
 
 
 def last_user_text(body: dict) -> str:
