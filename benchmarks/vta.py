@@ -28,37 +28,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def _tiny_world(root: Path, clips: int) -> tuple[Path, Path]:
-    import numpy as np
-
-    from tests.engine.tiny_models import build_tiny_auffusion
-    from tests.engine.video import synth, tiny_vta
+    from tests.engine.video import tiny_vta
 
     data = root / "data"
     for index in range(clips):
         label = ("door_knock", "hammer", "dog_bark", "glass")[index % 4]
         (data / label).mkdir(parents=True, exist_ok=True)
-
-        def frame(i, _t, every=5 + index):
-            image = np.full((synth.SIZE_PX, synth.SIZE_PX, 3), 40, np.uint8)
-            if i % every == 0:
-                image[8:40, 8:40] = 230
-            return image
-
-        synth.encode(data / label / f"take{index}.mp4", frame, synth.regular_times(1.0), audio_tone_hz=300.0 + 200 * index)
-    tiny_vta.tokenizer(root / "llm")
-    tiny_vta.gemma(root / "llm")
-    tiny_vta.clip(root / "clip")
-    tiny_vta.hubert(root / "hubert")
-    build_tiny_auffusion(root / "auffusion")
-    config = root / "vta.toml"
-    config.write_text(
-        "[vta]\n"
-        f'clip_model_id = "{root / "clip"}"\nllm_model_id = "{root / "llm"}"\n'
-        f'hubert_model_id = "{root / "hubert"}"\nauffusion_model_id = "{root / "auffusion"}"\n'
-        f"n_audio_tokens = 8\ncentroid_dim = {tiny_vta.HUBERT_DIM}\nlora_r = 4\nlora_alpha = 4\n"
-        "auffusion_clip_frames = 32\nauffusion_pad_frames = 2\n"
-    )
-    return data, config
+        tiny_vta.flash_clip(data / label / f"take{index}.mp4", tone_hz=300.0 + 200 * index,
+                            flash_every=5 + index)
+    return data, tiny_vta.tiny_bases(root)
 
 
 def _command(*argv: object) -> tuple[float, str]:

@@ -103,12 +103,18 @@ def flash_clip(path: Path, *, tone_hz: float, flash_every: int, seconds: float =
 def tiny_world(root: Path) -> dict[str, Path]:
     """Two labelled training clips, every tiny base model saved in its real layout, and a
     vta.toml naming them: what `audio-agent vta units/train` need to run end to end."""
-    from tests.engine.tiny_models import build_tiny_auffusion
-
     data = root / "data"
     for label, tone_hz, every in (("dog_bark", 600.0, 5), ("hammer", 1500.0, 9)):
         (data / label).mkdir(parents=True)
         flash_clip(data / label / "take1.mp4", tone_hz=tone_hz, flash_every=every)
+    return {"root": root, "data": data, "config": tiny_bases(root)}
+
+
+def tiny_bases(root: Path) -> Path:
+    """Every tiny base model saved under ``root`` in its real layout, and the vta.toml naming
+    them (returned)."""
+    from tests.engine.tiny_models import build_tiny_auffusion
+
     tokenizer(root / "llm")
     gemma(root / "llm")
     clip(root / "clip")
@@ -122,5 +128,5 @@ def tiny_world(root: Path) -> dict[str, Path]:
         f"n_audio_tokens = {UNITS}\ncentroid_dim = {HUBERT_DIM}\nlora_r = 4\nlora_alpha = 4\n"
         "auffusion_clip_frames = 32\nauffusion_pad_frames = 2\n"
     )
-    return {"root": root, "data": data, "config": config}
+    return config
 
