@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
+from benchmarks import planner_eval as bench  # the script under test
 from engine.plan import Event, Plan, PlanLimits
 from engine.planners.llm import LLMPlanner, LLMSettings
 from tests.fake_openai_server import FakeOpenAIServer
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load_benchmark():
-    path = ROOT / "benchmarks" / "planner_eval.py"
-    spec = importlib.util.spec_from_file_location("planner_eval", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
-bench = _load_benchmark()
 
 
 def plan_of(*spans: tuple[str, float, float], duration_s: float = 10.0) -> Plan:

@@ -239,18 +239,9 @@ def test_unreachable_target_keeps_the_ceiling_and_falls_short():
 
 def _previous_render():
     """The render module as it was before loudness and true peak were rewritten."""
-    import importlib.util
-    import sys
-    from pathlib import Path
+    from benchmarks.baseline import render_v1
 
-    if "baseline_render_v1" in sys.modules:
-        return sys.modules["baseline_render_v1"]
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "baseline" / "render_v1.py"
-    spec = importlib.util.spec_from_file_location("baseline_render_v1", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["baseline_render_v1"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return render_v1
 
 
 QUIET_CASES = {  # (audio, target): none of these needs the limiter, old or new

@@ -518,15 +518,9 @@ def test_merging_layers_is_a_note_in_the_plan() -> None:
 
 
 def _eval_set():
-    import importlib.util
-    from pathlib import Path
+    from benchmarks import planner_eval_set
 
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "planner_eval_set.py"
-    spec = importlib.util.spec_from_file_location("planner_eval_set", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return planner_eval_set
 
 
 def test_eval_set_checks_catch_wrong_layouts() -> None:

@@ -187,18 +187,9 @@ def test_a_third_party_bwf_reader_sees_the_time_reference(tmp_path, subtype):
 
 
 def _previous_stems():
-    import importlib.util
-    import sys
-    from pathlib import Path
+    from benchmarks.baseline import stems_v1
 
-    if "baseline_stems_v1" in sys.modules:
-        return sys.modules["baseline_stems_v1"]
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "baseline" / "stems_v1.py"
-    spec = importlib.util.spec_from_file_location("baseline_stems_v1", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["baseline_stems_v1"] = module
-    spec.loader.exec_module(module)
-    return module
+    return stems_v1
 
 
 def _edge_values() -> np.ndarray:
