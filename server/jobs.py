@@ -150,7 +150,7 @@ class JobManager:
         cancelled while waiting for the render worker): engine.api.Engine.release."""
         self._prepare = prepare
         self._render = render
-        self._release = release
+        self._release: ReleaseFn = release if release is not None else (lambda pending: None)
         self._data_dir = data_dir.resolve() if data_dir else None
         self._max_jobs = max_jobs
         self._max_jobs_per_client = max_jobs_per_client
@@ -277,8 +277,7 @@ class JobManager:
             self._finish(job, error)
             return
         if job.token.cancelled:  # cancelled while planning: the plan is never rendered
-            if self._release is not None:
-                self._release(pending)
+            self._release(pending)
             self._finish(job, CancelledError(job.token.reason))
             return
         job.pending = pending
@@ -299,8 +298,7 @@ class JobManager:
         assert job.pending is not None  # only planned jobs reach the render queue
         pending = job.pending
         if job.token.cancelled:
-            if self._release is not None:
-                self._release(pending)
+            self._release(pending)
             self._finish(job, CancelledError(job.token.reason))
             return
         job.state = JobState.RUNNING
