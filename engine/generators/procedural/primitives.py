@@ -8,6 +8,7 @@ FFT convolution or IIR pass instead of thousands of Python-level grains).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Iterable, NamedTuple, Sequence
 
@@ -37,17 +38,25 @@ def clamp_hz(freq_hz: float, sample_rate: int) -> float:
     return float(min(max(freq_hz, 10.0), 0.45 * sample_rate))
 
 
+@functools.lru_cache(maxsize=512)
+def butter_sos(order: int, freq_hz: float | tuple[float, float], btype: str,
+               sample_rate: int) -> np.ndarray:
+    """A Butterworth design as second-order sections, made once per (order, band, rate).
+
+    Designing costs ~1 ms (more than filtering a short kernel), and a long bed asks for the
+    same few designs in every segment. The array is shared: never write to it (it stays
+    writeable because scipy's sosfilt takes a writeable buffer).
+    """
+    return scipy_signal.butter(order, freq_hz, btype, fs=sample_rate, output="sos")
+
+
 def lowpass(audio: np.ndarray, freq_hz: float, sample_rate: int, *, order: int = 2) -> np.ndarray:
-    sos = scipy_signal.butter(
-        order, clamp_hz(freq_hz, sample_rate), "lowpass", fs=sample_rate, output="sos"
-    )
+    sos = butter_sos(order, clamp_hz(freq_hz, sample_rate), "lowpass", sample_rate)
     return scipy_signal.sosfilt(sos, audio, axis=-1)
 
 
 def highpass(audio: np.ndarray, freq_hz: float, sample_rate: int, *, order: int = 2) -> np.ndarray:
-    sos = scipy_signal.butter(
-        order, clamp_hz(freq_hz, sample_rate), "highpass", fs=sample_rate, output="sos"
-    )
+    sos = butter_sos(order, clamp_hz(freq_hz, sample_rate), "highpass", sample_rate)
     return scipy_signal.sosfilt(sos, audio, axis=-1)
 
 
@@ -57,13 +66,27 @@ def bandpass(
     low_hz, high_hz = clamp_hz(low_hz, sample_rate), clamp_hz(high_hz, sample_rate)
     if high_hz <= low_hz * 1.05:  # a low rate squeezed the band shut: keep a narrow one below it
         low_hz = high_hz / 1.5
-    sos = scipy_signal.butter(order, [low_hz, high_hz], "bandpass", fs=sample_rate, output="sos")
+    sos = butter_sos(order, (low_hz, high_hz), "bandpass", sample_rate)
+    return scipy_signal.sosfilt(sos, audio, axis=-1)
+
+
+def one_pole(audio: np.ndarray, gain: float, pole: float) -> np.ndarray:
+    """``lfilter([gain], [1, -pole], audio)`` along the last axis, as one second-order section.
+
+    For a first-order filter both compute y = gain * x + pole * y_prev in the same order, so
+    the samples are the same; scipy's sosfilt loop is several times faster than lfilter's.
+    """
+    sos = np.array([[gain, 0.0, 0.0, 1.0, -pole, 0.0]])
     return scipy_signal.sosfilt(sos, audio, axis=-1)
 
 
 def unit_rms(audio: np.ndarray) -> np.ndarray:
+    return audio / _rms_divisor(audio)
+
+
+def _rms_divisor(audio: np.ndarray) -> float:
     flat = audio.ravel()
-    return audio / (math.sqrt(float(np.dot(flat, flat)) / max(flat.size, 1)) + 1e-12)
+    return math.sqrt(float(np.dot(flat, flat)) / max(flat.size, 1)) + 1e-12
 
 
 def white_noise(rng: Rng, n_frames: int, channels: int = 1) -> np.ndarray:
@@ -89,9 +112,7 @@ def pink_noise(rng: Rng, n_frames: int, channels: int = 1) -> np.ndarray:
 def brown_noise(rng: Rng, n_frames: int, sample_rate: int, channels: int = 1) -> np.ndarray:
     # A leaky integrator (pole at 20 Hz) rather than a pure one, so it never drifts off.
     pole = math.exp(-TWO_PI * 20.0 / sample_rate)
-    return unit_rms(
-        scipy_signal.lfilter([1.0], [1.0, -pole], white_noise(rng, n_frames, channels), axis=-1)
-    )
+    return unit_rms(one_pole(white_noise(rng, n_frames, channels), 1.0, pole))
 
 
 def smooth_noise(
@@ -110,8 +131,17 @@ def smooth_noise(
     index = position.astype(np.int64)
     weight = 0.5 - 0.5 * np.cos(math.pi * (position - index))
     coarse = points[:, index] * (1.0 - weight) + points[:, index + 1] * weight
-    frame_index = np.arange(n_frames)
-    return np.stack([np.interp(frame_index, coarse_at, row) for row in coarse])
+    return _linear_upsample(coarse, hop, n_frames)
+
+
+def _linear_upsample(coarse: np.ndarray, hop: int, n_frames: int) -> np.ndarray:
+    """``np.interp`` of (channels, points) knots ``hop`` frames apart at every frame, as one
+    broadcast multiply-add instead of a search per frame: numpy computes each sample as
+    slope * (frame - knot) + value, and so does this, so the samples are the same."""
+    slope = np.diff(coarse, axis=-1) / float(hop)
+    out = slope[:, :, None] * np.arange(hop, dtype=np.float64)
+    out += coarse[:, :-1, None]
+    return out.reshape(coarse.shape[0], -1)[:, :n_frames]
 
 
 def narrow_stereo(audio: np.ndarray, width: float) -> np.ndarray:
@@ -135,11 +165,14 @@ def hit_env(
 
 
 def edge_fade(audio: np.ndarray, sample_rate: int, *, fade_s: float = 0.02) -> np.ndarray:
-    """Short raised-cosine fades at both ends so beds never start or stop with a click."""
+    """Short raised-cosine fades at both ends so beds never start or stop with a click.
+
+    In place: recipes hand over a mix they have just made and own, so a copy of a whole
+    segment would buy nothing. Returned for chaining.
+    """
     count = min(int(fade_s * sample_rate), audio.shape[-1] // 2)
     if count > 1:
         ramp = 0.5 - 0.5 * np.cos(np.linspace(0.0, math.pi, count))
-        audio = audio.copy()
         audio[..., :count] *= ramp
         audio[..., -count:] *= ramp[::-1]
     return audio
@@ -214,8 +247,9 @@ def noise_grains(rng: Rng, train: np.ndarray, decay_s: float, sample_rate: int) 
     the number of grains.
     """
     pole = math.exp(-1.0 / (decay_s * sample_rate))
-    envelope = scipy_signal.lfilter([1.0], [1.0, -pole], train, axis=-1)
-    return envelope * white_noise(rng, train.shape[-1], train.shape[0])
+    envelope = one_pole(train, 1.0, pole)
+    envelope *= white_noise(rng, train.shape[-1], train.shape[0])
+    return envelope
 
 
 def ping(
@@ -299,8 +333,27 @@ def contour(n_frames: int, knots: Sequence[tuple[float, float]]) -> np.ndarray:
 
 
 def mix_balanced(*parts: tuple[np.ndarray, float]) -> np.ndarray:
-    """Sum parts after scaling each to unit RMS times its weight (weights read as balance)."""
-    return sum(unit_rms(part) * weight for part, weight in parts)
+    """Sum parts after scaling each to unit RMS times its weight (weights read as balance).
+
+    One new array for the sum (each scaled part is made in a fresh array and added in place),
+    the same samples as ``sum(unit_rms(part) * weight ...)``.
+    """
+    out: np.ndarray | None = None
+    for part, weight in parts:
+        scaled = part / _rms_divisor(part)
+        if np.result_type(scaled, weight) == scaled.dtype:
+            scaled *= weight
+        else:  # e.g. a float32 part and a numpy float64 weight: numpy promotes
+            scaled = scaled * weight
+        if out is None:
+            out = scaled
+        elif (out.dtype == np.result_type(out, scaled)
+              and out.shape == np.broadcast_shapes(out.shape, scaled.shape)):
+            out += scaled
+        else:
+            out = out + scaled
+    assert out is not None, "mix_balanced needs at least one part"
+    return out
 
 
 def add_at(out: np.ndarray, sound: np.ndarray, start: int) -> None:
