@@ -67,10 +67,13 @@ def compare_requests(events: int, duration_s: float):
 
 
 def _render(request) -> np.ndarray:
-    from engine.generators.procedural import render_sketch
+    """One request as the scene makes it (a batch of one: same samples, and the generator's
+    hand-back of freed memory after a long event, whose re-faulting is part of the cost)."""
+    from engine.generators.procedural import ProceduralGenerator
 
-    return render_sketch(request.description, length_s=request.length_s,
-                         sample_rate=request.sample_rate, seed=request.seed)
+    result = ProceduralGenerator().generate([request])[0]
+    assert result.audio is not None, result.error
+    return result.audio
 
 
 def timed(events: int, duration_s: float, repeats: int) -> dict:

@@ -145,15 +145,24 @@ def _render_raw(family: str, traits: Traits, rng: np.random.Generator, frames: i
     work_rate = _work_rate(family, sample_rate)
     work_frames = math.ceil(frames * work_rate / sample_rate) + 1
     audio = np.atleast_2d(recipe_for(family)(rng, work_frames, work_rate, traits))
-    if not np.any(np.abs(audio) > 1e-9):  # e.g. a one-shot that could not fit: never silent
+    if _silent(audio):  # e.g. a one-shot that could not fit: never silent
         audio = sketch_neutral(rng, work_frames, work_rate, traits)
-    if traits.distant:  # air and walls eat the top end first
-        audio = lowpass(audio, 1500.0, work_rate)
+    if traits.distant:  # air and walls eat the top end first (the recipe's array is ours)
+        audio = lowpass(audio, 1500.0, work_rate, in_place=True)
     if work_rate != sample_rate:
         audio = soxr.resample(audio.T, work_rate, sample_rate).T
     if audio.shape[-1] < frames:  # resampler rounding; normally we rendered extra
         audio = np.pad(audio, ((0, 0), (0, frames - audio.shape[-1])))
     return audio[:, :frames]
+
+
+def _silent(audio: np.ndarray) -> bool:
+    """``not np.any(np.abs(audio) > 1e-9)`` without two audio-sized temporaries: fmax and
+    fmin skip NaNs as the comparison does."""
+    if audio.size == 0:
+        return True
+    return not (float(np.fmax.reduce(audio, axis=None)) > 1e-9
+                or float(np.fmin.reduce(audio, axis=None)) < -1e-9)
 
 
 def _continues(family: str, traits: Traits) -> bool:
@@ -197,9 +206,13 @@ def _set_level(audio: np.ndarray, traits: Traits) -> np.ndarray:
     peak = 0.0
     for start in range(0, audio.shape[-1], _LEVEL_BLOCK_FRAMES):
         piece = audio[:, start:start + _LEVEL_BLOCK_FRAMES]
-        np.nan_to_num(piece, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-        if piece.size:
-            peak = max(peak, float(np.max(np.abs(piece))))
+        if not piece.size:
+            continue
+        high, low = float(np.max(piece)), float(np.min(piece))
+        if not (math.isfinite(high) and math.isfinite(low)):  # NaN or inf: zeroed first
+            np.nan_to_num(piece, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+            high, low = float(np.max(piece)), float(np.min(piece))
+        peak = max(peak, high, -low)
     if peak > 0.0:
         audio *= np.float32(level / peak)
     return np.ascontiguousarray(np.clip(audio, -1.0, 1.0, out=audio))

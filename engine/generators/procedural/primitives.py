@@ -15,6 +15,11 @@ from typing import Iterable, NamedTuple, Sequence
 import numpy as np
 from scipy import signal as scipy_signal
 
+try:  # scipy's own sosfilt loop, which filters its argument in place (private, so optional)
+    from scipy.signal._sosfilt import _sosfilt as _sosfilt_loop
+except ImportError:  # pragma: no cover - a scipy that moved it: sosfilt's copy it is
+    _sosfilt_loop = None
+
 TWO_PI = 2.0 * math.pi
 Rng = np.random.Generator
 
@@ -50,37 +55,59 @@ def butter_sos(order: int, freq_hz: float | tuple[float, float], btype: str,
     return scipy_signal.butter(order, freq_hz, btype, fs=sample_rate, output="sos")
 
 
-def lowpass(audio: np.ndarray, freq_hz: float, sample_rate: int, *, order: int = 2) -> np.ndarray:
+def sosfilt(sos: np.ndarray, audio: np.ndarray, *, in_place: bool = False) -> np.ndarray:
+    """``scipy.signal.sosfilt(sos, audio, axis=-1)``; with ``in_place`` the caller hands over
+    ``audio`` (a temporary it owns) and, when it is a C-ordered 2-D float64 array, gets it
+    back filtered instead of a filtered copy: the same samples, one segment-sized array fewer
+    to allocate and fault in. Anything else is filtered into a new array as usual."""
+    if (in_place and _sosfilt_loop is not None and audio.dtype == np.float64
+            and audio.ndim in (1, 2) and audio.flags.c_contiguous and audio.flags.writeable
+            and sos.dtype == np.float64 and sos.flags.c_contiguous):
+        rows = audio.reshape(-1, audio.shape[-1])  # a view: (channels, frames)
+        _sosfilt_loop(sos, rows, np.zeros((rows.shape[0], sos.shape[0], 2)))
+        return audio
+    return scipy_signal.sosfilt(sos, audio, axis=-1)
+
+
+def lowpass(audio: np.ndarray, freq_hz: float, sample_rate: int, *, order: int = 2,
+            in_place: bool = False) -> np.ndarray:
     sos = butter_sos(order, clamp_hz(freq_hz, sample_rate), "lowpass", sample_rate)
-    return scipy_signal.sosfilt(sos, audio, axis=-1)
+    return sosfilt(sos, audio, in_place=in_place)
 
 
-def highpass(audio: np.ndarray, freq_hz: float, sample_rate: int, *, order: int = 2) -> np.ndarray:
+def highpass(audio: np.ndarray, freq_hz: float, sample_rate: int, *, order: int = 2,
+             in_place: bool = False) -> np.ndarray:
     sos = butter_sos(order, clamp_hz(freq_hz, sample_rate), "highpass", sample_rate)
-    return scipy_signal.sosfilt(sos, audio, axis=-1)
+    return sosfilt(sos, audio, in_place=in_place)
 
 
 def bandpass(
-    audio: np.ndarray, low_hz: float, high_hz: float, sample_rate: int, *, order: int = 2
+    audio: np.ndarray, low_hz: float, high_hz: float, sample_rate: int, *, order: int = 2,
+    in_place: bool = False,
 ) -> np.ndarray:
+    """Butterworth band-pass. ``in_place`` (all three filters): see ``sosfilt``."""
     low_hz, high_hz = clamp_hz(low_hz, sample_rate), clamp_hz(high_hz, sample_rate)
     if high_hz <= low_hz * 1.05:  # a low rate squeezed the band shut: keep a narrow one below it
         low_hz = high_hz / 1.5
     sos = butter_sos(order, (low_hz, high_hz), "bandpass", sample_rate)
-    return scipy_signal.sosfilt(sos, audio, axis=-1)
+    return sosfilt(sos, audio, in_place=in_place)
 
 
-def one_pole(audio: np.ndarray, gain: float, pole: float) -> np.ndarray:
+def one_pole(audio: np.ndarray, gain: float, pole: float, *, in_place: bool = False
+             ) -> np.ndarray:
     """``lfilter([gain], [1, -pole], audio)`` along the last axis, as one second-order section.
 
     For a first-order filter both compute y = gain * x + pole * y_prev in the same order, so
-    the samples are the same; scipy's sosfilt loop is several times faster than lfilter's.
+    the samples are the same; scipy's sosfilt loop is faster than lfilter's general one.
     """
-    sos = np.array([[gain, 0.0, 0.0, 1.0, -pole, 0.0]])
-    return scipy_signal.sosfilt(sos, audio, axis=-1)
+    return sosfilt(np.array([[gain, 0.0, 0.0, 1.0, -pole, 0.0]]), audio, in_place=in_place)
 
 
-def unit_rms(audio: np.ndarray) -> np.ndarray:
+def unit_rms(audio: np.ndarray, *, in_place: bool = False) -> np.ndarray:
+    """``audio`` scaled to an RMS of 1; ``in_place`` divides the caller's own temporary."""
+    if in_place and audio.dtype.kind == "f":
+        audio /= _rms_divisor(audio)
+        return audio
     return audio / _rms_divisor(audio)
 
 
@@ -105,14 +132,15 @@ _PINK_A = (1.0, -2.494956002, 2.017265875, -0.522189400)
 
 def pink_noise(rng: Rng, n_frames: int, channels: int = 1) -> np.ndarray:
     return unit_rms(
-        scipy_signal.lfilter(_PINK_B, _PINK_A, white_noise(rng, n_frames, channels), axis=-1)
+        scipy_signal.lfilter(_PINK_B, _PINK_A, white_noise(rng, n_frames, channels), axis=-1),
+        in_place=True,
     )
 
 
 def brown_noise(rng: Rng, n_frames: int, sample_rate: int, channels: int = 1) -> np.ndarray:
     # A leaky integrator (pole at 20 Hz) rather than a pure one, so it never drifts off.
     pole = math.exp(-TWO_PI * 20.0 / sample_rate)
-    return unit_rms(one_pole(white_noise(rng, n_frames, channels), 1.0, pole))
+    return unit_rms(one_pole(white_noise(rng, n_frames, channels), 1.0, pole), in_place=True)
 
 
 def smooth_noise(
@@ -157,11 +185,30 @@ def time_axis_s(n_frames: int, sample_rate: int) -> np.ndarray:
 def hit_env(
     n_frames: int, sample_rate: int, *, onset_s: float, attack_s: float, decay_s: float
 ) -> np.ndarray:
-    """Zero before the onset, linear attack, exponential decay with time constant decay_s."""
-    time_s = time_axis_s(n_frames, sample_rate) - onset_s
-    rise = np.clip(time_s / max(attack_s, 1e-4), 0.0, 1.0)
-    fall = np.exp(-np.clip(time_s - attack_s, 0.0, None) / max(decay_s, 1e-4))
-    return np.where(time_s < 0.0, 0.0, rise * fall)
+    """Zero before the onset, linear attack, exponential decay with time constant decay_s.
+
+    Computed only from the onset to where the decay reaches exactly 0.0 in float64 (750
+    time constants); each sample the same as over the whole axis.
+    """
+    out = np.zeros(n_frames)
+    start = min(max(math.floor(onset_s * sample_rate) - 1, 0), n_frames)
+    stop_s = onset_s + attack_s + 750.0 * max(decay_s, 1e-4)
+    stop = min(max(math.ceil(stop_s * sample_rate) + 1, start), n_frames)
+    if stop == start:
+        return out
+    time_s = np.arange(start, stop) / sample_rate
+    time_s -= onset_s
+    rise = time_s / max(attack_s, 1e-4)
+    np.clip(rise, 0.0, 1.0, out=rise)
+    fall = time_s - attack_s
+    np.clip(fall, 0.0, None, out=fall)
+    np.negative(fall, out=fall)
+    fall /= max(decay_s, 1e-4)
+    np.exp(fall, out=fall)
+    rise *= fall
+    rise[time_s < 0.0] = 0.0
+    out[start:stop] = rise
+    return out
 
 
 def edge_fade(audio: np.ndarray, sample_rate: int, *, fade_s: float = 0.02) -> np.ndarray:
@@ -240,14 +287,15 @@ def resonate(train: np.ndarray, freq_hz: float, decay_s: float, sample_rate: int
     return scipy_signal.lfilter([0.0, math.sin(omega)], a, train, axis=-1)
 
 
-def noise_grains(rng: Rng, train: np.ndarray, decay_s: float, sample_rate: int) -> np.ndarray:
+def noise_grains(rng: Rng, train: np.ndarray, decay_s: float, sample_rate: int, *,
+                 in_place: bool = False) -> np.ndarray:
     """Each impulse starts an exponentially decaying noise burst (clicks, splats, claps).
 
     The decay envelope is one one-pole pass over the train, so the cost does not grow with
-    the number of grains.
+    the number of grains. ``in_place``: the train is the caller's temporary, reused.
     """
     pole = math.exp(-1.0 / (decay_s * sample_rate))
-    envelope = one_pole(train, 1.0, pole)
+    envelope = one_pole(train, 1.0, pole, in_place=in_place)
     envelope *= white_noise(rng, train.shape[-1], train.shape[0])
     return envelope
 
@@ -283,16 +331,35 @@ def noise_burst(
     return burst[0] * np.exp(-time_axis_s(count, sample_rate) / decay_s)
 
 
-def running_cycles(freq_hz: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Running phase in cycles of a (possibly time-varying) frequency."""
+def running_cycles(freq_hz: np.ndarray, sample_rate: int, *, in_place: bool = False
+                   ) -> np.ndarray:
+    """Running phase in cycles of a (possibly time-varying) frequency; ``in_place`` turns
+    the caller's own float64 frequency array into the phase."""
+    if in_place and freq_hz.dtype == np.float64:
+        np.minimum(freq_hz, 0.45 * sample_rate, out=freq_hz)
+        np.cumsum(freq_hz, out=freq_hz)
+        freq_hz /= sample_rate
+        return freq_hz
     return np.cumsum(np.minimum(freq_hz, 0.45 * sample_rate)) / sample_rate
 
 
 def buzz(phase_cycles: np.ndarray, ratio: float) -> np.ndarray:
-    """All harmonics with amplitudes ratio**k in closed form (one cosine per sample); peak 1."""
-    c = np.cos(TWO_PI * phase_cycles)
-    y = (ratio * c - ratio * ratio) / (1.0 - 2.0 * ratio * c + ratio * ratio)
-    return y * (1.0 - ratio) / ratio
+    """All harmonics with amplitudes ratio**k in closed form (one cosine per sample); peak 1.
+
+    y = (r c - r^2) / (1 - 2 r c + r^2) * (1 - r) / r, with c = cos(2 pi phase), evaluated in
+    that order in two arrays.
+    """
+    c = np.multiply(phase_cycles, TWO_PI)
+    np.cos(c, out=c)
+    y = c * ratio
+    y -= ratio * ratio
+    c *= 2.0 * ratio
+    np.subtract(1.0, c, out=c)
+    c += ratio * ratio
+    y /= c
+    y *= 1.0 - ratio
+    y /= ratio
+    return y
 
 
 def odd_tone(phase_cycles: np.ndarray, top_hz: float, sample_rate: int) -> np.ndarray:
@@ -332,15 +399,16 @@ def contour(n_frames: int, knots: Sequence[tuple[float, float]]) -> np.ndarray:
     return np.interp(np.linspace(0.0, 1.0, n_frames), xs, ys)
 
 
-def mix_balanced(*parts: tuple[np.ndarray, float]) -> np.ndarray:
+def mix_balanced(*parts: tuple[np.ndarray, float], in_place: bool = False) -> np.ndarray:
     """Sum parts after scaling each to unit RMS times its weight (weights read as balance).
 
-    One new array for the sum (each scaled part is made in a fresh array and added in place),
-    the same samples as ``sum(unit_rms(part) * weight ...)``.
+    The same samples as ``sum(unit_rms(part) * weight ...)`` with one new array for the sum;
+    with ``in_place`` the parts are the caller's temporaries: each is scaled where it lies and
+    the first one becomes the sum, so no new array at all.
     """
     out: np.ndarray | None = None
     for part, weight in parts:
-        scaled = part / _rms_divisor(part)
+        scaled = unit_rms(part, in_place=in_place)
         if np.result_type(scaled, weight) == scaled.dtype:
             scaled *= weight
         else:  # e.g. a float32 part and a numpy float64 weight: numpy promotes

@@ -43,6 +43,7 @@ from engine.generators.procedural.text import Traits
 
 
 def sketch_rain(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np.ndarray:
+    # Temporaries are filtered, scaled and summed in place: a segment is a million samples.
     heavy = traits.intensity
     noise = narrow_stereo(pink_noise(rng, n_frames, 2), 0.5)
     hiss = highpass(noise, 600, sample_rate)
@@ -50,22 +51,24 @@ def sketch_rain(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np
     for _ in range(3):  # droplet pitches, each its own train; short decays keep them unpitched
         train = poisson_train(rng, n_frames, sample_rate, 60 + 600 * heavy, channels=2)
         drops += resonate(train, rng.uniform(1500, 6000), rng.uniform(0.0008, 0.002), sample_rate)
-    splats = highpass(
-        noise_grains(
-            rng,
-            poisson_train(rng, n_frames, sample_rate, 40 + 200 * heavy, channels=2, spread=0.9),
-            0.003,
-            sample_rate,
-        ),
-        1500,
+        del train
+    grains = noise_grains(
+        rng,
+        poisson_train(rng, n_frames, sample_rate, 40 + 200 * heavy, channels=2, spread=0.9),
+        0.003,
         sample_rate,
+        in_place=True,
     )
-    body = bandpass(noise, 150, 900, sample_rate)  # the same air, its low band: roofs and ground
-    sway = 1.0 + 0.2 * smooth_noise(rng, n_frames, sample_rate, 0.4)
+    splats = highpass(grains, 1500, sample_rate, in_place=True)
+    # The same air, its low band: roofs and ground (the last use of ``noise``).
+    body = bandpass(noise, 150, 900, sample_rate, in_place=True)
+    sway = smooth_noise(rng, n_frames, sample_rate, 0.4)
+    sway *= 0.2
+    sway += 1.0
     # Light rain is separate drops on quiet air; heavy rain merges into a roar of hiss.
-    out = (
-        mix_balanced((hiss, 0.15 + 0.85 * heavy), (drops, 0.6), (splats, 0.35), (body, 0.25)) * sway
-    )
+    out = mix_balanced((hiss, 0.15 + 0.85 * heavy), (drops, 0.6), (splats, 0.35), (body, 0.25),
+                       in_place=True)
+    out *= sway
     return edge_fade(out, sample_rate)
 
 
@@ -74,22 +77,38 @@ def sketch_wind(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> np
     source = narrow_stereo(white_noise(rng, n_frames, 2), 0.45)
     out = np.zeros((2, n_frames))
     # Three bands whose gusts rise and fall independently: the ear hears one moving band-pass.
+    # (Envelopes and bands are built in place: a segment is a million samples.)
     for centre in (180.0, 420.0, 900.0):
         centre *= 1.0 + 0.6 * strong
-        band = unit_rms(bandpass(source, centre * 0.6, centre * 1.5, sample_rate))
-        gust = 0.6 + smooth_noise(rng, n_frames, sample_rate, rng.uniform(0.1, 0.35))
-        gust = (
-            np.clip(gust + 0.25 * smooth_noise(rng, n_frames, sample_rate, 0.5, 2), 0.0, None) ** 2
-        )
-        out += band * gust
+        band = unit_rms(bandpass(source, centre * 0.6, centre * 1.5, sample_rate), in_place=True)
+        gust = smooth_noise(rng, n_frames, sample_rate, rng.uniform(0.1, 0.35))
+        gust += 0.6
+        wobble = smooth_noise(rng, n_frames, sample_rate, 0.5, 2)
+        wobble *= 0.25
+        wobble += gust
+        np.clip(wobble, 0.0, None, out=wobble)
+        wobble *= wobble
+        band *= wobble
+        out += band
+        del band, gust, wobble
     if strong > 0.75 or traits.has("howl", "whistl", "storm", "gale", "gust", "blizzard"):
         centre = rng.uniform(600, 1200)
-        whistle = unit_rms(bandpass(source, centre * 0.97, centre * 1.03, sample_rate))
-        out += (
-            0.5 * whistle * np.clip(smooth_noise(rng, n_frames, sample_rate, 0.3), 0.0, None) ** 2
-        )
-    rumble = unit_rms(lowpass(brown_noise(rng, n_frames, sample_rate, 2), 90, sample_rate))
-    return edge_fade(out + 0.3 * rumble, sample_rate)
+        whistle = unit_rms(bandpass(source, centre * 0.97, centre * 1.03, sample_rate),
+                           in_place=True)
+        whistle *= 0.5
+        swell = np.clip(smooth_noise(rng, n_frames, sample_rate, 0.3), 0.0, None)
+        swell *= swell
+        whistle *= swell
+        out += whistle
+        del whistle, swell
+    del source
+    rumble = unit_rms(
+        lowpass(brown_noise(rng, n_frames, sample_rate, 2), 90, sample_rate, in_place=True),
+        in_place=True,
+    )
+    rumble *= 0.3
+    out += rumble
+    return edge_fade(out, sample_rate)
 
 
 def _bubbles(

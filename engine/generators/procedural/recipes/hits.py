@@ -46,15 +46,22 @@ def sketch_thunder(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) ->
     env = hit_env(n_frames, sample_rate, onset_s=onset, attack_s=attack, decay_s=tail)
     for _ in range(int(rng.integers(2, 5))):  # secondary rolls as the bolt's far segments arrive
         later = onset + rng.uniform(0.1, 0.6) * min(total_s, 3.0 * tail)
-        env += rng.uniform(0.3, 0.7) * hit_env(
-            n_frames, sample_rate, onset_s=later, attack_s=attack, decay_s=0.6 * tail
-        )
-    rolling = np.clip(1.0 + 0.6 * smooth_noise(rng, n_frames, sample_rate, 6.0), 0.05, None)
-    out = (
-        unit_rms(lowpass(brown_noise(rng, n_frames, sample_rate), 220, sample_rate, order=4))
-        * env
-        * rolling
+        gain = rng.uniform(0.3, 0.7)
+        roll = hit_env(n_frames, sample_rate, onset_s=later, attack_s=attack, decay_s=0.6 * tail)
+        roll *= gain
+        env += roll
+        del roll
+    rolling = smooth_noise(rng, n_frames, sample_rate, 6.0)
+    rolling *= 0.6
+    rolling += 1.0
+    np.clip(rolling, 0.05, None, out=rolling)
+    out = unit_rms(
+        lowpass(brown_noise(rng, n_frames, sample_rate), 220, sample_rate, order=4,
+                in_place=True),
+        in_place=True,
     )
+    out *= env
+    out *= rolling
     if not traits.distant and (
         traits.intensity > 0.7 or traits.has("crack", "strike", "lightning", "close")
     ):

@@ -108,10 +108,19 @@ def motion_for(n_frames: int, sample_rate: int, traits: Traits, speed_m_s: float
         "whoosh",
     ):
         closest_m = 6.0 if speed_m_s < 50 else 80.0
-        offset_m = speed_m_s * (time_s - 0.5 * total_s)
-        distance_m = np.sqrt(offset_m * offset_m + closest_m * closest_m)
-        radial_m_s = speed_m_s * offset_m / distance_m  # > 0 once it recedes
-        return Motion(343.0 / (343.0 + radial_m_s), np.maximum(closest_m / distance_m, 0.03))
+        # Built in place, three arrays in all: a segment is up to a million frames.
+        offset_m = time_s
+        offset_m -= 0.5 * total_s
+        offset_m *= speed_m_s
+        distance_m = offset_m * offset_m
+        distance_m += closest_m * closest_m
+        np.sqrt(distance_m, out=distance_m)
+        radial_m_s = np.multiply(offset_m, speed_m_s, out=offset_m)  # > 0 once it recedes
+        radial_m_s /= distance_m
+        radial_m_s += 343.0
+        pitch_ratio = np.divide(343.0, radial_m_s, out=radial_m_s)
+        gain = np.divide(closest_m, distance_m, out=distance_m)
+        return Motion(pitch_ratio, np.maximum(gain, 0.03, out=gain))
     if traits.has("away", "leav", "depart", "drives off", "takes off"):
         return Motion(np.ones(n_frames), 1.0 / (1.0 + time_s * speed_m_s / 10.0))
     if traits.has("approach", "arriv", "pulls up", "coming", "toward"):
@@ -124,17 +133,25 @@ def sketch_engine(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> 
     voice = _ENGINES[kind]
     pitch_ratio, gain = motion_for(n_frames, sample_rate, traits, voice.speed_m_s)
     rpm = _rpm_curve(rng, n_frames, sample_rate, traits)
-    phase = running_cycles(voice.idle_hz * rpm * pitch_ratio, sample_rate)
+    # In place where the arrays are ours: a segment is up to a million frames.
+    rpm *= voice.idle_hz
+    rpm *= pitch_ratio
+    phase = running_cycles(rpm, sample_rate, in_place=True)
     # Each firing differs a little in strength: that unevenness is what makes it an engine.
     per_cycle = 1.0 + 0.15 * rng.standard_normal(int(phase[-1]) + 2)
-    tone = lowpass(
-        buzz(phase, voice.harmonic_ratio) * per_cycle[phase.astype(np.int64)],
-        voice.top_hz,
-        sample_rate,
-    )
-    pulse = (0.5 + 0.5 * np.cos(TWO_PI * phase)) ** 4
-    noise = bandpass(white_noise(rng, n_frames), 150, voice.top_hz, sample_rate)[0] * (0.3 + pulse)
-    out = mix_balanced((tone, 1.0), (noise, voice.noise_weight))
+    tone = buzz(phase, voice.harmonic_ratio)
+    tone *= per_cycle[phase.astype(np.int64)]
+    tone = lowpass(tone, voice.top_hz, sample_rate, in_place=True)
+    pulse = np.multiply(phase, TWO_PI)
+    np.cos(pulse, out=pulse)
+    pulse *= 0.5
+    pulse += 0.5
+    np.power(pulse, 4, out=pulse)
+    pulse += 0.3
+    noise = bandpass(white_noise(rng, n_frames), 150, voice.top_hz, sample_rate)[0]
+    noise *= pulse
+    del pulse
+    out = mix_balanced((tone, 1.0), (noise, voice.noise_weight), in_place=True)
     if traits.has("helicopter"):  # rotor blade slap
         out *= (
             0.4
@@ -143,7 +160,8 @@ def sketch_engine(rng: Rng, n_frames: int, sample_rate: int, traits: Traits) -> 
         )
     if traits.has("start", "ignition") and n_frames / sample_rate > 1.2:
         out = _with_starter(rng, out, sample_rate)
-    return edge_fade((out * gain)[None, :], sample_rate, fade_s=0.01)
+    out *= gain
+    return edge_fade(out[None, :], sample_rate, fade_s=0.01)
 
 
 def _with_starter(rng: Rng, running: np.ndarray, sample_rate: int) -> np.ndarray:
