@@ -11,7 +11,8 @@ Loudness policy (why the numbers below are what they are):
   reference of engine/truepeak.py). Limiting lowers
   loudness a little on transient-heavy sounds, so ``normalise_to_lufs`` measures again and
   applies make-up gain (then limits again) for a few rounds until the stem is within
-  ``LOUDNESS_TOLERANCE_LU`` of its target: the ceiling wins over the target, and the target
+  ``LOUDNESS_TOLERANCE_LU`` of its target (or a round gains nothing, ``MAKEUP_STALL_LU``):
+  the ceiling wins over the target, and the target
   is still met to well within ±0.5 LU for anything but extreme crest factors. A sound whose
   crest factor is so large that the target cannot be reached under the ceiling (a lone click
   at a loud target) stays below target; the file's measured loudness says so, and the
@@ -42,6 +43,11 @@ from engine.limits import check_audio, check_sample_rate
 GATING_BLOCK_S = loudness.GATING_BLOCK_S  # shorter clips use the looped fallback
 LOUDNESS_TOLERANCE_LU = 0.1  # make-up rounds stop once this close to the target
 MAKEUP_ROUNDS = 6
+# A make-up round that moved loudness by less than this (either way) ends the rounds: the
+# limiter takes back all of any make-up on such a sound (a click, whose loudness is its
+# peak's), so each further round would cost a limiter pass and a measurement for nothing.
+# (A round that lowered loudness a lot overshot into heavier limiting: the rounds go on.)
+MAKEUP_STALL_LU = 0.01
 # The limiter aims this far under the ceiling: the 8x reference still reads a little under
 # the continuous waveform's peak (up to ~0.1 dB near 20 kHz), and 24-bit rounding must not
 # push the written file over the ceiling either.
@@ -393,6 +399,8 @@ def normalise_stem(
         out_lufs = now = loudness_now.lufs
         if now is None or abs(target_lufs - now) <= LOUDNESS_TOLERANCE_LU:
             break
+        if before is not None and abs(now - before) < MAKEUP_STALL_LU:
+            break  # the limiter took the whole make-up back: more rounds would too
         makeup_db = _makeup_db(target_lufs - now, applied_db, None if before is None else now - before)
         gain = np.float32(db_to_gain(makeup_db))
         out = (out * gain).astype(np.float32, copy=False)

@@ -6,21 +6,25 @@ samples and the seven interpolated phases between them. Tests and the meter both
 ``polyphase_matrix()``; ``reference_envelope`` is the plain, exhaustive computation of it.
 
 The meter gets the same answer for far less work:
-- Scan at 4x: phases 2, 4 and 6 of the same filter (plus the samples themselves), as one
-  matrix product per block of frames (a block of sliding windows times a 24 x 3 matrix).
+- Scan at 4x: phases 2, 4 and 6 of the same filter (plus the samples themselves), as banded
+  matrix products: rows of 24 consecutive samples times two fixed matrices that hold each
+  phase's taps at every offset (see _phase_max). The rows are views of the signal, so no
+  sliding windows are copied (24 floats per frame, which cost more than the arithmetic).
 - Refine at 8x near the top: the odd phases are computed only for frames whose scan value is
   within REFINE_MARGIN_DB of the loudest so far (or of the limiter's ceiling). Between two 4x
   values an 8x value cannot be more than ~0.7 dB higher for any signal below Nyquist (the
   peak of a band-limited signal falls off at most like a cosine at the highest frequency over
   1/8 sample), so the margin keeps every frame that could hold the true maximum.
-- Blocks are sized so one product has at most BLOCK_ROWS rows: numpy's BLAS wakes its thread
-  pool above about 8192 rows here and then spends 4-8x the CPU for the same result.
-- Blocks are visited loudest first and the pass stops once no remaining block can beat the
-  peak found so far (nor cross the ceiling): sparse material is mostly skipped.
+- Products go at most _GEMM_ROWS rows at a time: numpy's BLAS wakes its thread pool above
+  about 340 rows of these here and then spends many times the CPU for the same result.
+- Blocks (BLOCK_ROWS samples over all channels) are visited loudest first and the pass stops
+  once no remaining block can beat the peak found so far (nor cross the ceiling): sparse
+  material is mostly skipped. Blocks are computed a batch at a time (one, then 2, 4, ... up
+  to MAX_BATCH_BLOCKS), so dense material costs a few large calls, not many small ones.
 - A scan hands back what it learnt per block (``BlockPeaks``: the maximum, or a bound where
   it stopped early). The limiter's next pass over the same audio after a gain, or after it
   turned a few spans down, starts from that and visits only the blocks that could matter.
-- Samples under about 1e-37 are read as zero (see _windows): float32 subnormals in fade tails
+- Samples under about 1e-37 are read as zero (see _segments): float32 subnormals in fade tails
   make the product 10-100x slower on x86 and cannot change a peak.
 """
 
@@ -40,6 +44,9 @@ SCAN_PHASES = (2, 4, 6)  # with the samples themselves (phase 0): the 4x scan
 REFINE_PHASES = (1, 3, 5, 7)
 REFINE_MARGIN_DB = 1.0
 BLOCK_ROWS = 4096
+MAX_BATCH_BLOCKS = 16  # blocks computed together at most (see scan)
+_ROW = TAPS_PER_PHASE  # frames per row of the banded product (see _phase_max)
+_GEMM_ROWS = 256  # rows per product: from ~340 up OpenBLAS wakes its threads here
 _FLUSH_OFFSET = np.float32(2.0**-100)  # ~7.9e-31: see _windows
 # Window of input samples x[n - _BEFORE] .. x[n + _AFTER] that the phases after frame n use.
 _BEFORE = TAPS_PER_PHASE // 2 - 1
@@ -70,16 +77,6 @@ def polyphase_matrix() -> np.ndarray:
             if 0 <= index < len(h):
                 matrix[row, phase] = h[index]
     return matrix.astype(np.float32)
-
-
-@lru_cache(maxsize=1)
-def _scan_matrix() -> np.ndarray:
-    return np.ascontiguousarray(polyphase_matrix()[:, list(SCAN_PHASES)].T)
-
-
-@lru_cache(maxsize=1)
-def _refine_matrix() -> np.ndarray:
-    return np.ascontiguousarray(polyphase_matrix()[:, list(REFINE_PHASES)].T)
 
 
 @lru_cache(maxsize=1)
@@ -141,24 +138,24 @@ def reference_envelope(audio: np.ndarray) -> np.ndarray:
     return envelope
 
 
-def _block_reach(array: np.ndarray, first: int, end: int, step: int) -> list[float]:
+def _block_reach(array: np.ndarray, first: int, end: int, step: int) -> np.ndarray:
     """Per block of ``step`` frames from ``first``: an upper bound of |x| over the samples its
     interpolation reads (the block and its two neighbours' maxima), computed a slab at a time
     so a long mix needs no frame-length temporary."""
-    maxima: list[float] = []
+    maxima: list[np.ndarray] = []
     slab = step * 64
     for low in range(first, end, slab):
         high = min(end, low + slab)
         magnitudes = np.abs(array[:, low:high]).max(axis=0)
-        maxima.extend(np.maximum.reduceat(magnitudes, np.arange(0, high - low, step)).tolist())
+        maxima.append(np.maximum.reduceat(magnitudes, np.arange(0, high - low, step)))
     if not maxima:
-        return []
-    padded = [0.0, *maxima, 0.0]
+        return np.zeros(0, dtype=np.float64)
+    padded = np.concatenate(([0.0], *maxima, [0.0])).astype(np.float64)
     if first > 0:
         padded[0] = float(np.abs(array[:, max(0, first - _BEFORE) : first]).max(initial=0.0))
     if end < array.shape[1]:
         padded[-1] = float(np.abs(array[:, end : end + _AFTER]).max(initial=0.0))
-    return [max(padded[i], padded[i + 1], padded[i + 2]) for i in range(len(maxima))]
+    return np.maximum(np.maximum(padded[:-2], padded[1:-1]), padded[2:])
 
 
 # Relative allowance on a block maximum carried through a float32 gain change: the product
@@ -246,62 +243,180 @@ def scan(
     peak = float(values[known].max(initial=0.0))
     over_frames: list[np.ndarray] = []
     over_peaks: list[np.ndarray] = []
-    for index in np.argsort(-keys, kind="stable").tolist():
-        key = float(keys[index])
+    order = np.argsort(-keys, kind="stable").tolist()
+    position, batch = 0, 1
+    while position < len(order):
         limit = peak if ceiling is None else min(peak, ceiling)
-        if key == 0.0 or key <= limit:
-            break  # silence from here on, or nothing left that could matter
-        if known[index] and (ceiling is None or key <= ceiling):
-            continue  # its maximum is counted already and none of its frames is over
-        start = first + index * step
-        stop = min(end, start + step)
-        envelope, level = _block_envelope(array, start, stop, limit, ceiling)
-        block_max = float(envelope.max())
-        # Frames left unrefined are below ``level``: the block's maximum is exact when it
-        # reaches that level, and ``level`` bounds it otherwise.
-        known[index] = block_max >= level
-        values[index] = block_max if known[index] else level
-        peak = max(peak, block_max)
+        # The next blocks in order, a batch at a time: one block first (on sparse material it
+        # often settles the rest), then more per batch, so dense material costs a few calls
+        # of large products instead of many small ones. A batch shares the limit of its start
+        # (a later block in it might have been skipped one at a time: only extra work).
+        chosen: list[int] = []
+        while position < len(order) and len(chosen) < batch:
+            index = order[position]
+            key = float(keys[index])
+            if key == 0.0 or key <= limit:
+                position = len(order)  # silence from here on, or nothing left that matters
+                break
+            position += 1
+            if known[index] and (ceiling is None or key <= ceiling):
+                continue  # its maximum is counted already and none of its frames is over
+            chosen.append(index)
+        if not chosen:
+            break
+        batch = min(2 * batch, MAX_BATCH_BLOCKS)
+        starts = first + step * np.asarray(chosen, dtype=np.int64)
+        envelopes, levels = _block_envelopes(array, starts, step, end, limit, ceiling)
+        block_max = envelopes.max(axis=1).astype(np.float64)
+        # Frames left unrefined are below their block's level: the block's maximum is exact
+        # when it reaches that level, and the level bounds it otherwise.
+        reached = block_max >= levels
+        known[chosen] = reached
+        values[chosen] = np.where(reached, block_max, levels)
+        peak = max(peak, float(block_max.max()))
         if ceiling is not None:
-            over = np.flatnonzero(envelope > ceiling)
+            rows, over = np.nonzero(envelopes > ceiling)
             if over.size:
-                over_frames.append(over + start)
-                over_peaks.append(envelope[over])
+                over_frames.append(starts[rows] + over)
+                over_peaks.append(envelopes[rows, over])
     whole = first == 0 and end == frames
     state = BlockPeaks(step, values, known) if whole else None
     if over_frames:
         frames_found, peaks_found = np.concatenate(over_frames), np.concatenate(over_peaks)
-        order = np.argsort(frames_found, kind="stable")
-        return PeakScan(peak, frames_found[order], peaks_found[order], state)
+        order_found = np.argsort(frames_found, kind="stable")
+        return PeakScan(peak, frames_found[order_found], peaks_found[order_found], state)
     return PeakScan(peak, np.zeros(0, np.int64), np.zeros(0, np.float32), state)
 
 
-def _block_envelope(array: np.ndarray, start: int, stop: int, bound: float,
-                    ceiling: float | None) -> tuple[np.ndarray, float]:
-    """Per frame of ``start:stop``, the reference value where it could reach ``bound`` (or the
-    ceiling) and a lower estimate elsewhere; and the level under which every frame left at
-    its estimate lies."""
-    channels, frames = array.shape
-    count = stop - start
-    # |x| from frame `start` to frame `stop` inclusive: phase 7 of a frame lies between its
-    # phase 6 and the next frame's sample, so both bound what refining could find.
-    samples = np.zeros(count + 1, dtype=np.float32)
-    edge = min(frames, stop + 1)
-    samples[: edge - start] = np.abs(array[:, start:edge]).max(axis=0)
-    windows = _windows(array, start, stop)
-    scanned = _frame_max(_scan_matrix() @ windows, channels, count)
-    envelope = np.maximum(samples[:count], scanned)
+def _block_envelopes(array: np.ndarray, starts: np.ndarray, step: int, end: int, bound: float,
+                     ceiling: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """For blocks of ``step`` frames at ``starts`` (none past ``end``): per frame, the
+    reference value where it could reach ``bound`` (or the ceiling) and a lower estimate
+    elsewhere, as (blocks, step) float32 with 0 past ``end``; and per block the level under
+    which every frame left at its estimate lies (float64)."""
+    channels = array.shape[0]
+    rows = -(-step // _ROW)
+    segments = _segments(array, starts, rows)  # (blocks, channels, (rows + 1) * _ROW)
+    count = len(starts)
+    valid = np.minimum(end - starts, step)
+    # |x| of every frame and the next one: phase 7 of a frame lies between its phase 6 and
+    # the next frame's sample, so both bound what refining could find.
+    # (Frames past a block's end, in the last block or the next one's, are computed with the
+    # rest and then set to 0; the sample at ``end`` itself is context, as at any edge.)
+    samples = np.abs(segments[:, :, _BEFORE : _BEFORE + rows * _ROW + 1]).max(axis=1)
+    past_end = np.arange(rows * _ROW)[np.newaxis, :] >= valid[:, np.newaxis]
+    scanned = _phase_max(segments, rows, _scan_bands())  # (blocks, channels, rows, _ROW)
+    envelopes = np.maximum(samples[:, :-1], scanned.max(axis=1).reshape(count, rows * _ROW))
+    envelopes[past_end] = 0.0
     # Between two 4x values an 8x value is at most ~0.7 dB higher: frames whose neighbourhood
     # is more than REFINE_MARGIN_DB under ``level`` stay under it.
-    level = max(float(envelope.max()), bound)
+    levels = np.maximum(envelopes.max(axis=1).astype(np.float64), bound)
     if ceiling is not None:
-        level = min(level, ceiling)
-    hot = np.flatnonzero(np.maximum(envelope, samples[1:]) >= level * _REFINE_FACTOR)
-    if hot.size:
-        columns = (hot[np.newaxis, :] + count * np.arange(channels)[:, np.newaxis]).ravel()
-        refined = _frame_max(_refine_matrix() @ windows[:, columns], channels, hot.size)
-        envelope[hot] = np.maximum(envelope[hot], refined)
-    return envelope, level
+        levels = np.minimum(levels, ceiling)
+    hot = np.maximum(envelopes, samples[:, 1:]) >= (levels * _REFINE_FACTOR)[:, np.newaxis]
+    hot &= ~past_end
+    # Refined a row of _ROW frames at a time: every frame of a row holding a hot frame gets its
+    # reference value (more exact values, never a different maximum).
+    pairs = np.flatnonzero(hot.reshape(count, rows, _ROW).any(axis=2))
+    if pairs.size:
+        refined = _phase_max(segments, rows, _refine_bands(), pairs=pairs)
+        by_row = envelopes.reshape(count * rows, _ROW)
+        by_row[pairs] = np.maximum(by_row[pairs], refined.max(axis=1))
+        envelopes[past_end] = 0.0
+    if step != rows * _ROW:
+        envelopes = envelopes[:, :step]
+    return envelopes, levels
+
+
+def _segments(array: np.ndarray, starts: np.ndarray, rows: int) -> np.ndarray:
+    """(blocks, channels, (rows + 1) * _ROW) float32: per block, the samples from _BEFORE
+    frames before its start on (zeros beyond the signal's ends); one row longer than the
+    block's rows so that every row's product can read the next row."""
+    channels, frames = array.shape
+    length = (rows + 1) * _ROW
+    segments = np.zeros((len(starts), channels, length), dtype=np.float32)
+    for index, start in enumerate(starts.tolist()):
+        origin = start - _BEFORE
+        low, high = max(0, origin), min(frames, origin + length)
+        segments[index, :, low - origin : high - origin] = array[:, low:high]
+    # Adding and taking away 2**-100 rounds every |x| under ~2**-124 to zero or to a normal
+    # number (multiples of 2**-123) and leaves every |x| over ~2**-75 exactly as it was: no
+    # subnormal reaches the product, for two cheap in-place passes instead of a masked write.
+    segments += _FLUSH_OFFSET
+    segments -= _FLUSH_OFFSET
+    return segments
+
+
+def _phase_max(segments: np.ndarray, rows: int, bands: tuple[np.ndarray, np.ndarray],
+               *, pairs: np.ndarray | None = None) -> np.ndarray:
+    """Largest magnitude over the phases of ``bands`` per frame and channel: as
+    (blocks, channels, rows, _ROW) for every row, or (len(pairs), channels, _ROW) for the
+    rows ``pairs`` (block * rows + row) only.
+
+    Each row of _ROW frames is one row of a banded product: the row's own _ROW samples times
+    ``bands[0]`` plus the next row's first TAPS_PER_PHASE - 1 samples times ``bands[1]``
+    (see _bands). Both operands are views of ``segments``, so nothing is copied into sliding
+    windows; products go _GEMM_ROWS rows at a time, under the size that wakes BLAS threads.
+    """
+    head, tail = bands
+    phases = head.shape[1] // _ROW
+    blocks, channels, length = segments.shape
+    flat = segments.reshape(-1)
+    own = flat.reshape(-1, _ROW)  # every row of every segment, its padding row included
+    following = flat[_ROW:].reshape(-1, _ROW)[:, : TAPS_PER_PHASE - 1]
+    if pairs is None:
+        wanted = None
+        total = own.shape[0] - 1  # the last padding row is never a block's row
+    else:
+        # Row `row` of block `block`, channel c, is row (block * channels + c) * (rows + 1) + row.
+        block, row = np.divmod(pairs, rows)
+        wanted = ((block * channels)[:, np.newaxis] + np.arange(channels)) * (rows + 1)
+        wanted = (wanted + row[:, np.newaxis]).reshape(-1)
+        total = wanted.size
+    out = np.empty((total + 1 if pairs is None else total, _ROW), dtype=np.float32)
+    product = np.empty((min(total, _GEMM_ROWS), phases * _ROW), dtype=np.float32)
+    extra = np.empty_like(product)
+    for low in range(0, total, _GEMM_ROWS):
+        high = min(total, low + _GEMM_ROWS)
+        if wanted is None:
+            a, b = own[low:high], following[low:high]
+        else:
+            a, b = own[wanted[low:high]], following[wanted[low:high]]
+        values = np.matmul(a, head, out=product[: high - low])
+        values += np.matmul(b, tail, out=extra[: high - low])
+        np.abs(values, out=values)
+        by_phase = values.reshape(high - low, phases, _ROW)
+        target = out[low:high]
+        np.maximum(by_phase[:, 0], by_phase[:, 1], out=target)
+        for phase in range(2, phases):
+            np.maximum(target, by_phase[:, phase], out=target)
+    if pairs is None:
+        return out.reshape(blocks, channels, rows + 1, _ROW)[:, :, :rows]
+    return out.reshape(len(pairs), channels, _ROW)
+
+
+def _bands(phases: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The two matrices of the banded product: column p * _ROW + i holds the taps of phase
+    ``phases[p]`` for frame i of a row, placed at the rows of the samples they multiply (the
+    row's own _ROW samples in the first matrix, the next row's in the second)."""
+    matrix = polyphase_matrix()
+    full = np.zeros((_ROW + TAPS_PER_PHASE - 1, len(phases) * _ROW), dtype=np.float32)
+    for column, phase in enumerate(phases):
+        for frame in range(_ROW):
+            # Frame i of a row reads the row's samples i .. i + TAPS_PER_PHASE - 1 (the
+            # segment starts _BEFORE frames before the block).
+            full[frame : frame + TAPS_PER_PHASE, column * _ROW + frame] = matrix[:, phase]
+    return np.ascontiguousarray(full[:_ROW]), np.ascontiguousarray(full[_ROW:])
+
+
+@lru_cache(maxsize=1)
+def _scan_bands() -> tuple[np.ndarray, np.ndarray]:
+    return _bands(SCAN_PHASES)
+
+
+@lru_cache(maxsize=1)
+def _refine_bands() -> tuple[np.ndarray, np.ndarray]:
+    return _bands(REFINE_PHASES)
 
 
 def true_peak(audio: np.ndarray) -> float:

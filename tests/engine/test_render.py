@@ -352,6 +352,25 @@ def test_transient_material_reaches_its_target_in_few_rounds(monkeypatch):
     assert true_peak_ref(out) <= -1.0
 
 
+def test_rounds_stop_once_the_limiter_takes_the_whole_make_up_back(monkeypatch):
+    # Clicks: their loudness is their peaks', so the limiter takes back any make-up. Six more
+    # rounds changed nothing but cost a limiter pass and a measurement each.
+    clicks = np.zeros((1, 4 * SR), dtype=np.float32)
+    clicks[0, :: SR // 2] = 0.8
+    passes = []
+    real = render._limit
+    monkeypatch.setattr(render, "_limit", lambda *a, **k: passes.append(1) or real(*a, **k))
+    done = render.normalise_stem(clicks, sample_rate=SR, target_lufs=-23.0)
+    assert len(passes) == 2  # the first pass, and one make-up round that gained nothing
+    assert done.loudness_lufs == pytest.approx(lufs(done.audio), abs=0.01)
+    assert true_peak_ref(done.audio) <= -1.0
+    monkeypatch.setattr(render, "MAKEUP_STALL_LU", -1.0)  # never stalls: every round runs
+    passes.clear()
+    every = render.normalise_stem(clicks, sample_rate=SR, target_lufs=-23.0)
+    assert len(passes) == 1 + render.MAKEUP_ROUNDS
+    assert lufs(done.audio) == pytest.approx(lufs(every.audio), abs=0.01)
+
+
 def test_warm_up_primes_the_filters_and_tables():
     from engine import loudness
 

@@ -92,6 +92,26 @@ def test_blocks_do_not_change_the_answer(monkeypatch):
     np.testing.assert_array_equal(blocked.over_frames, whole.over_frames)
 
 
+@pytest.mark.parametrize("channels, frames", [(1, 2049), (2, 4801), (5, 1000), (3, 23)])
+@pytest.mark.parametrize("block_rows, gemm_rows", [(4096, 256), (600, 5)])
+def test_every_frame_refined_is_the_references(channels, frames, block_rows, gemm_rows,
+                                               monkeypatch):
+    # Rows of 24 frames, blocks that are no multiple of them, batches of blocks, products a
+    # few rows at a time, the signal's ends: each frame's value is the reference's.
+    monkeypatch.setattr(truepeak, "BLOCK_ROWS", block_rows)
+    monkeypatch.setattr(truepeak, "_GEMM_ROWS", gemm_rows)
+    audio = noise(frames / RATE, channels=channels, seed=frames)
+    audio[0, frames // 2] = 0.9  # a click amid noise
+    envelope = truepeak.reference_envelope(audio)
+    found = truepeak.scan(audio, ceiling=1e-9)  # every frame is "over": all refined
+    np.testing.assert_array_equal(found.over_frames, np.arange(frames))
+    np.testing.assert_allclose(found.over_peaks, envelope, rtol=1e-6)
+    assert found.peak == pytest.approx(float(envelope.max()), rel=1e-6)
+    part = truepeak.scan(audio, ceiling=1e-9, start=7, stop=frames - 3)
+    np.testing.assert_array_equal(part.over_frames, np.arange(7, frames - 3))
+    np.testing.assert_allclose(part.over_peaks, envelope[7 : frames - 3], rtol=1e-6)
+
+
 def test_range_scan_uses_the_neighbours_as_context():
     audio = rain(1.0)
     envelope = truepeak.reference_envelope(audio)
@@ -179,13 +199,13 @@ def test_forgotten_blocks_are_measured_again_and_the_rest_are_not(monkeypatch):
     changed = audio.copy()
     changed[:, 30000:30050] *= 3.0  # a new loudest moment
     visited: list[int] = []
-    real = truepeak._block_envelope
+    real = truepeak._block_envelopes
 
-    def counting(array, start, stop, bound, ceiling):
-        visited.append(start)
-        return real(array, start, stop, bound, ceiling)
+    def counting(array, starts, step, end, bound, ceiling):
+        visited.extend(starts.tolist())
+        return real(array, starts, step, end, bound, ceiling)
 
-    monkeypatch.setattr(truepeak, "_block_envelope", counting)
+    monkeypatch.setattr(truepeak, "_block_envelopes", counting)
     again = truepeak.scan(changed, blocks=first.blocks.forget([(30000, 30050)]))
     assert again.peak == pytest.approx(reference_peak(changed), rel=1e-5)
     step = truepeak.block_frames(2)
