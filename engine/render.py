@@ -468,6 +468,9 @@ def _to_channels(array: np.ndarray, channels: int) -> np.ndarray:
     return np.repeat(array.mean(axis=0, keepdims=True), channels, axis=0)
 
 
+_ADD_SLICE_FRAMES = 1 << 15  # frames per slice when a stem is added with a gain
+
+
 class MixBus:
     """A (channels, frames) float32 mix that stems are added to one at a time, in call order.
 
@@ -496,11 +499,21 @@ class MixBus:
             array = _to_channels(array, channels)  # fold-down: rare, keep the one-shot path
         length = min(array.shape[1], self.frames - offset)
         gain = db_to_gain(gain_db)
-        # Row by row (a mono stem feeds every row): the same float32 products and sums as
-        # adding the whole spread-out stem at once, without a stem-sized temporary per step.
+        # Row by row (a mono stem feeds every row) and a slice at a time: the same float32
+        # products and sums as adding the whole spread-out stem at once, with no stem-sized
+        # temporary (whose fresh pages cost more than the sums). A gain of exactly 1 (a fresh
+        # stem's) multiplies nothing: x * 1 is x in float32.
+        scratch = None if gain == 1.0 else np.empty(min(length, _ADD_SLICE_FRAMES), np.float32)
         for channel in range(channels):
             source = array[channel if array.shape[0] == channels else 0, :length]
-            self.audio[channel, offset : offset + length] += source * gain
+            target = self.audio[channel, offset : offset + length]
+            if scratch is None:
+                target += source
+                continue
+            for at in range(0, length, _ADD_SLICE_FRAMES):
+                piece = scratch[: min(_ADD_SLICE_FRAMES, length - at)]
+                np.multiply(source[at : at + piece.size], gain, out=piece)
+                target[at : at + piece.size] += piece
 
     def finish(self, *, ceiling_dbtp: float = -1.0) -> tuple[np.ndarray, float | None]:
         """The mix through the bus limiter, and its true peak in dBTP (None for silence)."""

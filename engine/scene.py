@@ -538,6 +538,12 @@ RENDER_WORKERS = 1
 # a 60 s, 16-event scene ~0.3 s more CPU (1.6 s against 1.3 s, both busy-machine figures) for
 # stems that are back in a second or two anyway, while a 600 s scene gains seconds of wall.
 PIPELINE_MIN_S = 240.0
+# Freed stem memory goes back to the OS after every stem (render.return_freed_memory) only in
+# scenes with at least this many seconds of stems, where it keeps peak memory down (the 600 s
+# benchmark scene ~100 MB). In a short scene each trim made the next stem's arrays fault
+# their pages in afresh: ~10k page faults, 0.1 s of kernel time for a 60 s scene whose stems
+# fit in memory many times over. Short scenes trim once, at the end.
+TRIM_EACH_STEM_MIN_S = 240.0
 
 
 def _render_all(
@@ -550,6 +556,9 @@ def _render_all(
     one at a time in plan order), and its samples are let go then unless ``keep_samples``.
     """
 
+    total_frames = sum(job.frames for job in jobs)
+    trim_each = total_frames >= TRIM_EACH_STEM_MIN_S * out.sample_rate
+
     def write(job: _Job, processed: _Processed) -> _Rendered:
         # A render from the cache counts as a hit: no generator call was made for it.
         rendered = _write_one(job, processed, out, cache_hit=job.event.id not in generated_ids)
@@ -558,11 +567,12 @@ def _render_all(
             feed.offer(job.event.id, rendered)
         if not keep_samples:
             rendered = rendered.without_audio()  # on the mix bus now: not held for anything
-        render.return_freed_memory()
+        if trim_each:
+            render.return_freed_memory()
         return rendered
 
     if RENDER_WORKERS == 1 or len(jobs) < 2:
-        if sum(job.frames for job in jobs) >= PIPELINE_MIN_S * out.sample_rate:
+        if total_frames >= PIPELINE_MIN_S * out.sample_rate:
             yield from _render_pipelined(jobs, out, write, cancel)
             return
         for job in jobs:
@@ -821,4 +831,5 @@ def render_scene(
                                  tempo_bpm=cue_markers_bpm)
         manifest = manifest.model_copy(update={"cues_path": str(cues)})
     write_manifest(manifest, out.folder / MANIFEST_NAME)
+    render.return_freed_memory()  # a server's next scene may be hours away
     return manifest

@@ -201,3 +201,18 @@ def test_only_scenes_with_enough_stem_audio_use_the_pipeline(tmp_path, monkeypat
     assert used == [7]
     assert ([e.stem_path.rsplit("/", 1)[1] for e in short.events]
             == [e.stem_path.rsplit("/", 1)[1] for e in piped_manifest.events])
+
+
+# -- handing freed memory back to the OS -------------------------------------------------------
+
+
+@pytest.mark.parametrize("trim_min_s, trims", [(240.0, 1), (0.0, 7 + 1)])
+def test_long_scenes_hand_memory_back_after_each_stem_short_ones_once(
+        tmp_path, monkeypatch, trim_min_s, trims):
+    # Short scenes: a trim per stem only made the next stem fault its pages in afresh.
+    calls: list[int] = []
+    monkeypatch.setattr(render, "return_freed_memory", lambda: calls.append(1))
+    monkeypatch.setattr(scene, "TRIM_EACH_STEM_MIN_S", trim_min_s)
+    manifest = _render(tmp_path, 1, monkeypatch)
+    assert len(manifest.events) == 7
+    assert len(calls) == trims  # (the last one at the end of the scene)
