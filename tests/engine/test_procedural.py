@@ -482,3 +482,29 @@ def test_past_the_results_budget_requests_render_one_at_a_time(monkeypatch) -> N
     results = generator.generate(requests)
     assert all(result.ok for result in results)
     assert seen[2:] == [0, 0, 0, 0]  # once any result is held, nothing runs beside a request
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_freed_memory_goes_back_once_results_pass_the_budget_and_at_the_end(
+        monkeypatch, workers) -> None:
+    trims: list[int] = []
+    monkeypatch.setattr(generator_module, "return_freed_memory", lambda: trims.append(1))
+    monkeypatch.setattr(generator_module, "GENERATE_WORKERS", workers)
+    long_events = [GenerationRequest("a door slams", 61.0, i, 16000) for i in range(3)]
+    short = [GenerationRequest("a door slams", 0.5, 9, 16000)]
+
+    ProceduralGenerator().generate(short)
+    assert trims == []  # nothing long: nothing held back to hand over
+
+    ProceduralGenerator().generate(long_events)
+    assert len(trims) == 1  # under the budget: kept for the next event, handed back at the end
+
+    trims.clear()
+    monkeypatch.setattr(generator_module, "RETAIN_FREED_BELOW_BYTES", 0)
+    ProceduralGenerator().generate(long_events + short)
+    assert len(trims) == 3 + 1  # after each long event past the budget, and at the end
+
+    trims.clear()
+    results = ProceduralGenerator().generate(
+        [GenerationRequest("a door slams", "long", 0, 16000)] + long_events[:1])
+    assert not results[0].ok and results[1].ok and len(trims) == 2

@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -73,6 +74,12 @@ GENERATE_WORKERS = 2
 # batch. (A 600 s scene's 16 beds hold 271 MB: its last few render one at a time, and its
 # peak memory stays ~30 MB lower, away from the 500 MB the benchmark allows.)
 PARALLEL_RESULTS_BYTES = 192 * 1024 * 1024
+# A long event's freed temporaries are handed back to the OS after it (engine.render's
+# return_freed_memory) only once the batch's results pass this: below it, a worker thread's
+# next long event reuses those pages instead of faulting them in again (a page fault costs
+# ~10 us on the reference machine: ~0.2 s per long bed), and the batch is far from its peak.
+# A batch that rendered a long event hands everything back at its end.
+RETAIN_FREED_BELOW_BYTES = 128 * 1024 * 1024
 
 
 # Highest working rate each family needs (None: the requested rate). Rendering a low rumble at
@@ -248,42 +255,53 @@ class ProceduralGenerator:
         total = len(requests)
         workers = min(GENERATE_WORKERS, total)
         results: list[GenerationResult] = []
+        memory = _BatchMemory()
 
         def report(done: int) -> None:
             if progress is not None:
                 progress("generate", done / total)
 
-        if workers <= 1:
-            for index, request in enumerate(requests):
-                if cancel is not None:
-                    cancel.raise_if_cancelled()
-                report(index)
-                results.append(self._one(request))
-        else:
-            report(0)
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="procedural") as pool:
-                running: deque[Future[GenerationResult]] = deque()
-                try:
-                    for request in requests:
-                        # Wait for the oldest (results stay in request order) when every
-                        # worker is busy, or when the results held leave no room for a
-                        # second request's working set.
-                        while running and (len(running) == workers
-                                           or _held_bytes(results) > PARALLEL_RESULTS_BYTES):
+        try:
+            if workers <= 1:
+                for index, request in enumerate(requests):
+                    if cancel is not None:
+                        cancel.raise_if_cancelled()
+                    report(index)
+                    results.append(self._tracked(request, memory))
+            else:
+                report(0)
+                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="procedural") as pool:
+                    running: deque[Future[GenerationResult]] = deque()
+                    try:
+                        for request in requests:
+                            # Wait for the oldest (results stay in request order) when every
+                            # worker is busy, or when the results held leave no room for a
+                            # second request's working set.
+                            while running and (len(running) == workers
+                                               or _held_bytes(results) > PARALLEL_RESULTS_BYTES):
+                                results.append(running.popleft().result())
+                                report(len(results))
+                            if cancel is not None:
+                                cancel.raise_if_cancelled()
+                            running.append(pool.submit(self._tracked, request, memory))
+                        while running:
                             results.append(running.popleft().result())
                             report(len(results))
-                        if cancel is not None:
-                            cancel.raise_if_cancelled()
-                        running.append(pool.submit(self._one, request))
-                    while running:
-                        results.append(running.popleft().result())
-                        report(len(results))
-                finally:
-                    for future in running:
-                        future.cancel()  # queued ones never start; a running one finishes
+                    finally:
+                        for future in running:
+                            future.cancel()  # queued ones never start; a running one finishes
+        finally:  # after the pool has shut down: no request still running
+            memory.finish()
         if progress is not None and total:
             progress("generate", 1.0)
         return results
+
+    def _tracked(self, request: GenerationRequest, memory: _BatchMemory) -> GenerationResult:
+        result = self._one(request)
+        length_s = request.length_s
+        memory.rendered(result.audio.nbytes if result.audio is not None else 0,
+                        long_event=isinstance(length_s, (int, float)) and length_s > LONG_EVENT_S)
+        return result
 
     def _one(self, request: GenerationRequest) -> GenerationResult:
         checked = _check(request, self.max_length_s)
@@ -294,9 +312,28 @@ class ProceduralGenerator:
                                   sample_rate=checked.sample_rate, seed=request.seed)
         except (ValueError, MemoryError) as error:  # one bad event must not sink the batch
             return GenerationResult(error=f"description={request.description!r}: {error}")
-        finally:
-            if request.length_s > LONG_EVENT_S:
-                # A long event's segment temporaries, freed, stay resident in this thread's
-                # heap otherwise, beside every result the batch holds (engine.render).
-                return_freed_memory()
         return GenerationResult(audio=audio)
+
+
+class _BatchMemory:
+    """When a batch hands freed memory back to the OS: after a long event once the batch's
+    results pass ``RETAIN_FREED_BELOW_BYTES`` (a long event's segment temporaries, freed,
+    would otherwise stay resident in its thread's heap beside every result the batch holds),
+    and at the end of a batch that rendered one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._result_bytes = 0
+        self._long_events = 0
+
+    def rendered(self, result_bytes: int, *, long_event: bool) -> None:
+        with self._lock:
+            self._result_bytes += result_bytes
+            self._long_events += long_event
+            trim = long_event and self._result_bytes > RETAIN_FREED_BELOW_BYTES
+        if trim:
+            return_freed_memory()
+
+    def finish(self) -> None:
+        if self._long_events:
+            return_freed_memory()
