@@ -192,7 +192,9 @@ def test_only_chunks_near_a_change_are_filtered_again(monkeypatch):
     monkeypatch.setattr(scipy.signal, "sosfilt", counting)
     spans = [(100_000, 100_500)]  # inside the fourth chunk
     again = first.after(_changed(audio, 1.5, spans), gain=1.5, changed=spans)
-    assert 1 <= len(calls) <= 2 < len(first.chunks)  # that chunk, maybe the next one
+    assert 1 <= len(calls) <= 2 < len(first.chunks)  # that piece, maybe the next one
+    # ... from the start of its 100 ms segment, not of its chunk, until the filter settles.
+    assert sum(calls) <= 2 * 4800 < loudness.FILTER_CHUNK_FRAMES
     assert again.lufs == pytest.approx(
         loudness.integrated_lufs(_changed(audio, 1.5, spans), rate), abs=1e-6)
     calls.clear()
@@ -204,3 +206,33 @@ def test_a_measurement_refuses_audio_of_another_length():
     audio, rate = CASES["rain_44k1"]
     with pytest.raises(InvalidInputError, match="audio"):
         loudness.Measurement.of(audio, rate).after(audio[:, :-1], gain=1.0, changed=[])
+
+
+@pytest.mark.parametrize("rate", [8000, 44100, 48000, 192000, 384000])
+def test_a_pieces_state_is_recovered_from_the_frames_before_it(rate):
+    # What lets a measurement taken again start at any 100 ms segment of a chunk.
+    from scipy.signal import sosfilt
+
+    sos = loudness.k_weighting_sos(rate)
+    audio = rain(rate, 0.3)[0].astype(np.float64)
+    from_inputs, from_outputs = loudness._state_recovery(rate)
+    for at in (40, audio.size // 2, audio.size - 1):
+        output, state = sosfilt(sos, audio[:at], zi=np.zeros((sos.shape[0], 2)))
+        window = slice(at - loudness.RECOVER_FRAMES, at)
+        recovered = audio[window] @ from_inputs + output[window] @ from_outputs
+        np.testing.assert_allclose(recovered, state.ravel(), atol=1e-9 * np.abs(state).max())
+
+
+def test_pieces_too_close_to_a_chunks_start_fall_back_to_an_earlier_state(monkeypatch):
+    # A cut a few frames into a chunk: no state for that piece (too few frames before it),
+    # so a change there is measured again from the chunk's start. Same answer either way.
+    audio, rate = CASES["rain_48k_stereo"]
+    monkeypatch.setattr(loudness, "FILTER_CHUNK_FRAMES", 4800 * 3 - 10)  # cuts 10 frames in
+    first = loudness.Measurement.of(audio, rate)
+    unknown = [c for c in first.chunks if np.isnan(c.states[1:]).any()]
+    assert unknown  # the setting above made such pieces
+    chunk = unknown[0]
+    spans = [(chunk.start + 12, chunk.start + 300)]
+    again = first.after(_changed(audio, 0.8, spans), gain=0.8, changed=spans)
+    assert again.lufs == pytest.approx(
+        loudness.integrated_lufs(_changed(audio, 0.8, spans), rate), abs=1e-6)
