@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Protocol
+import time
+from typing import Callable, Protocol
 
 from engine.errors import CancelledError
 
@@ -41,12 +42,20 @@ class CancelToken:
 
 class ProgressThrottle:
     """Which progress reports are worth passing on (to a client's progress bar, across a process
-    boundary): a new stage, every ``step`` of a stage, and a stage's end once. Not thread-safe:
-    one per job."""
+    boundary): a new stage, a stage's end once, and in between a step of at least ``step`` no
+    sooner than ``min_interval_s`` after the last report. The time floor matters for fast jobs:
+    a stem from the cache or a near-free backend runs through every 5 % of a stage in a few
+    milliseconds, and 20 messages per stage per job, for 50 clients at once, would cost the
+    server's loop more than all their requests (a bar redrawn ten times a second looks smooth).
+    Not thread-safe: one per job."""
 
-    def __init__(self, step: float = 0.05) -> None:
+    def __init__(self, step: float = 0.05, min_interval_s: float = 0.1,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.step = step
+        self.min_interval_s = min_interval_s
+        self._clock = clock
         self._last: tuple[str, float] = ("", -1.0)
+        self._last_at_s = -math.inf
 
     def admit(self, stage: str, fraction: float) -> float | None:
         """The fraction to report (clamped to [0, 1]), or None to stay quiet."""
@@ -54,8 +63,18 @@ class ProgressThrottle:
             return None
         fraction = min(max(float(fraction), 0.0), 1.0)
         last_stage, last_fraction = self._last
-        if stage == last_stage and (fraction == last_fraction or
-                                    (fraction < 1.0 and fraction - last_fraction < self.step)):
-            return None
+        if stage == last_stage:
+            if fraction == last_fraction:
+                return None
+            if fraction < 1.0:
+                if fraction - last_fraction < self.step:
+                    return None
+                now_s = self._clock()
+                if now_s - self._last_at_s < self.min_interval_s:
+                    return None
+                self._last_at_s = now_s
+                self._last = (stage, fraction)
+                return fraction
         self._last = (stage, fraction)
+        self._last_at_s = self._clock()
         return fraction

@@ -21,6 +21,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.parsing import osc_types
 
 from server import protocol as p
+from server.loop_mailbox import LoopMailbox
 
 log = logging.getLogger("audio_agent.osc")
 
@@ -128,7 +129,7 @@ class OscProtocol(asyncio.DatagramProtocol):
     def __init__(self, *, handle: Handle, allow: Iterable[str] = (), loop: asyncio.AbstractEventLoop) -> None:
         self._handle = handle
         self._allow = {plain_host(str(ipaddress.ip_address(a))) for a in allow}
-        self._loop = loop
+        self._mailbox = LoopMailbox(loop)
         self.transport: asyncio.DatagramTransport | None = None
         self._loop_thread = -1
         self.own_port = 0
@@ -165,7 +166,7 @@ class OscProtocol(asyncio.DatagramProtocol):
             if threading.get_ident() == self._loop_thread:
                 self._sendto(datagram, address)  # answer now, not after the handler returns
             else:
-                self._loop.call_soon_threadsafe(self._sendto, datagram, address)
+                self._mailbox.post(self._sendto, datagram, address)
 
         return send
 

@@ -22,6 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from server import protocol as p
+from server.loop_mailbox import LoopMailbox
 from server.protocol import Connection, State, tokens_match
 
 log = logging.getLogger("audio_agent.websocket")
@@ -104,7 +105,7 @@ def _encode_or_error(message: p.ServerMessage) -> str:
 
 class _Outbox(asyncio.Queue[str]):
     """A connection's encoded replies waiting to be sent, bounded by MAX_OUTBOX_BYTES. Used on
-    the loop thread only (sinks hand messages over with call_soon_threadsafe)."""
+    the loop thread only (job threads hand messages over through the transport's LoopMailbox)."""
 
     def __init__(self, connection: ServerConnection, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__()
@@ -143,8 +144,10 @@ class WebSocketTransport:
         # reused by a later, unauthenticated connection).
         self._authed: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
         self.server: Server | None = None
+        self._mailbox: LoopMailbox | None = None
 
     async def start(self, *, port: int) -> Server:
+        self._mailbox = LoopMailbox(asyncio.get_running_loop())
         self.server = await serve(
             self._serve_connection,
             self._host,
@@ -182,16 +185,18 @@ class WebSocketTransport:
         outbox = _Outbox(connection, loop)
 
         loop_thread = threading.get_ident()
+        mailbox = self._mailbox
+        assert mailbox is not None  # set by start(), which serves the connections
 
         def sink(message: p.ServerMessage) -> None:  # called from job threads and from the loop
             text = _encode_or_error(message)  # encoded here: off the loop for job messages
             if threading.get_ident() == loop_thread:
-                # An answer made on the loop (accepted, pong, an error) goes in now: through
-                # call_soon_threadsafe it waited one more loop pass, and under load every pass
-                # can wait milliseconds for the interpreter lock held by planner/render threads.
+                # An answer made on the loop (accepted, pong, an error) goes in now: handed
+                # over it waited one more loop pass, and under load every pass can wait
+                # milliseconds for the interpreter lock held by planner/render threads.
                 outbox.put(text)
             else:
-                loop.call_soon_threadsafe(outbox.put, text)
+                mailbox.post(outbox.put, text)
 
         sender = asyncio.create_task(self._send_all(connection, outbox))
         state = Connection(token=self._token, authenticated=connection in self._authed)
