@@ -508,3 +508,21 @@ def test_freed_memory_goes_back_once_results_pass_the_budget_and_at_the_end(
     results = ProceduralGenerator().generate(
         [GenerationRequest("a door slams", "long", 0, 16000)] + long_events[:1])
     assert not results[0].ok and results[1].ok and len(trims) == 2
+
+
+@pytest.mark.parametrize(("channels", "work_rate", "sample_rate"),
+                         [(1, 16000, 48000), (2, 24000, 48000), (1, 24000, 44100),
+                          (2, 32000, 22050)])
+def test_resampling_float32_gives_the_samples_float64_gave(channels, work_rate,
+                                                           sample_rate) -> None:
+    """The generator resamples its float64 recipe output as float32 (half the memory),
+    relying on soxr's HQ setting filtering in single precision either way."""
+    import soxr
+
+    rng = np.random.default_rng(7)
+    audio = np.cumsum(rng.standard_normal((channels, 40000)), axis=-1) * 1e-3
+    audio[:, 1000:3000] *= 1e-6  # quiet stretches too
+    wide = soxr.resample(audio.T, work_rate, sample_rate).T.astype(np.float32)
+    narrow = soxr.resample(audio.astype(np.float32).T, work_rate, sample_rate).T
+    assert narrow.dtype == np.float32
+    assert np.ascontiguousarray(narrow).tobytes() == np.ascontiguousarray(wide).tobytes()
