@@ -311,6 +311,10 @@ def integrated_lufs(audio: np.ndarray, sample_rate: int) -> float:
 # the states of the two never agree to more than about that; a difference of 1e-6 moves the
 # energy of the next few milliseconds by 1e-6, a loudness by far under 1e-6 LU.
 _STATE_MATCH = 1e-6
+# ... or to this fraction of the signal's RMS level, where the states themselves are smaller:
+# a difference of 1e-7 of the RMS level adds under ~1e-12 of the signal's energy per frame
+# while the filter forgets it.
+_QUIET_SCALE = 0.1
 
 
 @dataclass(frozen=True)
@@ -362,6 +366,7 @@ class Measurement:
         spans = np.array([(low, high) for low, high in changed if high > low],
                          dtype=np.int64).reshape(-1, 2)
         weights = _weights(array.shape[0])
+        floor = self._quiet_state(gain)
         chunks: list[_Chunk] = []
         carried: np.ndarray | None = None  # the new signal's state where it differs
         for index, old in enumerate(self.chunks):
@@ -370,17 +375,28 @@ class Measurement:
             if not dirty.any() and carried is None:
                 chunks.append(old.scaled(gain))
                 continue
-            chunk, after = self._refiltered(array, old, edges, dirty, gain, carried, weights)
+            chunk, after = self._refiltered(array, old, edges, dirty, gain, carried, weights,
+                                            floor)
             chunks.append(chunk)
             carried = None
             if after is not None and index + 1 < len(self.chunks):
-                if not _agrees(after, self.chunks[index + 1].state * gain):
+                if not _agrees(after, self.chunks[index + 1].state * gain, floor):
                     carried = after
         return self._from_chunks(self.sample_rate, self.cuts, self.lower, self.upper, chunks)
 
+    def _quiet_state(self, gain: float) -> float:
+        """A state difference under which what is left of a change no longer matters: a
+        fraction of the signal's RMS K-weighted level (times the gain). In the silence after
+        a click the states of the changed and the unchanged signal decay together, so their
+        relative difference never shrinks; in absolute terms it soon stops mattering."""
+        frames = self.chunks[-1].stop if self.chunks else 0
+        energy = sum(float(chunk.sums.sum()) for chunk in self.chunks) / max(1, frames)
+        return _QUIET_SCALE * math.sqrt(max(energy, 0.0)) * abs(gain)
+
     def _refiltered(self, array: np.ndarray, old: _Chunk, edges: np.ndarray,
                     dirty: np.ndarray, gain: float, carried: np.ndarray | None,
-                    weights: np.ndarray | None) -> tuple[_Chunk, np.ndarray | None]:
+                    weights: np.ndarray | None, floor: float
+                    ) -> tuple[_Chunk, np.ndarray | None]:
         """``old`` measured again: from the first dirty piece (or the chunk's start, when
         ``carried`` is the state the changes before it left) through the last dirty one,
         then piece by piece until the state agrees with the old one's times the gain. Also
@@ -400,7 +416,7 @@ class Measurement:
             sums[begin:end], states[begin:end] = part.sums, part.states
             if end == pieces:
                 break
-            if known[end] and _agrees(state, states[end]):
+            if known[end] and _agrees(state, states[end], floor):
                 head = carried if carried is not None else old.state * gain
                 return _Chunk(old.start, old.stop, head, old.first, old.last, sums,
                               states), None
@@ -419,7 +435,8 @@ def _dirty_pieces(edges: np.ndarray, spans: np.ndarray) -> np.ndarray:
     return dirty
 
 
-def _agrees(state: np.ndarray, expected: np.ndarray) -> bool:
-    """Whether a state refiltered after a change is the unchanged signal's again."""
-    scale = max(float(np.abs(expected).max(initial=0.0)), FLUSH_BELOW)
+def _agrees(state: np.ndarray, expected: np.ndarray, floor: float) -> bool:
+    """Whether a state refiltered after a change is the unchanged signal's again (relative
+    to the larger of the state and ``floor``, see Measurement._quiet_state)."""
+    scale = max(float(np.abs(expected).max(initial=0.0)), floor, FLUSH_BELOW)
     return float(np.abs(state - expected).max(initial=0.0)) <= _STATE_MATCH * scale
