@@ -236,3 +236,23 @@ def test_pieces_too_close_to_a_chunks_start_fall_back_to_an_earlier_state(monkey
     again = first.after(_changed(audio, 0.8, spans), gain=0.8, changed=spans)
     assert again.lufs == pytest.approx(
         loudness.integrated_lufs(_changed(audio, 0.8, spans), rate), abs=1e-6)
+
+
+def test_the_silence_after_a_changed_click_is_not_filtered_again(monkeypatch):
+    # Between ticks the states of the changed and the unchanged signal decay together: their
+    # relative difference never shrinks, but it soon stops mattering against the signal's
+    # level, and filtering stops there instead of running on to the next tick.
+    import scipy.signal
+
+    audio, rate = CASES["clock_ticks"]  # a 2 ms tick every 0.5 s
+    first = loudness.Measurement.of(audio, rate)
+    ticks = np.flatnonzero(np.abs(audio[0]) > 0.1)
+    spans = [(int(at), int(at) + 50) for at in ticks[np.diff(ticks, prepend=-rate) > 1000]]
+    changed = _changed(audio, 2.0, spans)
+    filtered: list[int] = []
+    real = scipy.signal.sosfilt
+    monkeypatch.setattr(scipy.signal, "sosfilt", lambda sos, x, axis=-1, zi=None: (
+        filtered.append(x.shape[-1]) or real(sos, x, axis=axis, zi=zi)))
+    again = first.after(changed, gain=2.0, changed=spans)
+    assert sum(filtered) < 0.65 * audio.shape[1]  # (0.875 without the level floor)
+    assert again.lufs == pytest.approx(loudness.integrated_lufs(changed, rate), abs=1e-6)
