@@ -155,21 +155,26 @@ def smooth_noise(
     points = rng.standard_normal((channels, count))
     hop = max(1, min(256, int(sample_rate / (rate_hz * 16.0))))
     coarse_at = np.arange(0, n_frames + hop, hop)
+    # The full-rate array first, before the small coarse ones: the allocator then hands it
+    # the block the last full-rate array freed instead of fresh pages.
+    out = np.empty((channels, coarse_at.size - 1, hop))
     position = coarse_at * (rate_hz / sample_rate)
     index = position.astype(np.int64)
     weight = 0.5 - 0.5 * np.cos(math.pi * (position - index))
     coarse = points[:, index] * (1.0 - weight) + points[:, index + 1] * weight
-    return _linear_upsample(coarse, hop, n_frames)
+    return _linear_upsample(coarse, out)[:, :n_frames]
 
 
-def _linear_upsample(coarse: np.ndarray, hop: int, n_frames: int) -> np.ndarray:
-    """``np.interp`` of (channels, points) knots ``hop`` frames apart at every frame, as one
-    broadcast multiply-add instead of a search per frame: numpy computes each sample as
-    slope * (frame - knot) + value, and so does this, so the samples are the same."""
+def _linear_upsample(coarse: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``np.interp`` of (channels, points) knots ``hop`` frames apart at every frame, into
+    ``out`` (channels, points - 1, hop), as one broadcast multiply-add instead of a search
+    per frame: numpy computes each sample as slope * (frame - knot) + value, and so does
+    this, so the samples are the same. Returns (channels, (points - 1) * hop)."""
+    hop = out.shape[-1]
     slope = np.diff(coarse, axis=-1) / float(hop)
-    out = slope[:, :, None] * np.arange(hop, dtype=np.float64)
+    np.multiply(slope[:, :, None], np.arange(hop, dtype=np.float64), out=out)
     out += coarse[:, :-1, None]
-    return out.reshape(coarse.shape[0], -1)[:, :n_frames]
+    return out.reshape(coarse.shape[0], -1)
 
 
 def narrow_stereo(audio: np.ndarray, width: float) -> np.ndarray:
