@@ -301,6 +301,22 @@ def test_limited_stems_hold_the_ceiling_by_the_reference(name):
     assert 20 * math.log10(float(truepeak.reference_envelope(out).max())) <= -1.0
 
 
+def test_a_long_mix_on_small_pages_is_identical_to_the_previous_code():
+    # Over 4 MB the bus is an anonymous mapping on 4 KB pages (not numpy's huge pages).
+    previous = _previous_render()
+    bed = noise(12.0, channels=2, scale=0.05, seed=35)
+    parts = [(bed, 0.0, 0.0), (bed[:, : 5 * SR] * np.float32(2.0), 6.5, -2.0),
+             (noise(3.0, scale=0.05, seed=36), 10.0, 1.0)]
+    bus = render.MixBus(duration_s=12.0, sample_rate=SR, channels=2)
+    assert bus.audio.nbytes >= render._SMALL_PAGES_MIN_BYTES
+    assert bus.audio.flags.writeable and not bus.audio.any()
+    old, _ = previous.mix([previous.PlacedStem(a, s, g) for a, s, g in parts],
+                          duration_s=12.0, sample_rate=SR)
+    new, _ = render.mix([render.PlacedStem(a, s, g) for a, s, g in parts],
+                        duration_s=12.0, sample_rate=SR)
+    np.testing.assert_array_equal(new, old)
+
+
 def test_mix_bus_spreads_and_folds_channels_as_the_previous_code():
     previous = _previous_render()
     parts = [(noise(1.0, channels=3, scale=0.05, seed=51), 0.0, 0.0),
