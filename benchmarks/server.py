@@ -7,14 +7,17 @@ anything is timed.
 1. request -> accepted latency (p50/p99, ms) over WebSocket with 1, 10 and 50 concurrent clients
    WHILE RENDERING: one more connection keeps the render worker busy with long procedural scenes
    (--scene-s) the whole time. Each client sends generate requests one after another; their own
-   renders use a near-free backend so they finish between the background scenes.
+   renders use a near-free backend so they finish between the background scenes. First requests
+   are spread over --start-spread-s; then, at the largest count, the worst case: every client's
+   first request in the same millisecond ("synchronized_burst").
 2. fairness: each client's mean request -> done time; the worst client over the median client.
 3. a client that never reads: the server's RSS growth while it floods pings, and the close code
    it gets (4008 once its unread replies pass the 4 MiB outbox).
 4. optional: OSC accepted latency on an idle server (--osc), the same rounds with no background
    render (--no-render), edit-one-of-N render times on the procedural backend (--edits).
 
-Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/server.py [--requests-per-client 4] [--edits]
+Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/server.py [--requests-per-client 8]
+     [--start-spread-s 0.25] [--edits]
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import argparse
 import asyncio
 import gc
 import json
+import random
 import select
 import socket
 import statistics
@@ -68,14 +72,19 @@ def gen_request(rid: str, session: str) -> dict[str, Any]:
             "duration_s": 0.5, "backend": "bench-quiet"}
 
 
-async def ws_round(port: int, clients: int, per_client: int) -> dict[str, Any]:
+async def ws_round(port: int, clients: int, per_client: int, start_spread_s: float) -> dict[str, Any]:
     """``clients`` connections at once, each sending ``per_client`` generate requests one after
-    another (the next once the previous is done). Returns the accepted latencies and each
-    client's mean request->done time (fairness: the render worker serves jobs in arrival order,
-    so no client should wait much longer than the others)."""
+    another (the next once the previous is done). Each client's first request waits a random
+    0..``start_spread_s`` (seeded): designers at 50 DAWs do not press Enter in the same
+    millisecond. ``start_spread_s=0`` is the worst case, every first request in one burst.
+    Returns the accepted latencies and each client's mean request->done time (fairness: the
+    render worker serves jobs in arrival order, so no client should wait much longer than the
+    others)."""
 
     connected = 0
     everyone_in = asyncio.Event()
+    spread = random.Random(clients)
+    start_delays_s = [spread.uniform(0.0, start_spread_s) for _ in range(clients)]
 
     async def one(index: int) -> tuple[list[float], list[float]]:
         nonlocal connected
@@ -88,6 +97,7 @@ async def ws_round(port: int, clients: int, per_client: int) -> dict[str, Any]:
             if connected == clients:
                 everyone_in.set()
             await everyone_in.wait()
+            await asyncio.sleep(start_delays_s[index])
             for k in range(per_client):
                 started = time.perf_counter()
                 await ws.send(json.dumps(gen_request(f"w{index}-{k}", f"ws{index}")))
@@ -106,13 +116,14 @@ async def ws_round(port: int, clients: int, per_client: int) -> dict[str, Any]:
     accepted = [t for r in results for t in r[0]]
     client_done_s = [statistics.mean(r[1]) for r in results]
     median_s = statistics.median(client_done_s)
-    # The first requests all arrive in one burst (one per client, the same instant) and queue on
-    # the loop; later ones are spread out by their different done times. Shown apart.
+    # The first requests arrive within start_spread_s (all in one burst when it is 0) and can
+    # queue on the loop; later ones are spread out by their different done times. Shown apart.
     first = [r[0][0] for r in results]
     later = [t for r in results for t in r[0][1:]]
     return {
-        "clients": clients, "requests": len(accepted), "accepted": percentiles(accepted),
-        "accepted_first_burst": percentiles(first), "accepted_after_first": percentiles(later) if later else None,
+        "clients": clients, "start_spread_s": start_spread_s, "requests": len(accepted),
+        "accepted": percentiles(accepted),
+        "accepted_first": percentiles(first), "accepted_after_first": percentiles(later) if later else None,
         "done_per_client_ms": {"median": round(median_s * 1000, 1), "worst": round(max(client_done_s) * 1000, 1)},
         "fairness_worst_over_median": round(max(client_done_s) / median_s, 2),
     }
@@ -160,15 +171,19 @@ class BackgroundRender:
 
 
 async def latency_rounds(port: int, concurrency: list[int], per_client: int, scene_s: float,
-                         with_render: bool) -> dict[str, Any]:
+                         with_render: bool, start_spread_s: float) -> dict[str, Any]:
+    """A round per client count with first requests spread over ``start_spread_s``, then the
+    worst case at the largest count: every client's first request in the same millisecond."""
     background = BackgroundRender(port, scene_s) if with_render else None
     if background is not None:
         background.start()
         await asyncio.sleep(1.0)  # the first background scene is planned and rendering
     rounds = []
     for clients in concurrency:
-        rounds.append(await ws_round(port, clients, per_client))
+        rounds.append(await ws_round(port, clients, per_client, start_spread_s))
     out: dict[str, Any] = {"rounds": rounds}
+    if concurrency and start_spread_s > 0:
+        out["synchronized_burst"] = await ws_round(port, max(concurrency), per_client, 0.0)
     if background is not None:
         await background.stop()
         out["background_scene_s"] = scene_s
@@ -229,7 +244,7 @@ async def warm_up(port: int) -> None:
                                       "prompt": prompt, "duration_s": 2.0, "backend": backend}))
             while json.loads(await ws.recv())["type"] not in ("done", "error"):
                 pass
-    await ws_round(port, 10, 2)
+    await ws_round(port, 10, 2, 0.0)
 
 
 def osc_round(port: int, clients: int, per_client: int) -> list[float]:
@@ -344,7 +359,9 @@ class ServerProcess:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests-per-client", type=int, default=4)
+    parser.add_argument("--requests-per-client", type=int, default=8)
+    parser.add_argument("--start-spread-s", type=float, default=0.25,
+                        help="first requests spread over this many seconds (0: all at once)")
     parser.add_argument("--concurrency", type=int, nargs="*", default=[1, 10, 50])
     parser.add_argument("--scene-s", type=float, default=60.0, help="length of the background scenes")
     parser.add_argument("--no-render", action="store_true", help="also measure with no background render")
@@ -365,10 +382,12 @@ def main() -> None:
         with ServerProcess(Path(tmp) / "lat", "procedural") as server:
             asyncio.run(warm_up(server.ws_port))
             report["websocket_with_rendering"] = asyncio.run(latency_rounds(
-                server.ws_port, args.concurrency, args.requests_per_client, args.scene_s, True))
+                server.ws_port, args.concurrency, args.requests_per_client, args.scene_s, True,
+                args.start_spread_s))
             if args.no_render:
                 report["websocket_idle"] = asyncio.run(latency_rounds(
-                    server.ws_port, args.concurrency, args.requests_per_client, args.scene_s, False))
+                    server.ws_port, args.concurrency, args.requests_per_client, args.scene_s, False,
+                    args.start_spread_s))
             if args.osc:
                 report["osc_idle"] = [{"clients": clients, "accepted": percentiles(
                     osc_round(server.osc_port, clients, args.requests_per_client))} for clients in args.concurrency]
