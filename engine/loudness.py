@@ -367,14 +367,20 @@ class Measurement:
                          dtype=np.int64).reshape(-1, 2)
         weights = _weights(array.shape[0])
         floor = self._quiet_state(gain)
+        # Chunks holding a changed frame, found with one search per span (most are clean).
+        touched = np.zeros(len(self.chunks), dtype=bool)
+        starts = np.array([chunk.start for chunk in self.chunks])
+        for low, high in spans.tolist():
+            touched[max(0, int(np.searchsorted(starts, low, side="right")) - 1)
+                    : int(np.searchsorted(starts, high, side="left"))] = True
         chunks: list[_Chunk] = []
         carried: np.ndarray | None = None  # the new signal's state where it differs
         for index, old in enumerate(self.chunks):
-            edges = old.edges(self.cuts)
-            dirty = _dirty_pieces(edges, spans)
-            if not dirty.any() and carried is None:
+            if not touched[index] and carried is None:
                 chunks.append(old.scaled(gain))
                 continue
+            edges = old.edges(self.cuts)
+            dirty = _dirty_pieces(edges, spans)
             chunk, after = self._refiltered(array, old, edges, dirty, gain, carried, weights,
                                             floor)
             chunks.append(chunk)
@@ -408,8 +414,11 @@ class Measurement:
         else:
             begin = int(np.flatnonzero(known[: int(np.argmax(dirty)) + 1])[-1])
             state = states[begin]
-        end = int(np.flatnonzero(dirty)[-1]) + 1 if dirty.any() else begin + 1
         pieces = len(edges) - 1
+        # Through the last dirty piece and one more: the filter forgets a change within a
+        # few thousand frames, so one call usually covers it (the loop below is for when not).
+        end = int(np.flatnonzero(dirty)[-1]) + 1 if dirty.any() else begin
+        end = min(pieces, end + 1)
         while True:
             part, state = _filter_chunk(array, self.sample_rate, weights, self.cuts,
                                         int(edges[begin]), int(edges[end]), state)
