@@ -252,6 +252,7 @@ def _limit(
     array: np.ndarray, sample_rate: int, ceiling_dbtp: float, *, in_place: bool = False,
     blocks: truepeak.BlockPeaks | None = None,
     before_change: Callable[[], object] | None = None,
+    settle: bool = True,
 ) -> _Limited:
     """The limited audio, its true peak when already known, whether anything changed, and
     the scan's per-block state (pass it back as ``blocks`` after a gain change).
@@ -263,6 +264,11 @@ def _limit(
     then a pass over just the blocks that gain touched (the scan's per-block maxima stand for
     the rest), which gives the true peak of the result. ``before_change`` is called before
     anything in ``array`` is written (a reader on another thread may still need it).
+
+    Without ``settle`` that last pass (and the static trim it may call for) is left to
+    ``_settled``: a caller that turns the result up again for another round would only
+    measure those blocks twice. The peak is then None and the blocks the gain touched are
+    marked unknown in the state handed back.
     """
     ceiling = db_to_gain(ceiling_dbtp - CEILING_MARGIN_DB)
     if array.size == 0:
@@ -281,7 +287,19 @@ def _limit(
     # Outside the spans nothing changed (and nothing was over the ceiling): only the blocks
     # the spans touch, with the interpolator's reach, are measured again.
     assert found.blocks is not None  # a whole-signal scan
-    after = truepeak.scan(out, blocks=found.blocks.forget(spans))
+    unsettled = found.blocks.forget(spans)
+    if not settle:
+        return _Limited(out, None, True, unsettled, tuple(spans), 1.0)
+    done = _settled(out, ceiling_dbtp, unsettled)
+    return _Limited(out, done.peak_dbtp, True, done.blocks, tuple(spans), done.gain)
+
+
+def _settled(out: np.ndarray, ceiling_dbtp: float, blocks: truepeak.BlockPeaks) -> _Limited:
+    """The last pass of a limiter round, in place: the true peak of ``out`` from ``blocks``
+    (those the gain touched marked unknown), and the static trim that brings whatever is
+    still over the ceiling under it (``gain``; 1.0 when none was needed)."""
+    ceiling = db_to_gain(ceiling_dbtp - CEILING_MARGIN_DB)
+    after = truepeak.scan(out, blocks=blocks)
     peak, state = after.peak, after.blocks
     factor = np.float32(1.0)
     if peak > ceiling:
@@ -289,7 +307,7 @@ def _limit(
         out *= factor
         peak = peak * float(factor)
         state = None if state is None else state.scaled(float(factor))
-    return _Limited(out, truepeak.to_dbtp(peak), True, state, tuple(spans), float(factor))
+    return _Limited(out, truepeak.to_dbtp(peak), True, state, (), float(factor))
 
 
 _GAIN_SLICE_FRAMES = 1 << 16  # frames per slice when applying limiter gain
@@ -390,8 +408,11 @@ def normalise_stem(
     pending = float(np.float32(db_to_gain(gain_db)))
     for _ in range(MAKEUP_ROUNDS):
         # ``out`` is always this function's own array (a product above), so the limiter may
-        # write into it: one stem-sized copy fewer, same values.
-        limited = _limit(out, sample_rate, ceiling_dbtp, in_place=True, blocks=blocks)
+        # write into it: one stem-sized copy fewer, same values. Its last pass waits until
+        # the round turns out to be the last (_settled below): another round would turn the
+        # same blocks up and measure them again anyway.
+        limited = _limit(out, sample_rate, ceiling_dbtp, in_place=True, blocks=blocks,
+                         settle=False)
         out, peak_db, changed = limited.audio, limited.peak_dbtp, limited.changed
         blocks = limited.blocks
         if not changed:
@@ -407,10 +428,15 @@ def normalise_stem(
         loudness_now = _measure_after(loudness_now, out, sample_rate, pending * limited.gain,
                                       limited.spans)
         out_lufs = now = loudness_now.lufs
-        if now is None or abs(target_lufs - now) <= LOUDNESS_TOLERANCE_LU:
+        if (now is None or abs(target_lufs - now) <= LOUDNESS_TOLERANCE_LU
+                # ... or the limiter took the whole make-up back: more rounds would too.
+                or (before is not None and abs(now - before) < MAKEUP_STALL_LU)):
+            assert blocks is not None  # a changing pass always hands its blocks on
+            done = _settled(out, ceiling_dbtp, blocks)
+            peak_db = done.peak_dbtp
+            if done.gain != 1.0 and now is not None:
+                out_lufs = now + 20.0 * math.log10(done.gain)  # a static gain: exactly that
             break
-        if before is not None and abs(now - before) < MAKEUP_STALL_LU:
-            break  # the limiter took the whole make-up back: more rounds would too
         makeup_db = _makeup_db(target_lufs - now, applied_db, None if before is None else now - before)
         gain = np.float32(db_to_gain(makeup_db))
         out = (out * gain).astype(np.float32, copy=False)

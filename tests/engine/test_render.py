@@ -387,6 +387,25 @@ def test_rounds_stop_once_the_limiter_takes_the_whole_make_up_back(monkeypatch):
     assert lufs(done.audio) == pytest.approx(lufs(every.audio), abs=0.01)
 
 
+def test_a_rounds_last_pass_waits_until_the_round_is_the_last(monkeypatch):
+    # Each limiter round scans for frames over the ceiling; the pass that measures what the
+    # round made (and trims what is left over) runs once, after the last round, instead of in
+    # every round: the next round would scan the same blocks again after its make-up.
+    scans, passes = [], []
+    real_scan, real_limit = truepeak.scan, render._limit
+    monkeypatch.setattr(truepeak, "scan", lambda *a, **k: scans.append(1) or real_scan(*a, **k))
+    monkeypatch.setattr(render, "_limit", lambda *a, **k: passes.append(1) or real_limit(*a, **k))
+    clip = burst(2.0, seed=71)
+    done = render.normalise_stem(clip, sample_rate=SR, target_lufs=-12.0)
+    assert len(passes) >= 3  # several make-up rounds
+    assert len(scans) == len(passes) + 1
+    assert done.loudness_lufs == pytest.approx(lufs(done.audio), abs=1e-4)
+    assert abs(done.loudness_lufs - (-12.0)) <= 0.5
+    assert done.true_peak_dbtp == pytest.approx(
+        20 * math.log10(float(truepeak.reference_envelope(done.audio).max())), abs=1e-4)
+    assert done.true_peak_dbtp <= -1.0 - render.CEILING_MARGIN_DB + 1e-6
+
+
 def test_warm_up_primes_the_filters_and_tables():
     from engine import loudness
 
