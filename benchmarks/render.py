@@ -1,7 +1,12 @@
 """Render-path cost, this code against the previous code in the same run, printed as JSON.
 
     .venv/bin/python benchmarks/render.py [--repeats N] [--previous DIR | --previous-commit SHA]
-                                          [--skip-long] [--skip-previous-long]
+                                          [--skip-long] [--skip-previous-long] [--steps]
+
+One scene alone, this tree only (what the figures below are made of):
+
+    OPENBLAS_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/render.py --steps \
+        --child scene 16 60 synthetic
 
 Measured, each in a fresh interpreter (a child process) so imports, memory and caches start
 cold and equal for both sides:
@@ -11,6 +16,9 @@ cold and equal for both sides:
   its own CPU subtracted; a one-event render before it pays imports and warm-up. The generator is a fixed synthetic one defined here (rain-like beds,
   door-like bursts, tones, clicks), so both sides process identical audio; the procedural
   backend of each side is timed as well (``scene_60s_procedural``).
+  With ``--steps`` each scene also reports ``cpu_by_step_s``: the same CPU split by what the
+  render spends it on (fit, fades, loudness, true peak, limiter gain, name hash, WAV write,
+  mix bus add, other; see STEPS).
 - ``scene_600s``: a 16-event 600 s scene on the procedural backend: wall seconds and peak RSS.
 - ``startup``: ``audio-agent --help`` and ``audio-agent client status`` (no server listening:
   the cost is start-up and the client's imports), wall and CPU, best of --repeats.
@@ -124,6 +132,75 @@ class CpuMeter:
         return {stage: round(value, 3) for stage, value in spans.items()}
 
 
+# Steps timed inside the render (module, function, step name): thread CPU summed over calls on
+# every thread, each call counted once under the outermost timed step that is running on its
+# thread (a true-peak scan inside a loudness measurement counts as loudness). "other" is what
+# is left of the CPU outside the generator. Names missing from a tree under test are skipped.
+STEPS = (
+    ("engine.render", "fit_to_length", "fit"),
+    ("engine.render", "apply_fades", "fades"),
+    ("engine.render", "measure", "loudness"),
+    ("engine.render", "_measure_after", "loudness"),
+    ("engine.truepeak", "scan", "true_peak"),
+    ("engine.render", "_gain_spans", "limiter_gain"),
+    ("engine.scene", "_file_hash", "name_hash"),
+    ("engine.stems", "write_stem", "wav_write"),
+    ("engine.scene", "write_stem", "wav_write"),
+)
+
+
+class StepMeter:
+    """Thread CPU per render step (see STEPS), installed by wrapping module functions."""
+
+    def __init__(self) -> None:
+        import collections
+        import threading
+
+        self.seconds: collections.Counter[str] = collections.Counter()
+        self.local = threading.local()
+        self.installed: list[tuple[object, str, object]] = []
+
+    def install(self) -> None:
+        import importlib
+
+        for module_name, name, step in STEPS:
+            module = importlib.import_module(module_name)
+            real = getattr(module, name, None)
+            if real is not None:
+                self.installed.append((module, name, real))
+                setattr(module, name, self._timed(real, step))
+        bus = getattr(importlib.import_module("engine.render"), "MixBus", None)
+        if bus is not None:
+            self.installed.append((bus, "add", bus.add))
+            bus.add = self._timed(bus.add, "mix_add")
+
+    def uninstall(self) -> None:
+        for owner, name, real in reversed(self.installed):
+            setattr(owner, name, real)
+        self.installed.clear()
+
+    def _timed(self, real, step: str):
+        meter = self
+
+        def timed(*args, **kwargs):
+            if getattr(meter.local, "busy", False):
+                return real(*args, **kwargs)  # inside another timed step: counted there
+            meter.local.busy = True
+            began = time.thread_time()
+            try:
+                return real(*args, **kwargs)
+            finally:
+                meter.seconds[step] += time.thread_time() - began
+                meter.local.busy = False
+
+        return timed
+
+    def split(self, outside_s: float) -> dict[str, float]:
+        steps = {step: round(value, 3) for step, value in sorted(self.seconds.items())}
+        steps["other"] = round(outside_s - sum(self.seconds.values()), 3)
+        return steps
+
+
 def _render(plan, generator, folder, progress):
     from engine.scene import render_scene
 
@@ -145,24 +222,33 @@ def child_scene(events: int, duration_s: float, backend: str) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         _render(staggered_plan(1, 1.0), SyntheticGenerator(), folder, None)
     meter = CpuMeter(generator)
+    steps = StepMeter()
+    if STEP_TIMES:
+        steps.install()
     wall = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         manifest = _render(plan, meter, folder, meter)
         ended = time.process_time()
         wall = time.perf_counter() - wall
         assert len(manifest.events) == events and not manifest.failed
+    steps.uninstall()
     stages = meter.split(ended)
     outside = sum(stages.values())
-    return {"events": events, "duration_s": duration_s, "backend": backend,
-            "wall_s": round(wall, 3), "generator_cpu_s": round(meter.generator_cpu_s, 3),
-            "cpu_outside_generator_s": round(outside, 3), "cpu_by_stage_s": stages,
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    result = {"events": events, "duration_s": duration_s, "backend": backend,
+              "wall_s": round(wall, 3), "generator_cpu_s": round(meter.generator_cpu_s, 3),
+              "cpu_outside_generator_s": round(outside, 3), "cpu_by_stage_s": stages,
+              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                                   1)}
+    if STEP_TIMES:
+        result["cpu_by_step_s"] = steps.split(outside)
+    return result
 
 
 # -- parent side -----------------------------------------------------------------------------
 
 
 BLAS_THREADS = "1"  # what the CLI and server pin (server/cli.py); see --blas-threads
+STEP_TIMES = False  # --steps: CPU per render step too (wrappers cost a little CPU themselves)
 
 
 def _child_env(tree: Path) -> dict[str, str]:
@@ -175,6 +261,8 @@ def _child_env(tree: Path) -> dict[str, str]:
 
 def run_child(tree: Path, *args: str) -> dict:
     command = [sys.executable, str(Path(__file__).resolve()), "--child", *args]
+    if STEP_TIMES:
+        command.insert(2, "--steps")
     process = subprocess.Popen(command, cwd=tree, env=_child_env(tree),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = process.communicate()
@@ -245,9 +333,13 @@ def main() -> None:
     parser.add_argument("--blas-threads", default=BLAS_THREADS,
                         help="OPENBLAS_NUM_THREADS for both sides' children (default 1, as the "
                         "CLI and server set it; 'unset' leaves the environment alone)")
+    parser.add_argument("--steps", action="store_true",
+                        help="also CPU per render step (fit, fades, loudness, true peak, "
+                        "limiter gain, name hash, WAV write, mix bus add) in the scenes")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     globals()["BLAS_THREADS"] = args.blas_threads
+    globals()["STEP_TIMES"] = args.steps
     if args.child:
         kind, *rest = args.child
         if kind == "scene":
