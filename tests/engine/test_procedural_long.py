@@ -91,3 +91,20 @@ def test_continuing_hits_keep_going_through_a_long_event() -> None:
                             seed=1)
     level = window_rms(barking, 10.0)
     assert level.min() > 0.2 * level.max()  # barks all the way through, not one minute
+
+
+def test_long_output_lives_in_its_own_mapping_and_behaves_as_any_array() -> None:
+    import pickle
+
+    from engine.generators.procedural.long_events import zeroed_output
+
+    blank = zeroed_output(2, 1000)
+    assert blank.shape == (2, 1000) and blank.dtype == np.float32 and not blank.any()
+    assert zeroed_output(1, 0).shape == (1, 0)
+    for description in ("steady rain", "a door slams"):  # continuing, and a one-shot's head
+        audio = render_sketch(description, length_s=LONG_EVENT_S + 1.0, sample_rate=RATE, seed=2)
+        assert audio.flags.c_contiguous and audio.flags.writeable and not audio.flags.owndata
+        copy = pickle.loads(pickle.dumps(audio))  # e.g. handed to another process
+        assert copy.tobytes() == audio.tobytes()
+        audio *= 0.5  # callers scale stems in place
+        assert np.array_equal(audio, copy * np.float32(0.5))
