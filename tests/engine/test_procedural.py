@@ -526,3 +526,62 @@ def test_resampling_float32_gives_the_samples_float64_gave(channels, work_rate,
     narrow = soxr.resample(audio.astype(np.float32).T, work_rate, sample_rate).T
     assert narrow.dtype == np.float32
     assert np.ascontiguousarray(narrow).tobytes() == np.ascontiguousarray(wide).tobytes()
+
+
+def test_in_place_primitives_give_the_samples_of_the_plain_formulas(monkeypatch) -> None:
+    """The faster primitives keep the samples of the straightforward code they replaced."""
+    import math
+
+    from scipy import signal as scipy_signal
+
+    from engine.generators.procedural import primitives as P
+
+    rng = np.random.default_rng(3)
+    audio = rng.standard_normal((2, 20000))
+    for in_place_loop in (P._sosfilt_loop, None):  # scipy's loop, or its public sosfilt
+        monkeypatch.setattr(P, "_sosfilt_loop", in_place_loop)
+        for filtered, reference in (
+            (lambda x, **k: P.bandpass(x, 300, 2000, 16000, **k),
+             scipy_signal.sosfilt(scipy_signal.butter(2, [300, 2000], "bandpass", fs=16000,
+                                                      output="sos"), audio, axis=-1)),
+            (lambda x, **k: P.one_pole(x, 1.0, 0.99, **k),
+             scipy_signal.lfilter([1.0], [1.0, -0.99], audio, axis=-1)),
+        ):
+            assert filtered(audio).tobytes() == reference.tobytes()
+            mine = audio.copy()
+            assert filtered(mine, in_place=True).tobytes() == reference.tobytes()
+            narrow = audio.astype(np.float32)  # not float64: filtered into a new array
+            kept = narrow.copy()
+            filtered(narrow, in_place=True)
+            assert narrow.tobytes() == kept.tobytes()
+
+    # smooth_noise: np.interp of the coarse curve at every frame
+    n_frames, rate_hz, sample_rate = 30011, 0.7, 16000
+    smooth = P.smooth_noise(np.random.default_rng(5), n_frames, sample_rate, rate_hz, 2)
+    points = np.random.default_rng(5).standard_normal((2, int(n_frames * rate_hz / sample_rate)
+                                                       + 3))
+    hop = max(1, min(256, int(sample_rate / (rate_hz * 16.0))))
+    coarse_at = np.arange(0, n_frames + hop, hop)
+    position = coarse_at * (rate_hz / sample_rate)
+    index = position.astype(np.int64)
+    weight = 0.5 - 0.5 * np.cos(math.pi * (position - index))
+    coarse = points[:, index] * (1.0 - weight) + points[:, index + 1] * weight
+    expected = np.stack([np.interp(np.arange(n_frames), coarse_at, row) for row in coarse])
+    assert np.ascontiguousarray(smooth).tobytes() == expected.tobytes()
+
+    # hit_env: the envelope over the whole time axis
+    for onset_s, attack_s, decay_s in ((0.03, 0.005, 0.3), (-0.2, 0.1, 0.02), (1.7, 0.0, 0.01),
+                                       (5.0, 0.1, 0.1)):
+        time_s = np.arange(32000) / 16000 - onset_s
+        rise = np.clip(time_s / max(attack_s, 1e-4), 0.0, 1.0)
+        fall = np.exp(-np.clip(time_s - attack_s, 0.0, None) / max(decay_s, 1e-4))
+        expected = np.where(time_s < 0.0, 0.0, rise * fall)
+        got = P.hit_env(32000, 16000, onset_s=onset_s, attack_s=attack_s, decay_s=decay_s)
+        assert got.tobytes() == expected.tobytes()
+
+    # buzz: the closed form as written
+    phase = np.cumsum(rng.random(5000) * 0.02)
+    for ratio in (0.5, 0.86):
+        c = np.cos(P.TWO_PI * phase)
+        expected = (ratio * c - ratio * ratio) / (1.0 - 2.0 * ratio * c + ratio * ratio)
+        assert P.buzz(phase, ratio).tobytes() == (expected * (1.0 - ratio) / ratio).tobytes()

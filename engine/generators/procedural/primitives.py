@@ -3,7 +3,10 @@
 Every function names its units (``freq_hz``, ``decay_s``, ``n_frames``, ``sample_rate`` in Hz)
 and works from 8 kHz to 384 kHz: frequencies go through ``clamp_hz``. Cost matters more than
 polish: most texture is filtered noise and impulse trains convolved with short kernels (one
-FFT convolution or IIR pass instead of thousands of Python-level grains).
+FFT convolution or IIR pass instead of thousands of Python-level grains). Memory matters as
+much: a long event's segment is a million samples, and on a busy machine faulting in fresh
+pages costs as much as the arithmetic, so functions taking ``in_place`` work on a temporary
+the caller hands over (the same samples, one segment-sized array fewer).
 """
 
 from __future__ import annotations
