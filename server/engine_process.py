@@ -70,6 +70,12 @@ CANCEL_POLL_S = 0.05
 CANCEL_GRACE_S = 120.0
 # The server died: how long the worker lets cancelled calls stop cleanly before it exits anyway.
 ORPHAN_GRACE_S = 2.0
+# The worker yields the CPU to the transports' loop (and to the DAW) whenever both want it:
+# rendering is throughput work, a reply to a request is latency work. With the worker at the
+# same priority, a render's threads on this 2-core machine held both cores and the loop waited
+# for a scheduler slice (a few ms) before it could answer. Ten steps of nice gives the loop
+# about ten times the worker's share under contention and nothing is lost when the CPU is free.
+WORKER_NICE = 10
 START_TIMEOUT_S = 300.0  # building the engine imports the render stack (first start: slower)
 
 
@@ -92,6 +98,7 @@ def _serve(conn: Connection, build: EngineBuilder, plugins: Sequence[str], log_l
     if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>` writes every thread's stack to stderr
         faulthandler.register(signal.SIGUSR1, all_threads=True)
     logging.basicConfig(level=log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    _lower_priority(WORKER_NICE)
     try:
         import_plugins(plugins)
         engine = build()
@@ -104,6 +111,17 @@ def _serve(conn: Connection, build: EngineBuilder, plugins: Sequence[str], log_l
         conn.send(("broken", _portable(error)))
         return
     _Worker(conn, engine).run()
+
+
+def _lower_priority(steps: int) -> None:
+    """Lower this process's CPU priority by ``steps`` of nice (POSIX; Windows has no os.nice and
+    keeps the default)."""
+    if steps <= 0 or not hasattr(os, "nice"):
+        return
+    try:
+        os.nice(steps)
+    except OSError as error:  # a container or policy that refuses: run at the normal priority
+        log.warning("could not lower the engine process's priority: %s", error)
 
 
 def import_plugins(plugins: Sequence[str]) -> None:

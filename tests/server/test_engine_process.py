@@ -89,6 +89,20 @@ def test_the_server_renders_in_a_worker_process(start_server):
     assert done["type"] == "done" and all(Path(e["stem_path"]).is_file() for e in done["manifest"]["events"])
 
 
+@pytest.mark.skipif(not hasattr(os, "nice"), reason="POSIX priorities")
+def test_the_worker_yields_the_cpu_to_the_transports(start_server):
+    """Rendering runs below the server's priority, so a request's answer never waits for a
+    scheduler slice behind render threads; the server itself keeps its own priority."""
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    server = start_server(real=True, backend="ep-quick")
+    assert os.getpriority(os.PRIO_PROCESS, 0) == ours
+    expected = min(19, ours + engine_process.WORKER_NICE)
+    assert os.getpriority(os.PRIO_PROCESS, server.engine.pid) == expected
+    # ... and still renders.
+    done = ws_call(server.ws_port, generate("nice", "ep-quick"))[-1]
+    assert done["type"] == "done"
+
+
 def test_a_worker_that_dies_fails_its_job_and_the_next_request_gets_a_fresh_one(start_server):
     server = start_server(real=True, backend="ep-quick")
     first = server.engine.pid
