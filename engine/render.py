@@ -29,7 +29,6 @@ Loudness policy (why the numbers below are what they are):
 from __future__ import annotations
 
 import math
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, NamedTuple, Sequence
@@ -623,34 +622,6 @@ def mix(
     for stem, array in zip(stems, arrays):
         bus.add(array, start_s=stem.start_s, gain_db=stem.gain_db)
     return bus.finish(ceiling_dbtp=ceiling_dbtp)
-
-
-def _load_malloc_trim() -> Callable[[int], int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        return ctypes.CDLL("libc.so.6").malloc_trim  # type: ignore[no-any-return]
-    except (OSError, AttributeError):
-        return None  # not glibc: nothing to do
-
-
-_MALLOC_TRIM = _load_malloc_trim()
-
-
-def return_freed_memory() -> None:
-    """Hand the pages of freed stem-sized arrays back to the OS (glibc's malloc_trim).
-
-    glibc keeps a freed block of up to 32 MB in its heap for reuse rather than unmapping it,
-    and each thread allocates from its own heap. So the raw takes a long scene lets go of one
-    by one would stay resident while its mix bus grows into fresh pages, and a generator
-    thread's temporaries would stay resident beside the other thread's. The scene calls this
-    after each stem and the procedural generator after each request: without it the 600 s
-    benchmark scene peaks ~100 MB higher. A trim costs about a millisecond.
-    """
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
 
 
 def warm_up(sample_rate: int = 48000) -> None:

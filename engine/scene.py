@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import soundfile as sf
 
-from engine import render
+from engine import malloc, render
 from engine.errors import CancelledError, InvalidInputError
 from engine.generators import GenerationRequest, GenerationResult, Generator
 from engine.limits import check_audio, check_position_s
@@ -538,7 +538,7 @@ RENDER_WORKERS = 1
 # a 60 s, 16-event scene ~0.3 s more CPU (1.6 s against 1.3 s, both busy-machine figures) for
 # stems that are back in a second or two anyway, while a 600 s scene gains seconds of wall.
 PIPELINE_MIN_S = 240.0
-# Freed stem memory goes back to the OS after every stem (render.return_freed_memory) only in
+# Freed stem memory goes back to the OS after every stem (malloc.return_freed_memory) only in
 # scenes with at least this many seconds of stems, where it keeps peak memory down (the 600 s
 # benchmark scene ~100 MB). In a short scene each trim made the next stem's arrays fault
 # their pages in afresh: ~10k page faults, 0.1 s of kernel time for a 60 s scene whose stems
@@ -568,7 +568,7 @@ def _render_all(
         if not keep_samples:
             rendered = rendered.without_audio()  # on the mix bus now: not held for anything
         if trim_each:
-            render.return_freed_memory()
+            malloc.return_freed_memory()
         return rendered
 
     if RENDER_WORKERS == 1 or len(jobs) < 2:
@@ -831,5 +831,5 @@ def render_scene(
                                  tempo_bpm=cue_markers_bpm)
         manifest = manifest.model_copy(update={"cues_path": str(cues)})
     write_manifest(manifest, out.folder / MANIFEST_NAME)
-    render.return_freed_memory()  # a server's next scene may be hours away
+    malloc.return_freed_memory()  # a server's next scene may be hours away
     return manifest

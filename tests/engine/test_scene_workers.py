@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 import engine.scene as scene
-from engine import render
+from engine import malloc, render
 from engine.errors import CancelledError
 from engine.plan import Event, Plan
 from engine.progress import CancelToken
@@ -211,7 +211,7 @@ def test_long_scenes_hand_memory_back_after_each_stem_short_ones_once(
         tmp_path, monkeypatch, trim_min_s, trims):
     # Short scenes: a trim per stem only made the next stem fault its pages in afresh.
     calls: list[int] = []
-    monkeypatch.setattr(render, "return_freed_memory", lambda: calls.append(1))
+    monkeypatch.setattr(malloc, "return_freed_memory", lambda: calls.append(1))
     monkeypatch.setattr(scene, "TRIM_EACH_STEM_MIN_S", trim_min_s)
     manifest = _render(tmp_path, 1, monkeypatch)
     assert len(manifest.events) == 7

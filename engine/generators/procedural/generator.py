@@ -53,7 +53,7 @@ from engine.generators.procedural.recipes.beds import sketch_neutral
 from engine.generators.procedural.text import Traits, read_description
 from engine.limits import check_sample_rate
 from engine.progress import CancelToken, ProgressFn
-from engine.render import return_freed_memory
+from engine.malloc import return_freed_memory
 
 # Bump whenever a recipe, the keyword table or the level rule changes samples: it is part of
 # every cache key made for this backend.
