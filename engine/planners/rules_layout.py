@@ -12,7 +12,9 @@ The rules, in a designer's terms:
 - silence takes its slot and makes no event; times past the scene end give a note;
 - a machine (lexicon ``machine``) that starts, runs and stops is a short start-up, a run up to
   the stop, and a short stop sound, bed or not; a source that starts after an action ("... and
-  an alarm starts") comes in when the action ends and runs on until the end or its stop.
+  an alarm starts") comes in when the action ends and runs on until the end or its stop;
+  after a sound that goes on by nature ("a man speaks and a dog starts barking") it comes in
+  a beat after that sound starts, as after a bed, unless "then" or a length says otherwise.
 """
 
 from __future__ import annotations
@@ -300,14 +302,18 @@ def layout_scene(groups: list[list[Clause]], duration_s: float) -> Layout:
         # A stop is a moment too: the run before it takes the time, not a silence after it.
         held = {i for i in run if _rigid(groups[i]) or all(c.stops for c in groups[i])
                 or (i + 1 < len(groups) and _starts_after(groups[i + 1]))}
-        rigid_s = sum(lengths[i] for i in run if i in held)
+        # A source that comes in while the one before goes on ("a man speaks and a dog starts
+        # barking") starts a beat in, as after a bed; the one before keeps its own length.
+        advance = {i: min(lengths[i], BED_LEAD_S) for i in held
+                   if i + 1 < len(groups) and any(c.joins for c in groups[i + 1])}
+        rigid_s = sum(advance.get(i, lengths[i]) for i in run if i in held)
         flexible_s = sum(lengths[i] for i in run if i not in held)
         scale = (limit_s - cursor_s - rigid_s) / flexible_s if flexible_s > 0 else 1.0
         scale = max(scale, MIN_SCALE)
         for i in run:
             slot_s = lengths[i] if i in held else lengths[i] * scale
             _place_group(groups[i], cursor_s, slot_s, duration_s, layout, running)
-            cursor_s += slot_s
+            cursor_s += advance.get(i, slot_s)
         index = run_end
     _fit_inside(layout, duration_s)
     return layout

@@ -104,6 +104,7 @@ class Clause:
     repeated: bool = False  # "repeatedly", "on and off": a long run rather than one go
     background: bool = False  # "in the background", "throughout": the whole scene
     onset: bool = False  # "an alarm starts", "rain begins": comes in here and keeps going
+    joins: bool = False  # "a man speaks and a dog starts barking": comes in while that goes on
 
 
 # "in a quiet room", "into a quiet campsite": the word describes the place, not the sound.
@@ -140,6 +141,8 @@ def make_clause(raw: str) -> Clause | None:
     """Read one clause: its times, count, source (from the lexicon), dynamics and loudness."""
     from engine.lexicon import load_lexicon
 
+    joins = _JOINS in raw  # set by _split_simultaneous
+    raw = raw.replace(_JOINS, "")
     time, rest = extract_time(raw)
     silence_match = SILENCE_LENGTH.search(rest)
     if silence_match or is_silence(clean_description(rest)):
@@ -186,6 +189,7 @@ def make_clause(raw: str) -> Clause | None:
             and not stops),
         background=bed_words,
         onset=is_onset(text) and not stops,
+        joins=joins,
     )
 
 
@@ -450,8 +454,10 @@ def _split_simultaneous(part: str) -> list[str]:
             clauses.append(f"{_subject(_last_subject_piece(previous))} {piece.strip()}\x00seq")
         elif connective == "and" and previous and _starts_after(piece, previous):
             # "debris falls and a car alarm starts": the alarm comes in when the debris lands
-            # (plain "rain and thunder" stays two layers).
-            clauses.append(f"{piece.strip()}\x00seq")
+            # (plain "rain and thunder" stays two layers). After a sound that goes on by
+            # nature ("a man speaks and a dog starts barking") it comes in while that goes on.
+            joins = _JOINS if _goes_on(previous) else ""
+            clauses.append(f"{piece.strip()}{joins}\x00seq")
         elif connective == "and" and previous and _new_action_of_a_short_sound(piece, previous):
             # "an arrow whooshes and hits a target": two sounds of one source, in order.
             clauses.append(f"{_subject(_last_subject_piece(previous))} {piece.strip()}\x00seq")
@@ -466,6 +472,25 @@ def _split_simultaneous(part: str) -> list[str]:
 
 
 _STARTS_VERB = re.compile(r"^(?:starts?|begins?)\s+(?:to\s+)?\w+", re.I)
+# Marks a clause that comes in while the open-ended sound before it goes on (Clause.joins).
+_JOINS = "\x04"
+# A sustained source that can run this long goes on by nature (speech, an idling engine or
+# truck, a siren, a baby crying, a piano playing); a shorter one is an action with a length
+# ("debris falls" lands within 5 s, a thunder roll within 8 s, a phone's ringing within 10 s).
+OPEN_ENDED_MIN_S = 12.0
+
+
+def _goes_on(previous: str) -> bool:
+    """Whether the clause names an open-ended sustained source (beds have their own lead)."""
+    from engine.lexicon import load_lexicon
+
+    time, bare = extract_time(previous.replace("\x01", " "))
+    if time.length_s is not None or time.end_s is not None:
+        return False  # "speaks for five seconds": it ends where the text says
+    bare = clean_description(bare)
+    entry = load_lexicon().match(bare) if bare else None
+    return (entry is not None and entry.kind == "sustained" and not is_stop(bare)
+            and entry.length_max_s >= OPEN_ENDED_MIN_S)
 
 
 def _starts_after(piece: str, previous: str) -> bool:

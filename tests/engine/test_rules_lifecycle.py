@@ -9,6 +9,7 @@ from engine.lexicon import load_lexicon, parse_lexicon
 from engine.errors import InvalidInputError
 from engine.plan import Event, Plan
 from engine.planners.rules import RulePlanner
+from engine.planners.rules_layout import BED_LEAD_S
 from engine.planners.rules_time import is_onset, is_start, is_stop
 
 PLANNER = RulePlanner(base_lufs=-23.0)
@@ -162,13 +163,44 @@ def test_a_started_source_runs_until_something_stops_it() -> None:
     assert alarm.end_s == pytest.approx(stop.start_s) and alarm.length_s > 5.0
 
 
-def test_hits_that_start_keep_going_and_wait_for_the_action_before() -> None:
-    speech, dog = in_order(plan("a man speaks and a dog starts barking"))
+GOES_ON_AND_STARTS = [
+    ("a man speaks and a dog starts barking", "speaks", "dog"),
+    ("a piano plays and a phone starts ringing", "piano", "phone"),
+    ("an engine idles and a car alarm starts", "engine", "alarm"),
+    ("a woman whispers and a clock starts ticking", "whispers", "clock"),
+]
+
+
+@pytest.mark.parametrize(("prompt", "first", "then"), GOES_ON_AND_STARTS)
+def test_a_source_that_starts_during_an_open_ended_one_comes_in_a_beat_after_it(
+        prompt: str, first: str, then: str) -> None:
+    p = plan(prompt)
+    ongoing = [e for e in p.events if first in e.description.lower()]
+    started = [e for e in p.events if then in e.description.lower()]
+    assert len(ongoing) == 1 and len(started) == 1, [e.description for e in p.events]
+    ongoing_event, started_event = ongoing[0], started[0]
+    # Speech, an idling engine, a piano: sounds that go on by nature. What starts comes in a
+    # beat after them, as after a bed, and both sound together ...
+    assert ongoing_event.start_s == 0.0
+    assert started_event.start_s == pytest.approx(BED_LEAD_S)
+    assert started_event.start_s < ongoing_event.end_s - 1.0
+    # ... the first keeps its own length, and the new one runs on to the end.
+    assert ongoing_event.end_s > BED_LEAD_S + 3.0
+    assert started_event.end_s == SCENE_S
+
+
+@pytest.mark.parametrize("prompt", ["a man speaks and then a dog starts barking",
+                                    "a man speaks for three seconds and a dog starts barking"])
+def test_then_or_a_stated_length_still_puts_the_start_after_it(prompt: str) -> None:
+    speech, dog = in_order(plan(prompt))
     assert "dog" in dog.description.lower()
-    # The speech keeps its own length; the barking comes in after it and runs on.
-    assert dog.start_s == pytest.approx(speech.end_s) and dog.start_s < SCENE_S - 3.0
+    assert dog.start_s == pytest.approx(speech.end_s) and dog.start_s > BED_LEAD_S
     assert dog.end_s == SCENE_S
-    # A count still means that many barks.
+
+
+def test_hits_that_start_keep_going_and_a_count_still_counts() -> None:
+    speech, dog = in_order(plan("a man speaks and a dog starts barking"))
+    assert dog.end_s == SCENE_S and dog.start_s < speech.end_s
     assert len(plan("a dog starts barking twice").events) == 2
 
 
