@@ -9,7 +9,9 @@ and leaves no empty session behind. Imports nothing heavy: the dispatcher calls 
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import ClassVar, Iterable, Mapping
@@ -47,6 +49,9 @@ def add_checkpoint(table: dict[str, Path], name: str, folder: str | Path) -> Non
     table[name] = Path(folder).expanduser()
 
 
+VTA_CHECKPOINTS_ENV = "AUDIO_AGENT_VTA_CHECKPOINTS"
+
+
 class VTASettings(TableSettings):
     """The settings file's ``[vta]`` table::
 
@@ -67,6 +72,21 @@ def _settings_source(table: str = "[vta] checkpoints") -> str:
     return f"{path} {table}" if path is not None else table
 
 
+def _relative_bases(names: Iterable[str]) -> dict[str, Path]:
+    """Where each entry's relative folder starts from: the settings file's own folder (as a
+    designer who keeps models beside the file means it, whatever folder `serve` is started
+    from); the working folder for an entry the environment variable gives (its JSON wins
+    over the file's entry of the same name)."""
+    path = config_file()
+    file_base = Path.cwd() if path is None else path.resolve().parent
+    try:
+        from_env = json.loads(os.environ.get(VTA_CHECKPOINTS_ENV) or "{}")
+    except ValueError:
+        from_env = {}  # pydantic has refused it already, naming the variable
+    env_names = set(from_env) if isinstance(from_env, dict) else set()
+    return {name: Path.cwd() if name in env_names else file_base for name in names}
+
+
 def settings_checkpoint_table() -> dict[str, Path]:
     """The ``[vta] checkpoints`` table of the settings, names checked (folders are checked by
     check_vta_table when the server starts); a bad entry is refused naming it and the file."""
@@ -80,12 +100,13 @@ def settings_checkpoint_table() -> dict[str, Path]:
                                 "names the file)",
                                 field=f"vta.{where}", value=first.get("input")) from None
     table: dict[str, Path] = {}
+    bases = _relative_bases(checkpoints)
     for name, folder in checkpoints.items():
         if not folder.strip():
             raise InvalidInputError(f"{_settings_source()}: {name} = {folder!r}: no folder given",
                                     field=f"vta.checkpoints.{name}", value=folder)
         try:
-            add_checkpoint(table, name, folder.strip())
+            add_checkpoint(table, name, bases[name] / Path(folder.strip()).expanduser())
         except InvalidInputError as error:
             raise InvalidInputError(f"{_settings_source()}: {error.message}", field=f"vta.checkpoints.{name}",
                                     value=name) from None

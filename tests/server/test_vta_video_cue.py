@@ -186,6 +186,30 @@ def test_settings_table_lists_checkpoints_and_the_flag_adds_or_overrides(world, 
     assert config_from_args(build_parser().parse_args(["serve"])).vta_checkpoints == {"tiny": other}
 
 
+def test_a_relative_folder_in_the_settings_file_starts_beside_the_file(world, tmp_path, monkeypatch):
+    import shutil
+
+    from server.cli import build_parser
+    from server.commands.serve import config_from_args
+
+    settings_dir = tmp_path / "settings"
+    shutil.copytree(world["checkpoint"], settings_dir / "models" / "foley")
+    settings_dir.joinpath("config.toml").write_text('[vta.checkpoints]\nfoley = "models/foley"\n',
+                                                    encoding="utf-8")
+    monkeypatch.setenv("AUDIO_AGENT_CONFIG", str(settings_dir / "config.toml"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # `serve` started from another folder
+    config = config_from_args(build_parser().parse_args(["serve"]))
+    assert config.vta_checkpoints == {"foley": settings_dir / "models" / "foley"}
+    # From the environment variable, a relative folder is the working folder's (the file's
+    # entries keep theirs).
+    shutil.copytree(world["checkpoint"], elsewhere / "env-ckpt")
+    monkeypatch.setenv("AUDIO_AGENT_VTA_CHECKPOINTS", '{"env": "env-ckpt"}')
+    config = config_from_args(build_parser().parse_args(["serve"]))
+    assert config.vta_checkpoints == {"foley": settings_dir / "models" / "foley", "env": elsewhere / "env-ckpt"}
+
+
 @pytest.mark.parametrize("table,words", [
     ('[vta.checkpoints]\nfoley = "{missing}"\n', ["'foley'", "config.toml [vta] checkpoints", "not a folder"]),
     ('[vta.checkpoints]\n"a b" = "{ckpt}"\n', ["config.toml [vta] checkpoints", "'a b'", "letters, digits"]),
