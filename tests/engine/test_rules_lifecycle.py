@@ -141,14 +141,18 @@ STARTS_AFTER = [
 ]
 
 
+def _first_and_started(prompt: str, first: str, then: str) -> tuple[Event, Event]:
+    """The one event whose description holds ``first`` and the one holding ``then``."""
+    p = plan(prompt)
+    named = [[e for e in p.events if key in e.description.lower()] for key in (first, then)]
+    assert [len(events) for events in named] == [1, 1], [e.description for e in p.events]
+    return named[0][0], named[1][0]
+
+
 @pytest.mark.parametrize(("prompt", "first", "then"), STARTS_AFTER)
 def test_a_source_that_starts_comes_in_when_the_action_lands(prompt: str, first: str,
                                                              then: str) -> None:
-    p = plan(prompt)
-    action = [e for e in p.events if first in e.description.lower()]
-    started = [e for e in p.events if then in e.description.lower()]
-    assert len(action) == 1 and len(started) == 1, [e.description for e in p.events]
-    action_event, started_event = action[0], started[0]
+    action_event, started_event = _first_and_started(prompt, first, then)
     assert action_event.start_s == 0.0
     # It comes in as the action ends (not with it at 0, nor half a scene later) ...
     assert started_event.start_s == pytest.approx(action_event.end_s, abs=0.05)
@@ -174,11 +178,7 @@ GOES_ON_AND_STARTS = [
 @pytest.mark.parametrize(("prompt", "first", "then"), GOES_ON_AND_STARTS)
 def test_a_source_that_starts_during_an_open_ended_one_comes_in_a_beat_after_it(
         prompt: str, first: str, then: str) -> None:
-    p = plan(prompt)
-    ongoing = [e for e in p.events if first in e.description.lower()]
-    started = [e for e in p.events if then in e.description.lower()]
-    assert len(ongoing) == 1 and len(started) == 1, [e.description for e in p.events]
-    ongoing_event, started_event = ongoing[0], started[0]
+    ongoing_event, started_event = _first_and_started(prompt, first, then)
     # Speech, an idling engine, a piano: sounds that go on by nature. What starts comes in a
     # beat after them, as after a bed, and both sound together ...
     assert ongoing_event.start_s == 0.0
