@@ -368,11 +368,8 @@ class Measurement:
         weights = _weights(array.shape[0])
         floor = self._quiet_state(gain)
         # Chunks holding a changed frame, found with one search per span (most are clean).
-        touched = np.zeros(len(self.chunks), dtype=bool)
-        starts = np.array([chunk.start for chunk in self.chunks])
-        for low, high in spans.tolist():
-            touched[max(0, int(np.searchsorted(starts, low, side="right")) - 1)
-                    : int(np.searchsorted(starts, high, side="left"))] = True
+        touched = _dirty_pieces(
+            np.array([chunk.start for chunk in self.chunks] + [array.shape[1]], dtype=np.int64), spans)
         chunks: list[_Chunk] = []
         carried: np.ndarray | None = None  # the new signal's state where it differs
         for index, old in enumerate(self.chunks):
@@ -414,24 +411,24 @@ class Measurement:
         else:
             begin = int(np.flatnonzero(known[: int(np.argmax(dirty)) + 1])[-1])
             state = states[begin]
+        head = carried if carried is not None else old.state * gain
         pieces = len(edges) - 1
         # Through the last dirty piece and one more: the filter forgets a change within a
         # few thousand frames, so one call usually covers it (the loop below is for when not).
         end = int(np.flatnonzero(dirty)[-1]) + 1 if dirty.any() else begin
         end = min(pieces, end + 1)
+        left: np.ndarray | None = None  # the state at the chunk's end, unless it settled
         while True:
             part, state = _filter_chunk(array, self.sample_rate, weights, self.cuts,
                                         int(edges[begin]), int(edges[end]), state)
             sums[begin:end], states[begin:end] = part.sums, part.states
             if end == pieces:
+                left = state
                 break
             if known[end] and _agrees(state, states[end], floor):
-                head = carried if carried is not None else old.state * gain
-                return _Chunk(old.start, old.stop, head, old.first, old.last, sums,
-                              states), None
+                break
             begin, end = end, end + 1  # not settled yet: the next piece too
-        head = carried if carried is not None else old.state * gain
-        return _Chunk(old.start, old.stop, head, old.first, old.last, sums, states), state
+        return _Chunk(old.start, old.stop, head, old.first, old.last, sums, states), left
 
 
 def _dirty_pieces(edges: np.ndarray, spans: np.ndarray) -> np.ndarray:
