@@ -1,4 +1,5 @@
-"""The C heap under numpy's arrays (glibc only; elsewhere nothing is done).
+"""The C heap under numpy's arrays (glibc only; elsewhere nothing is done), and big arrays
+kept out of it.
 
 Rendering makes and frees many arrays of megabytes on several threads (the procedural
 generator's two workers, the stem pipeline, the scene's own thread). glibc keeps freed blocks
@@ -43,3 +44,29 @@ def return_freed_memory() -> None:
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)
+
+
+def mapped_zeros(shape: tuple[int, int], *, small_pages: bool = False) -> Any:
+    """A zeroed float32 array in an anonymous mapping of its own, not in the C heap: zeroed by
+    the OS as pages are first written, unmapped when the last array using it goes. For an
+    array that outlives the temporaries made after it (a long event's output, a mix bus):
+    inside the heap it would sit among them, and the pages they free around it could not be
+    reused or handed back cleanly.
+
+    ``small_pages``: ordinary 4 KB pages. numpy asks for transparent huge pages on arrays of
+    4 MB and more; where the kernel then compacts memory to find 2 MB pages on the spot (THP
+    defrag "madvise"), a mix bus's first touches cost 50-200 ms of kernel time on a busy
+    machine against ~30 ms for the same memory in small pages.
+    """
+    import mmap
+
+    import numpy as np
+
+    size = int(np.prod(shape)) * np.dtype(np.float32).itemsize
+    if size == 0:
+        return np.zeros(shape, dtype=np.float32)
+    mapping = mmap.mmap(-1, size)
+    if small_pages and hasattr(mapping, "madvise") and hasattr(mmap, "MADV_NOHUGEPAGE"):
+        mapping.madvise(mmap.MADV_NOHUGEPAGE)
+    # The array keeps the mapping alive; both go when the last view of the array does.
+    return np.frombuffer(mapping, dtype=np.float32).reshape(shape)

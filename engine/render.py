@@ -35,7 +35,7 @@ from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from engine import loudness, truepeak
+from engine import loudness, malloc, truepeak
 from engine.errors import InvalidInputError
 from engine.limits import check_audio, check_sample_rate
 
@@ -507,25 +507,12 @@ _ADD_SLICE_FRAMES = 1 << 15  # frames per slice when a stem is added with a gain
 _SMALL_PAGES_MIN_BYTES = 1 << 22
 
 
-def _zeroed_small_pages(shape: tuple[int, int]) -> np.ndarray:
-    """A zeroed float32 array on ordinary 4 KB pages (an anonymous mapping, zero-filled by
-    the OS as pages are first touched).
-
-    numpy asks for transparent huge pages on arrays of 4 MB and more; where the kernel then
-    compacts memory to find 2 MB pages on the spot (THP defrag "madvise", as here), a mix
-    bus's first touches cost 50-200 ms of kernel time on a busy machine against ~30 ms for
-    the same memory in small pages. Small arrays come from np.zeros as before.
-    """
-    size = int(np.prod(shape)) * 4
-    if size < _SMALL_PAGES_MIN_BYTES:
+def _zeroed_bus(shape: tuple[int, int]) -> np.ndarray:
+    """A zeroed float32 mix bus; from 4 MB up in its own mapping on small pages
+    (engine.malloc.mapped_zeros says why). Small buses come from np.zeros as before."""
+    if int(np.prod(shape)) * 4 < _SMALL_PAGES_MIN_BYTES:
         return np.zeros(shape, dtype=np.float32)
-    import mmap
-
-    mapping = mmap.mmap(-1, size)
-    if hasattr(mapping, "madvise") and hasattr(mmap, "MADV_NOHUGEPAGE"):
-        mapping.madvise(mmap.MADV_NOHUGEPAGE)
-    # The array keeps the mapping alive; both go when the last view of the array does.
-    return np.frombuffer(mapping, dtype=np.float32).reshape(shape)
+    return malloc.mapped_zeros(shape, small_pages=True)
 
 
 class MixBus:
@@ -544,7 +531,7 @@ class MixBus:
             )
         self.sample_rate = sample_rate
         self.frames = int(round(duration_s * sample_rate))
-        self.audio = _zeroed_small_pages((max(1, channels), self.frames))
+        self.audio = _zeroed_bus((max(1, channels), self.frames))
 
     def add(self, audio: np.ndarray, *, start_s: float, gain_db: float = 0.0) -> None:
         array = _check_audio(audio, "stems")

@@ -96,11 +96,11 @@ def test_continuing_hits_keep_going_through_a_long_event() -> None:
 def test_long_output_lives_in_its_own_mapping_and_behaves_as_any_array() -> None:
     import pickle
 
-    from engine.generators.procedural.long_events import zeroed_output
+    from engine.malloc import mapped_zeros
 
-    blank = zeroed_output(2, 1000)
+    blank = mapped_zeros((2, 1000))
     assert blank.shape == (2, 1000) and blank.dtype == np.float32 and not blank.any()
-    assert zeroed_output(1, 0).shape == (1, 0)
+    assert mapped_zeros((1, 0)).shape == (1, 0)
     for description in ("steady rain", "a door slams"):  # continuing, and a one-shot's head
         audio = render_sketch(description, length_s=LONG_EVENT_S + 1.0, sample_rate=RATE, seed=2)
         assert audio.flags.c_contiguous and audio.flags.writeable and not audio.flags.owndata

@@ -20,10 +20,11 @@ One-shots never repeat: a long event of a one-shot family renders its first ``PO
 from __future__ import annotations
 
 import math
-import mmap
 from typing import Callable
 
 import numpy as np
+
+from engine.malloc import mapped_zeros
 
 # An event longer than this takes the segmented path.
 LONG_EVENT_S = 60.0
@@ -42,20 +43,6 @@ SWELLING = {"pad": (4.0, 3.0), "neutral": (5.0, 5.0)}
 SegmentRenderer = Callable[[int, int, bool], np.ndarray]
 
 
-def zeroed_output(channels: int, frames: int) -> np.ndarray:
-    """A zeroed float32 (channels, frames) array in its own anonymous mapping, not the heap.
-
-    A long event's output outlives the segment temporaries made after it; inside the heap it
-    would sit among them, and the pages they free around it could not be reused or handed
-    back cleanly. Its own mapping is zeroed by the OS as it is first written, and unmapped
-    when the last array using it goes.
-    """
-    nbytes = channels * frames * np.dtype(np.float32).itemsize
-    if nbytes == 0:
-        return np.zeros((channels, frames), dtype=np.float32)
-    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=np.float32).reshape(channels, frames)
-
-
 def segment_frames(*, channels: int, work_rate: int, sample_rate: int) -> int:
     """Output frames per segment for a recipe of ``channels`` at ``work_rate`` Hz."""
     segment_s = max(SEGMENT_SAMPLES / (channels * work_rate), MIN_SEGMENT_S)
@@ -72,7 +59,7 @@ def render_continuing(render: SegmentRenderer, *, family: str, frames: int, chan
     steady = family in SWELLING
     pool_size = 1 if steady else max(2, math.ceil(POOL_S / (seg_frames / sample_rate)))
     pool: list[np.ndarray] = []
-    out = zeroed_output(channels, frames)
+    out = mapped_zeros((channels, frames))
     ramp = np.linspace(0.0, 0.5 * math.pi, fade, dtype=np.float32)
     fade_in, fade_out = np.sin(ramp), np.cos(ramp)  # equal power: uncorrelated sum keeps level
     previous = -1
@@ -121,7 +108,7 @@ def render_head(render: SegmentRenderer, *, frames: int, sample_rate: int) -> np
     """Raw float32 (channels, frames): a one-shot's first POOL_S seconds, then silence."""
     head_frames = min(frames, int(POOL_S * sample_rate))
     head = np.asarray(render(0, head_frames, False), dtype=np.float32)
-    out = zeroed_output(head.shape[0], frames)
+    out = mapped_zeros((head.shape[0], frames))
     out[:, :head_frames] = head
     _fade_ends(out[:, :head_frames], sample_rate)
     return out
