@@ -230,12 +230,9 @@ def _warm_render_path(*, render_here: bool) -> None:
         return
     _warmed.set()
     if render_here:
-        try:
-            from engine.render import warm_up
+        from server.engine_process import warm_render_path
 
-            warm_up()
-        except Exception:  # a failed warm-up only costs the first job the time it would have saved
-            log.exception("render path warm-up failed")
+        warm_render_path()
     # What is loaded by now (numpy, the engine, pydantic models) lives as long as the process.
     # Collections walking it paused every thread, the event loop too (benchmarks/server.py under
     # load: gen-1 up to 15 ms, full ones 100-280 ms); frozen, the collector never walks it again.

@@ -151,7 +151,7 @@ class _Worker:
 
     def run(self) -> None:
         # The render path is imported and primed while the first request is still on its way.
-        threading.Thread(target=_warm_up, name="aa-warm", daemon=True).start()
+        threading.Thread(target=warm_render_path, name="aa-warm", daemon=True).start()
         orphaned = False
         try:
             while True:
@@ -272,7 +272,10 @@ class _Worker:
         return self._engine.mark_interrupted()
 
 
-def _warm_up() -> None:
+def warm_render_path() -> None:
+    """Import and prime the render path (engine.render.warm_up), off whatever thread serves
+    requests: otherwise the first job pays it. The engine process and a server that renders
+    in its own process both call it."""
     try:
         from engine.render import warm_up
 
